@@ -1,0 +1,54 @@
+# Nephele — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu \
+	libvirt-clients qemu-system-x86 qemu-utils redis-server chromium busybox-static cpio xz-utils
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help deps venv run test test-fast lint bench guest check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages Nephele needs (as root; skipped when present)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: deps $(VENV)/.installed ## create .venv with the pinned requirements
+
+guest: deps ## build the tiny test guest (kernel + busybox initramfs) from Debian packages
+	bash scripts/build-test-guest.sh .cache/guest
+
+run: venv ## set up and serve Nephele with demo data on http://127.0.0.1:8000 (Ctrl-C stops)
+	$(PY) scripts/run.py
+
+test: venv guest ## run the whole test suite (unit, Celery/libvirt, real QEMU host, browser)
+	bash scripts/start-libvirtd.sh
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv ## the suite without the integration and browser tiers
+	$(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+lint: venv ## ruff, mypy on services and drivers, and makemigrations --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) manage.py makemigrations --check --dry-run
+
+bench: venv ## print the performance figures (scheduler core, deploy latency)
+	$(PY) bench/scheduler.py
+	$(PY) bench/deploy.py
+
+clean: ## remove the venv, caches and local state
+	rm -rf $(VENV) .cache .run db.sqlite3 staticfiles artifacts

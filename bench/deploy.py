@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Deploy latency: 200 VMs created through the REST API onto simulated hosts.
+
+Prints request → RUNNING p50 / p95 / p99 (target p95 ≤ 1 s) and, as the last line, a JSON
+object. Uses its own database (``<DATABASE_URL name>_bench`` on PostgreSQL, a temporary SQLite
+file otherwise), the Redis at REDIS_URL (or a private one it starts), and a real Celery worker
+in-process serving the scheduler queue and every host queue, as the agent does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+N_VMS = int(os.environ.get("BENCH_VMS", "200"))
+N_HOSTS = 8
+CLIENTS = 8
+
+
+def _redis() -> subprocess.Popen[bytes] | None:
+    if "REDIS_URL" in os.environ:
+        return None
+    port = 6398
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    proc = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(50):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    return proc
+
+
+def main() -> None:
+    redis_proc = _redis()
+    tmp = Path(tempfile.mkdtemp(prefix="nephele-bench-"))
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("postgres"):
+        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/nephele_bench"
+        subprocess.run(["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "DROP DATABASE IF EXISTS nephele_bench"], check=True)
+        subprocess.run(["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "CREATE DATABASE nephele_bench"], check=True)
+    else:
+        os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    os.environ["NEPHELE_STATE_DIR"] = str(tmp / "state")
+    os.environ["NEPHELE_LOG_LEVEL"] = "WARNING"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    import django
+
+    django.setup()
+    from celery.contrib.testing.worker import start_worker
+    from django.core.management import call_command
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    from compute import services
+    from compute.drivers.registry import get_driver
+    from compute.drivers.simulated import write_node
+    from compute.models import VirtualMachine, VMStateChange, VMTemplate
+    from django.contrib.auth import get_user_model
+    from portal.celery import app
+    from tenants.models import Membership, Organization, Project
+
+    call_command("migrate", verbosity=0)
+    admin = get_user_model().objects.create(username="admin", is_staff=True, is_superuser=True)
+    user = get_user_model().objects.create(username="bench")
+    project = Project.objects.create(organization=Organization.objects.create(name="bench"), name="bench")
+    Membership.objects.create(user=user, project=project, role="member")
+    template = VMTemplate.objects.create(project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test")
+    app.conf.worker_enable_remote_control = True
+    with start_worker(app, pool="threads", concurrency=8, queues=["nephele", "agent.local"], hostname="agent@local",
+                      perform_ping_check=False, loglevel="WARNING"):  # fmt: skip
+        for i in range(N_HOSTS):
+            uri = write_node(tmp / "sim", f"h{i}", vcpu=64, memory_mb=262144, disk_gb=1000)
+            host = services.register_host(admin, name=f"h{i}", uri=uri, hypervisor="test")
+            services.record_probe(host.pk, get_driver("libvirt", uri).host_info())
+        time.sleep(2)  # let the agent subscribe to the host queues
+        started: dict[int, float] = {}
+        lock = threading.Lock()
+
+        def client(k: int) -> None:
+            api = APIClient()
+            api.force_authenticate(user)
+            for j in range(k, N_VMS, CLIENTS):
+                t0 = time.time()
+                r = api.post("/api/v1/vms/", {"name": f"vm{j}", "project": project.pk, "template": template.pk}, format="json")
+                assert r.status_code == 202, r.content
+                with lock:
+                    started[r.json()[0]["id"]] = t0
+            connection.close()
+
+        t_all = time.time()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        deadline = time.time() + 120
+        while VirtualMachine.objects.filter(state="RUNNING").count() < N_VMS and time.time() < deadline:
+            time.sleep(0.2)
+        wall = time.time() - t_all
+    running_at = dict(VMStateChange.objects.filter(to_state="RUNNING").values_list("vm_id", "created_at"))
+    lat = sorted(running_at[pk].timestamp() - t0 for pk, t0 in started.items() if pk in running_at)
+    if redis_proc:
+        redis_proc.terminate()
+
+    def pct(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))], 3) if lat else float("nan")
+
+    result = {
+        "vms": N_VMS, "running": len(lat), "hosts": N_HOSTS, "clients": CLIENTS,
+        "p50_s": pct(0.50), "p95_s": pct(0.95), "p99_s": pct(0.99),
+        "mean_s": round(statistics.mean(lat), 3) if lat else None, "wall_s": round(wall, 2),
+        "database": connection.vendor,
+    }  # fmt: skip
+    print(f"Deploy latency, request → RUNNING, {N_VMS} VMs via the API onto {N_HOSTS} simulated hosts ({connection.vendor})")
+    print(f"  running: {len(lat)}/{N_VMS}   p50 {result['p50_s']} s   p95 {result['p95_s']} s   p99 {result['p99_s']} s   (target p95 ≤ 1 s)")
+    print(f"  wall time for all: {result['wall_s']} s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""REST representations of compute objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from portal.querysets import is_cloud_admin
+
+from ..models import (
+    MAX_MEMORY_MB,
+    MAX_VCPU,
+    AuditRecord,
+    BootImage,
+    Cluster,
+    Host,
+    VirtualMachine,
+    VMPlacement,
+    VMStateChange,
+    VMTemplate,
+)
+from ..states import ACTIONS, RECOVER_OPTIONS, allowed_actions
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Cluster
+        fields = ["id", "name", "placement_policy", "description"]
+
+
+class HostSerializer(serializers.ModelSerializer):
+    cluster = serializers.PrimaryKeyRelatedField(queryset=Cluster.objects.all(), allow_null=True, required=False)
+
+    class Meta:
+        model = Host
+        fields = [
+            "id", "name", "cluster", "driver", "uri", "hypervisor", "state", "state_message", "agent", "labels",
+            "priority", "total_vcpu", "total_memory_mb", "total_disk_gb", "alloc_vcpu", "alloc_memory_mb",
+            "alloc_disk_gb", "free_memory_mb", "cpu_load", "unknown_domains", "last_probe_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = [
+            "state", "state_message", "total_vcpu", "total_memory_mb", "total_disk_gb", "alloc_vcpu",
+            "alloc_memory_mb", "alloc_disk_gb", "free_memory_mb", "cpu_load", "unknown_domains", "last_probe_at",
+            "created_at",
+        ]  # fmt: skip
+
+
+class HostActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["enable", "disable", "offline"])
+
+
+class BootImageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BootImage
+        fields = ["id", "project", "name", "kind", "kernel_path", "initrd_path", "cmdline", "disk_path", "public"]
+
+
+class VMTemplateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VMTemplate
+        fields = [
+            "id", "project", "owner", "name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image",
+            "required_labels", "hypervisor", "cluster", "public", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["owner", "created_at"]
+
+
+class VMSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    allowed_actions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VirtualMachine
+        fields = [
+            "id", "name", "project", "owner", "template", "vcpu", "memory_mb", "disk_gb", "state", "operation",
+            "hv_state", "host", "schedule_message", "last_error", "required_labels", "hypervisor", "cluster",
+            "allowed_actions", "created_at", "state_changed_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_allowed_actions(self, vm: VirtualMachine) -> list[str]:
+        user = self.context["request"].user
+        return allowed_actions(vm.state, busy=vm.busy, admin=is_cloud_admin(user))
+
+
+class VMCreateSerializer(serializers.Serializer):
+    """Input for creating VMs from a template; sizes default to the template's."""
+
+    name = serializers.CharField(max_length=63)
+    project = serializers.IntegerField()
+    template = serializers.IntegerField()
+    count = serializers.IntegerField(default=1, min_value=1, max_value=100)
+    vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
+    memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)
+    hold = serializers.BooleanField(default=False)
+
+
+class VMActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=list(ACTIONS))
+    hard = serializers.BooleanField(default=False)
+    live = serializers.BooleanField(default=False)
+    host = serializers.IntegerField(required=False, allow_null=True)
+    recover = serializers.ChoiceField(choices=list(RECOVER_OPTIONS), required=False, allow_blank=True, default="")
+    vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
+    memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["action"] == "recover" and not attrs.get("recover"):
+            raise serializers.ValidationError({"recover": f"recover needs one of {', '.join(RECOVER_OPTIONS)}"})
+        if attrs["action"] == "resize" and attrs.get("vcpu") is None and attrs.get("memory_mb") is None:
+            raise serializers.ValidationError({"vcpu": "resize needs vcpu and/or memory_mb"})
+        return attrs
+
+
+class PlacementSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = VMPlacement
+        fields = ["id", "host", "start_reason", "end_reason", "started_at", "ended_at", "vcpu", "memory_mb"]
+
+
+class StateChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VMStateChange
+        fields = ["from_state", "to_state", "reason", "created_at"]
+
+
+class AuditSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditRecord
+        fields = [
+            "id", "actor_name", "action", "object_type", "object_id", "object_name", "source_ip", "result",
+            "detail", "created_at",
+        ]  # fmt: skip

@@ -1,0 +1,228 @@
+"""REST API for compute: clusters, hosts, boot images, templates, VMs and their actions.
+
+Every queryset starts from the access gate; every change goes through a service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from portal.api import client_ip
+from portal.errors import NotFound, PermissionDenied
+from portal.querysets import is_cloud_admin
+from tenants.models import Project
+
+from .. import services
+from ..models import AuditRecord, BootImage, Cluster, Host, VirtualMachine, VMTemplate
+from . import serializers as s
+
+
+class IsCloudAdmin(permissions.BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return is_cloud_admin(request.user)
+
+
+class ClusterViewSet(viewsets.ModelViewSet):
+    """Clusters (cloud administrators)."""
+
+    serializer_class = s.ClusterSerializer
+    permission_classes = [IsCloudAdmin]
+
+    def get_queryset(self) -> QuerySet[Cluster]:
+        return Cluster.objects.restrict(self.request.user, "view")
+
+
+class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Hypervisor hosts (cloud administrators)."""
+
+    serializer_class = s.HostSerializer
+    permission_classes = [IsCloudAdmin]
+    filterset_fields = ["state", "cluster", "hypervisor"]
+
+    def get_queryset(self) -> QuerySet[Host]:
+        return Host.objects.restrict(self.request.user, "view").select_related("cluster")
+
+    def create(self, request: Request) -> Response:
+        ser = s.HostSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        host = services.register_host(
+            request.user,
+            name=d["name"],
+            uri=d["uri"],
+            driver=d.get("driver", "libvirt"),
+            hypervisor=d.get("hypervisor", "qemu"),
+            cluster=d.get("cluster"),
+            labels=d.get("labels") or {},
+            priority=d.get("priority", 0),
+            agent=d.get("agent", "local"),
+            ip=client_ip(request),
+        )
+        return Response(s.HostSerializer(host).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Host) -> None:
+        services.delete_host(self.request.user, instance.pk, ip=client_ip(self.request))
+
+    @extend_schema(request=s.HostActionSerializer, responses={200: s.HostSerializer})
+    @action(detail=True, methods=["post"], url_path="action")
+    def host_action(self, request: Request, pk: str | None = None) -> Response:
+        host = self.get_object()
+        ser = s.HostActionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        host = services.set_host_state(request.user, host.pk, ser.validated_data["action"], ip=client_ip(request))
+        return Response(s.HostSerializer(host).data)
+
+
+class BootImageViewSet(viewsets.ModelViewSet):
+    """Boot sources registered by path on the hosts (administrators register; everyone lists)."""
+
+    serializer_class = s.BootImageSerializer
+
+    def get_queryset(self) -> QuerySet[BootImage]:
+        user = self.request.user
+        mine = BootImage.objects.restrict(user, "view").values("pk")
+        return BootImage.objects.filter(Q(pk__in=mine) | Q(public=True)).order_by("name")
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [permissions.IsAuthenticated()]
+        return [IsCloudAdmin()]
+
+    def perform_create(self, serializer: Any) -> None:
+        serializer.save(owner=self.request.user)
+
+
+class VMTemplateViewSet(viewsets.ModelViewSet):
+    """VM templates (instance types) of the user's projects, plus public ones."""
+
+    serializer_class = s.VMTemplateSerializer
+    filterset_fields = ["project", "public"]
+
+    def get_queryset(self) -> QuerySet[VMTemplate]:
+        user = self.request.user
+        action_name = "view" if self.action in ("list", "retrieve") else "manage"
+        mine = VMTemplate.objects.restrict(user, action_name).values("pk")
+        q = Q(pk__in=mine)
+        if action_name == "view":
+            q |= Q(public=True)
+        return VMTemplate.objects.filter(q).select_related("boot_image").order_by("name")
+
+    def _check_project(self, project: Project, public: bool) -> None:
+        if not Project.objects.restrict(self.request.user, "manage").filter(pk=project.pk).exists():
+            raise NotFound("project not found", field="project")
+        if public and not is_cloud_admin(self.request.user):
+            raise PermissionDenied("only cloud administrators publish templates", field="public")
+
+    def perform_create(self, serializer: Any) -> None:
+        self._check_project(serializer.validated_data["project"], serializer.validated_data.get("public", False))
+        serializer.save(owner=self.request.user)
+
+    def perform_update(self, serializer: Any) -> None:
+        project = serializer.validated_data.get("project", serializer.instance.project)
+        self._check_project(project, serializer.validated_data.get("public", serializer.instance.public))
+        serializer.save()
+
+
+class VMFilter(filters.FilterSet):
+    state = filters.CharFilter(method="filter_state")
+    name = filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = VirtualMachine
+        fields = ["project", "host", "state", "name"]
+
+    def filter_state(self, qs: QuerySet[VirtualMachine], name: str, value: str) -> QuerySet[VirtualMachine]:
+        return qs.filter(state__in=[v.strip().upper() for v in value.split(",")])
+
+
+class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Virtual machines. DONE VMs are listed only when asked for (``?state=DONE``)."""
+
+    serializer_class = s.VMSerializer
+    filterset_class = VMFilter
+
+    def get_queryset(self) -> QuerySet[VirtualMachine]:
+        qs = VirtualMachine.objects.restrict(self.request.user, "view").select_related("host", "owner")
+        if self.action == "list" and "state" not in self.request.query_params:
+            qs = qs.exclude(state="DONE")
+        return qs
+
+    @extend_schema(request=s.VMCreateSerializer, responses={202: s.VMSerializer(many=True)})
+    def create(self, request: Request) -> Response:
+        ser = s.VMCreateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        project = Project.objects.restrict(request.user, "manage").filter(pk=d["project"]).first()
+        if project is None:
+            raise NotFound("project not found", field="project")
+        template = VMTemplate.objects.filter(
+            Q(pk__in=VMTemplate.objects.restrict(request.user, "view").values("pk")) | Q(public=True), pk=d["template"]
+        ).first()
+        if template is None:
+            raise NotFound("template not found", field="template")
+        vms = services.create_vms(
+            request.user,
+            project=project,
+            template=template,
+            name=d["name"],
+            count=d["count"],
+            vcpu=d.get("vcpu"),
+            memory_mb=d.get("memory_mb"),
+            hold=d["hold"],
+            ip=client_ip(request),
+        )
+        data = s.VMSerializer(vms, many=True, context={"request": request}).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=s.VMActionSerializer,
+        responses={202: s.VMSerializer, 409: OpenApiResponse(description="not allowed in the current state")},
+    )
+    @action(detail=True, methods=["post"], url_path="action")
+    def vm_action(self, request: Request, pk: str | None = None) -> Response:
+        vm = self.get_object()
+        ser = s.VMActionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        req = services.ActionRequest(
+            action=d["action"],
+            hard=d["hard"],
+            live=d["live"],
+            host_id=d.get("host"),
+            recover=d.get("recover") or "",
+            vcpu=d.get("vcpu"),
+            memory_mb=d.get("memory_mb"),
+        )
+        vm = services.perform_action(request.user, vm.pk, req, ip=client_ip(request))
+        vm.refresh_from_db()
+        return Response(s.VMSerializer(vm, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: s.PlacementSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str | None = None) -> Response:
+        """Placements (host stays with times) and state changes of the VM."""
+        vm = self.get_object()
+        return Response(
+            {
+                "placements": s.PlacementSerializer(vm.placements.select_related("host"), many=True).data,
+                "state_changes": s.StateChangeSerializer(vm.state_changes.all(), many=True).data,
+            }
+        )
+
+
+class AuditViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail of the user's projects (all of it for cloud administrators)."""
+
+    serializer_class = s.AuditSerializer
+    filterset_fields = ["object_type", "object_id", "action", "project"]
+
+    def get_queryset(self) -> QuerySet[AuditRecord]:
+        return AuditRecord.objects.restrict(self.request.user, "view")

@@ -1,0 +1,49 @@
+"""Host capacity bookkeeping: claims and releases are single conditional UPDATEs.
+
+The database settles concurrent claims (the row is locked by the UPDATE and its WHERE is
+re-checked), so however many schedulers run, a host is never overbooked.
+"""
+
+from __future__ import annotations
+
+from django.db.models import F
+
+from .models import Host
+
+
+def claim(host_id: int, vcpu: int, memory_mb: int, disk_gb: int) -> bool:
+    """Take capacity on a host if it still has room; False when it has not."""
+    return (
+        Host.objects.filter(
+            pk=host_id,
+            alloc_vcpu__lte=F("total_vcpu") - vcpu,
+            alloc_memory_mb__lte=F("total_memory_mb") - memory_mb,
+            alloc_disk_gb__lte=F("total_disk_gb") - disk_gb,
+        ).update(
+            alloc_vcpu=F("alloc_vcpu") + vcpu,
+            alloc_memory_mb=F("alloc_memory_mb") + memory_mb,
+            alloc_disk_gb=F("alloc_disk_gb") + disk_gb,
+        )
+        == 1
+    )
+
+
+def adjust(host_id: int, d_vcpu: int, d_memory_mb: int) -> bool:
+    """Grow (or shrink) a claim in place, as for a resize while powered off."""
+    return (
+        Host.objects.filter(
+            pk=host_id,
+            alloc_vcpu__lte=F("total_vcpu") - d_vcpu,
+            alloc_memory_mb__lte=F("total_memory_mb") - d_memory_mb,
+        ).update(alloc_vcpu=F("alloc_vcpu") + d_vcpu, alloc_memory_mb=F("alloc_memory_mb") + d_memory_mb)
+        == 1
+    )
+
+
+def release(host_id: int, vcpu: int, memory_mb: int, disk_gb: int) -> None:
+    """Give capacity back."""
+    Host.objects.filter(pk=host_id).update(
+        alloc_vcpu=F("alloc_vcpu") - vcpu,
+        alloc_memory_mb=F("alloc_memory_mb") - memory_mb,
+        alloc_disk_gb=F("alloc_disk_gb") - disk_gb,
+    )

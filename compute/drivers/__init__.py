@@ -1,0 +1,1 @@
+"""Compute drivers: small, typed, and ignorant of Django (see base.py)."""

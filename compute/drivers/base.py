@@ -1,0 +1,158 @@
+"""The compute driver contract.
+
+Drivers take and return plain values and frozen dataclasses; they never import Django or
+the ORM. They translate their library's errors into ``DriverError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class DriverError(Exception):
+    """A driver operation failed; the message is the hypervisor's own."""
+
+
+class DomainNotFound(DriverError):
+    """The domain does not exist on the host."""
+
+
+class HostUnreachable(DriverError):
+    """The host (or its hypervisor daemon) cannot be reached."""
+
+
+class Unsupported(DriverError):
+    """The driver cannot do this operation."""
+
+
+class PowerState(str, Enum):
+    """The hypervisor's view of a domain, kept beside our own state."""
+
+    RUNNING = "running"
+    BLOCKED = "blocked"
+    PAUSED = "paused"
+    SHUTDOWN = "shutdown"  # shutting down
+    SHUTOFF = "shutoff"
+    CRASHED = "crashed"
+    PMSUSPENDED = "pmsuspended"
+    NOSTATE = "nostate"
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """Everything needed to define a domain."""
+
+    name: str  # the hypervisor's name (nephele-<pk>)
+    title: str  # the user's name, free text
+    uuid: str
+    vcpu: int
+    memory_mb: int
+    kernel: str = ""
+    initrd: str = ""
+    cmdline: str = ""
+    disk_path: str = ""
+    disk_format: str = "qcow2"
+    serial_log: str = ""  # file receiving the serial console
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """A domain as the hypervisor reports it."""
+
+    name: str
+    uuid: str
+    power_state: PowerState
+    vcpu: int
+    memory_mb: int
+    cpu_time_ns: int = 0
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """A host's capacity and measured load."""
+
+    hostname: str
+    hypervisor: str
+    vcpu: int
+    memory_mb: int
+    free_memory_mb: int
+    disk_gb: int
+    cpu_model: str = ""
+    cpu_load: float = 0.0
+
+
+class ComputeDriver(abc.ABC):
+    """One connection to one host."""
+
+    name: str = "abstract"
+    #: what this driver can do: save_restore, live_migrate, cold_migrate, acpi_shutdown, suspend
+    capabilities: Mapping[str, bool] = {}
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def supports(self, capability: str) -> bool:
+        return bool(self.capabilities.get(capability, False))
+
+    @abc.abstractmethod
+    def define(self, spec: DomainSpec) -> None:
+        """Define (persist) the domain; defining an existing one updates it."""
+
+    @abc.abstractmethod
+    def start(self, name: str) -> None:
+        """Boot a defined, shut-off domain. Starting a running domain is a no-op."""
+
+    @abc.abstractmethod
+    def shutdown(self, name: str, timeout: float) -> bool:
+        """ACPI shutdown; True when the domain is off within ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def destroy(self, name: str) -> None:
+        """Hard power-off. Destroying a shut-off or missing domain is a no-op."""
+
+    @abc.abstractmethod
+    def reboot(self, name: str, hard: bool = False) -> None:
+        """Reboot (ACPI) or reset (hard)."""
+
+    @abc.abstractmethod
+    def suspend(self, name: str) -> None:
+        """Pause the domain in memory."""
+
+    @abc.abstractmethod
+    def resume(self, name: str) -> None:
+        """Unpause a paused domain."""
+
+    def save(self, name: str, path: str) -> None:
+        """Save the domain's memory to ``path`` and stop it."""
+        raise Unsupported(f"{self.name} cannot save domains")
+
+    def restore(self, path: str) -> None:
+        """Restore a domain saved with ``save``."""
+        raise Unsupported(f"{self.name} cannot restore domains")
+
+    def migrate(self, name: str, dest_uri: str, live: bool) -> None:
+        """Move the domain to another host of the same driver."""
+        raise Unsupported(f"{self.name} cannot migrate domains")
+
+    @abc.abstractmethod
+    def undefine(self, name: str) -> None:
+        """Remove the definition. Undefining a missing domain is a no-op."""
+
+    @abc.abstractmethod
+    def get_info(self, name: str) -> DomainInfo:
+        """The domain's state; raises DomainNotFound."""
+
+    @abc.abstractmethod
+    def list_domains(self) -> list[DomainInfo]:
+        """Every domain on the host, defined or running."""
+
+    @abc.abstractmethod
+    def host_info(self) -> HostInfo:
+        """Capacity and load of the host."""
+
+    def close(self) -> None:
+        """Release the connection."""

@@ -1,0 +1,305 @@
+"""A compute driver over libvirt, for any libvirt URI (qemu:///system, qemu+ssh://…, test:///…).
+
+Domain XML is built with ElementTree, so any user-supplied text (the VM's title) is escaped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import libvirt
+
+from .base import (
+    ComputeDriver,
+    DomainInfo,
+    DomainNotFound,
+    DomainSpec,
+    DriverError,
+    HostInfo,
+    HostUnreachable,
+    PowerState,
+    Unsupported,
+)
+
+T = TypeVar("T")
+
+_POWER = {
+    libvirt.VIR_DOMAIN_NOSTATE: PowerState.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: PowerState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: PowerState.BLOCKED,
+    libvirt.VIR_DOMAIN_PAUSED: PowerState.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: PowerState.SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: PowerState.SHUTOFF,
+    libvirt.VIR_DOMAIN_CRASHED: PowerState.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.PMSUSPENDED,
+}
+METADATA_NS = "https://nephele.example/xmlns/domain/1.0"
+
+# libvirt prints every error on stderr by default; our callers get them as exceptions instead.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def build_domain_xml(spec: DomainSpec, domain_type: str) -> str:
+    """The libvirt domain XML for ``spec``; every text goes through ElementTree's escaping."""
+    dom = ET.Element("domain", {"type": domain_type})
+    ET.SubElement(dom, "name").text = spec.name
+    ET.SubElement(dom, "uuid").text = spec.uuid
+    ET.SubElement(dom, "title").text = spec.title
+    if spec.metadata:
+        meta = ET.SubElement(dom, "metadata")
+        nmeta = ET.SubElement(meta, f"{{{METADATA_NS}}}instance")
+        for key, value in sorted(spec.metadata.items()):
+            ET.SubElement(nmeta, f"{{{METADATA_NS}}}{key}").text = value
+    ET.SubElement(dom, "memory", {"unit": "MiB"}).text = str(spec.memory_mb)
+    ET.SubElement(dom, "vcpu").text = str(spec.vcpu)
+    os_el = ET.SubElement(dom, "os")
+    ET.SubElement(os_el, "type", {"arch": "x86_64"}).text = "hvm"
+    if spec.kernel:
+        ET.SubElement(os_el, "kernel").text = spec.kernel
+        if spec.initrd:
+            ET.SubElement(os_el, "initrd").text = spec.initrd
+        if spec.cmdline:
+            ET.SubElement(os_el, "cmdline").text = spec.cmdline
+    else:
+        ET.SubElement(os_el, "boot", {"dev": "hd"})
+    if domain_type != "test":
+        features = ET.SubElement(dom, "features")
+        ET.SubElement(features, "acpi")
+        ET.SubElement(dom, "on_poweroff").text = "destroy"
+        ET.SubElement(dom, "on_reboot").text = "restart"
+        ET.SubElement(dom, "on_crash").text = "destroy"
+    devices = ET.SubElement(dom, "devices")
+    if spec.disk_path:
+        disk = ET.SubElement(devices, "disk", {"type": "file", "device": "disk"})
+        ET.SubElement(disk, "driver", {"name": "qemu", "type": spec.disk_format})
+        ET.SubElement(disk, "source", {"file": spec.disk_path})
+        ET.SubElement(disk, "target", {"dev": "vda", "bus": "virtio"})
+    if spec.serial_log and domain_type != "test":
+        serial = ET.SubElement(devices, "serial", {"type": "file"})
+        ET.SubElement(serial, "source", {"path": spec.serial_log})
+        ET.SubElement(serial, "target", {"port": "0"})
+        console = ET.SubElement(devices, "console", {"type": "file"})
+        ET.SubElement(console, "source", {"path": spec.serial_log})
+        ET.SubElement(console, "target", {"type": "serial", "port": "0"})
+    if domain_type != "test":
+        ET.SubElement(devices, "memballoon", {"model": "none"})
+    ET.register_namespace("nephele", METADATA_NS)
+    return ET.tostring(dom, encoding="unicode")
+
+
+class LibvirtComputeDriver(ComputeDriver):
+    """One libvirt connection, reopened when it drops."""
+
+    name = "libvirt"
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self._conn: libvirt.virConnect | None = None
+        self._lock = threading.RLock()
+        self._last_cpu: tuple[int, int] | None = None
+        self.is_test = uri.startswith("test:")
+        self.domain_type = "test" if self.is_test else os.environ.get("NEPHELE_VIRT_TYPE", "qemu")
+        self.capabilities = {
+            "save_restore": True,
+            "suspend": True,
+            "acpi_shutdown": True,
+            "cold_migrate": True,
+            # libvirt's test driver has no migration; QEMU hosts migrate live over libvirt.
+            "live_migrate": not self.is_test,
+        }
+
+    # -- connection -------------------------------------------------------------------------
+    def _connection(self) -> libvirt.virConnect:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    if self._conn.isAlive():
+                        return self._conn
+                except libvirt.libvirtError:
+                    pass
+                self._conn = None
+            try:
+                self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise HostUnreachable(f"cannot connect to {self.uri}: {exc.get_error_message()}") from exc
+            return self._conn
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except libvirt.libvirtError as exc:
+            code = exc.get_error_code()
+            if code == libvirt.VIR_ERR_NO_DOMAIN:
+                raise DomainNotFound(exc.get_error_message()) from exc
+            if code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT):
+                with self._lock:
+                    self._conn = None
+                raise HostUnreachable(exc.get_error_message()) from exc
+            if code == libvirt.VIR_ERR_NO_SUPPORT:
+                raise Unsupported(exc.get_error_message()) from exc
+            raise DriverError(exc.get_error_message() or str(exc)) from exc
+
+    def _domain(self, name: str) -> libvirt.virDomain:
+        conn = self._connection()
+        return self._call(lambda: conn.lookupByName(name))
+
+    def _power(self, dom: libvirt.virDomain) -> PowerState:
+        state, _reason = self._call(dom.state)
+        return _POWER.get(state, PowerState.NOSTATE)
+
+    # -- life cycle -------------------------------------------------------------------------
+    def define(self, spec: DomainSpec) -> None:
+        conn = self._connection()
+        xml = build_domain_xml(spec, self.domain_type)
+        self._call(lambda: conn.defineXML(xml))
+
+    def start(self, name: str) -> None:
+        dom = self._domain(name)
+        if self._power(dom) in (PowerState.RUNNING, PowerState.BLOCKED):
+            return
+        if self._power(dom) == PowerState.PAUSED:
+            self._call(dom.resume)
+            return
+        self._call(dom.create)
+
+    def shutdown(self, name: str, timeout: float) -> bool:
+        dom = self._domain(name)
+        if self._power(dom) == PowerState.SHUTOFF:
+            return True
+        self._call(dom.shutdown)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self._power(dom) == PowerState.SHUTOFF:
+                    return True
+            except DomainNotFound:
+                return True
+            time.sleep(0.5)
+        return False
+
+    def destroy(self, name: str) -> None:
+        try:
+            dom = self._domain(name)
+        except DomainNotFound:
+            return
+        if self._power(dom) != PowerState.SHUTOFF:
+            self._call(dom.destroy)
+
+    def reboot(self, name: str, hard: bool = False) -> None:
+        dom = self._domain(name)
+        if hard:
+            self._call(lambda: dom.reset(0))
+        else:
+            self._call(lambda: dom.reboot(0))
+
+    def suspend(self, name: str) -> None:
+        dom = self._domain(name)
+        if self._power(dom) != PowerState.PAUSED:
+            self._call(dom.suspend)
+
+    def resume(self, name: str) -> None:
+        dom = self._domain(name)
+        if self._power(dom) == PowerState.PAUSED:
+            self._call(dom.resume)
+
+    def save(self, name: str, path: str) -> None:
+        dom = self._domain(name)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._call(lambda: dom.save(path))
+
+    def restore(self, path: str) -> None:
+        conn = self._connection()
+        self._call(lambda: conn.restore(path))
+
+    def migrate(self, name: str, dest_uri: str, live: bool) -> None:
+        if live and not self.capabilities["live_migrate"]:
+            raise Unsupported(f"{self.uri} cannot migrate live")
+        dom = self._domain(name)
+        flags = libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        if live:
+            flags |= libvirt.VIR_MIGRATE_LIVE
+        try:
+            dest = libvirt.open(dest_uri)
+        except libvirt.libvirtError as exc:
+            raise HostUnreachable(f"cannot connect to {dest_uri}: {exc.get_error_message()}") from exc
+        try:
+            self._call(lambda: dom.migrate(dest, flags, None, None, 0))
+        finally:
+            dest.close()
+
+    def undefine(self, name: str) -> None:
+        try:
+            dom = self._domain(name)
+        except DomainNotFound:
+            return
+        flags = 0 if self.is_test else libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        self._call(lambda: dom.undefineFlags(flags))
+
+    # -- observation ------------------------------------------------------------------------
+    def _info(self, dom: libvirt.virDomain) -> DomainInfo:
+        state, _max_mem, mem_kib, vcpus, cpu_time = self._call(dom.info)
+        return DomainInfo(
+            name=dom.name(),
+            uuid=dom.UUIDString(),
+            power_state=_POWER.get(state, PowerState.NOSTATE),
+            vcpu=vcpus,
+            memory_mb=mem_kib // 1024,
+            cpu_time_ns=cpu_time,
+        )
+
+    def get_info(self, name: str) -> DomainInfo:
+        return self._info(self._domain(name))
+
+    def list_domains(self) -> list[DomainInfo]:
+        conn = self._connection()
+        return [self._info(d) for d in self._call(lambda: conn.listAllDomains(0))]
+
+    def host_info(self) -> HostInfo:
+        conn = self._connection()
+        model, memory_mb, cpus, _mhz, *_rest = self._call(conn.getInfo)
+        free = self._call(conn.getFreeMemory) // (1024 * 1024)
+        pools: list[Any] = self._call(lambda: conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE))
+        disk_gb = sum(self._call(p.info)[1] for p in pools) // (1024**3)
+        if not disk_gb and not self.is_test and self.uri.split("://", 1)[-1].startswith("/"):
+            # A local daemon with no pool yet: the filesystem that will hold its images.
+            disk_gb = shutil.disk_usage("/var/lib/libvirt" if os.path.isdir("/var/lib/libvirt") else "/").total // (1024**3)
+        return HostInfo(
+            hostname=self._call(conn.getHostname),
+            hypervisor=self._call(conn.getType).lower(),
+            vcpu=cpus,
+            memory_mb=memory_mb,
+            free_memory_mb=free if free else memory_mb,
+            disk_gb=disk_gb,
+            cpu_model=model,
+            cpu_load=self._cpu_load(conn),
+        )
+
+    def _cpu_load(self, conn: libvirt.virConnect) -> float:
+        """Busy fraction of the host's CPUs since the previous probe (0 on the first)."""
+        if self.is_test:
+            return 0.0
+        try:
+            stats = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS)
+        except libvirt.libvirtError:
+            return 0.0
+        busy = int(stats.get("kernel", 0)) + int(stats.get("user", 0))
+        total = busy + int(stats.get("idle", 0)) + int(stats.get("iowait", 0))
+        last, self._last_cpu = self._last_cpu, (busy, total)
+        if last is None or total <= last[1]:
+            return 0.0
+        return max(0.0, min(1.0, (busy - last[0]) / (total - last[1])))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except libvirt.libvirtError:
+                    pass
+                self._conn = None

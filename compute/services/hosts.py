@@ -1,0 +1,180 @@
+"""Host registration, administrative state, probes and reconciliation: the writers of Host rows."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from portal.events import publish_host
+from portal.querysets import is_cloud_admin
+
+from ..drivers.base import DomainInfo, HostInfo
+from ..drivers.registry import names as driver_names
+from ..models import Cluster, Host, VirtualMachine, host_name_validator
+from ..states import HostState
+from ..states import VMState as S
+from .vms import observe_domain, record_action
+
+log = logging.getLogger(__name__)
+URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "test")
+
+
+def _require_admin(actor: Any) -> None:
+    if actor is not None and not is_cloud_admin(actor):
+        raise PermissionDenied("only cloud administrators manage hosts")
+
+
+@transaction.atomic
+def register_host(
+    actor: Any,
+    *,
+    name: str,
+    uri: str,
+    driver: str = "libvirt",
+    hypervisor: str = "qemu",
+    cluster: Cluster | None = None,
+    labels: dict[str, str] | None = None,
+    priority: int = 0,
+    agent: str = "local",
+    ip: str | None = None,
+) -> Host:
+    """Add a host; its agent starts consuming the host's queue and a first probe runs at once."""
+    from .. import tasks
+
+    _require_admin(actor)
+    try:
+        host_name_validator(name)
+    except ValidationError as exc:
+        raise InvalidInput(f"name: {exc.messages[0]}", field="name") from None
+    if Host.objects.filter(name=name).exists():
+        raise InvalidInput(f"a host named {name!r} exists already", field="name")
+    scheme = uri.split(":", 1)[0]
+    if "://" not in uri or scheme not in URI_SCHEMES:
+        raise InvalidInput(f"uri must be a libvirt URI with scheme {', '.join(URI_SCHEMES)}", field="uri")
+    if driver not in driver_names():
+        raise InvalidInput(f"driver must be one of {', '.join(driver_names())}", field="driver")
+    labels = labels or {}
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise InvalidInput("labels must map strings to strings", field="labels")
+    host = Host.objects.create(
+        name=name,
+        uri=uri,
+        driver=driver,
+        hypervisor=hypervisor,
+        cluster=cluster,
+        labels=labels,
+        priority=priority,
+        agent=agent,
+    )
+    record_action(actor, host, "register", ip=ip, uri=uri)
+    publish_host(host.pk)
+    transaction.on_commit(lambda: tasks.attach_host_queue(host.pk))
+    return host
+
+
+HOST_ADMIN_STATES = {"enable": HostState.INIT, "disable": HostState.DISABLED, "offline": HostState.OFFLINE}
+
+
+@transaction.atomic
+def set_host_state(actor: Any, host_id: int, action: str, *, ip: str | None = None) -> Host:
+    """enable / disable / offline. Offline is refused while VMs still live on the host."""
+    from .. import tasks
+
+    _require_admin(actor)
+    if action not in HOST_ADMIN_STATES:
+        raise InvalidInput(f"action must be one of {', '.join(HOST_ADMIN_STATES)}", field="action")
+    host = Host.objects.select_for_update().filter(pk=host_id).first()
+    if host is None:
+        raise NotFound("host not found")
+    if action == "offline":
+        resident = VirtualMachine.objects.filter(host=host).exclude(state=S.DONE).count()
+        if resident:
+            raise Conflict(f"host {host.name} still has {resident} VM(s); migrate or terminate them first")
+    host.state = HOST_ADMIN_STATES[action]
+    host.state_message = f"{action}d by {getattr(actor, 'username', 'system')}"
+    host.save(update_fields=["state", "state_message"])
+    record_action(actor, host, action, ip=ip)
+    publish_host(host.pk)
+    if action == "enable":
+        transaction.on_commit(lambda: tasks.probe_host.apply_async((host.pk,), queue=host.queue))
+    return host
+
+
+@transaction.atomic
+def delete_host(actor: Any, host_id: int, *, ip: str | None = None) -> None:
+    _require_admin(actor)
+    host = Host.objects.select_for_update().filter(pk=host_id).first()
+    if host is None:
+        raise NotFound("host not found")
+    if VirtualMachine.objects.filter(host=host).exists():
+        raise Conflict(f"host {host.name} still has VMs")
+    record_action(actor, host, "delete", ip=ip)
+    host.placements.all().delete()
+    host.delete()
+
+
+@transaction.atomic
+def record_probe(host_id: int, info: HostInfo | None, error: str = "") -> Host | None:
+    """A probe's result: capacity and load, or the error that makes the host ERROR."""
+    host = Host.objects.select_for_update().filter(pk=host_id).first()
+    if host is None:
+        return None
+    host.last_probe_at = timezone.now()
+    if host.state in (HostState.DISABLED, HostState.OFFLINE):
+        fields = ["last_probe_at"]
+    elif info is None:
+        host.state, host.state_message = HostState.ERROR, error[:1000]
+        fields = ["last_probe_at", "state", "state_message"]
+    else:
+        host.state, host.state_message = HostState.MONITORED, ""
+        fields = ["last_probe_at", "state", "state_message"]
+    if info is not None:
+        host.total_vcpu = info.vcpu
+        host.total_memory_mb = info.memory_mb
+        host.total_disk_gb = info.disk_gb
+        host.free_memory_mb = info.free_memory_mb
+        host.cpu_load = info.cpu_load
+        fields += ["total_vcpu", "total_memory_mb", "total_disk_gb", "free_memory_mb", "cpu_load"]
+    host.save(update_fields=fields)
+    publish_host(host.pk)
+    return host
+
+
+def reconcile(host_id: int, domains: list[DomainInfo]) -> dict[str, list[str]]:
+    """Compare the host's domains with the database and repair drift through ``observe_domain``.
+
+    VMs whose domain vanished go UNKNOWN, guests that powered off go POWEROFF, VMs found
+    running again go RUNNING; domains Nephele did not create are reported on the host.
+    """
+    by_name = {d.name: d for d in domains}
+    report: dict[str, list[str]] = {"changed": [], "unknown_domains": []}
+    vms = VirtualMachine.objects.filter(
+        host_id=host_id, state__in=[S.RUNNING, S.SUSPENDED, S.POWEROFF, S.UNKNOWN], operation=""
+    ).only("pk", "state")
+    known = set()
+    for vm in vms:
+        known.add(vm.domain_name)
+        dom = by_name.get(vm.domain_name)
+        before = vm.state
+        after = observe_domain(vm.pk, dom.power_state if dom else None)
+        if after is not None and after.state != before:
+            report["changed"].append(f"{vm.domain_name}: {before} -> {after.state}")
+    busy = set(
+        f"nephele-{pk}"
+        for pk in VirtualMachine.objects.filter(host_id=host_id).exclude(state=S.DONE).values_list("pk", flat=True)
+    )
+    report["unknown_domains"] = sorted(n for n in by_name if n not in known and n not in busy)
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(pk=host_id).first()
+        if host is not None and host.unknown_domains != report["unknown_domains"]:
+            if report["unknown_domains"]:
+                log.warning("host %s has domains Nephele did not create: %s", host.name, report["unknown_domains"])
+            host.unknown_domains = report["unknown_domains"]
+            host.save(update_fields=["unknown_domains"])
+            publish_host(host.pk)
+    return report

@@ -1,0 +1,139 @@
+"""Celery tasks: load by primary key, call a driver, finish through a service (CONVENTIONS §7).
+
+Host work runs on the host's own queue (``host.<pk>``), consumed by the agent that keeps the
+host's libvirt connection open. Scheduling and fan-out run on the default queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from portal.celery import app
+
+from . import agent, services
+from .drivers.base import DriverError, HostUnreachable
+from .drivers.registry import forget, get_driver
+from .models import Host, VirtualMachine
+from .states import HostState
+from .states import VMState as S
+
+log = logging.getLogger(__name__)
+PROBE_INTERVAL_S = 20
+MISSED_PROBES_FOR_ERROR = 3
+
+
+def agent_name(agent: str) -> str:
+    return f"agent@{agent}"
+
+
+def enqueue_step(vm: VirtualMachine, chained: bool = False) -> None:
+    """Queue the VM's current driver step on its host's queue, after commit."""
+    host = vm.host
+    if host is None:
+        return
+    pk, seq, queue = vm.pk, vm.operation_seq, host.queue
+    transaction.on_commit(lambda: run_vm_step.apply_async((pk, seq), queue=queue))
+
+
+@shared_task(name="compute.run_vm_step", acks_late=True)
+def run_vm_step(vm_id: int, seq: int) -> str:
+    """Carry out the VM's pending step; a stale or repeated message does nothing."""
+    order = services.step_order(vm_id, seq)
+    if order is None:
+        return "stale"
+    result = agent.execute(order)
+    services.complete_step(vm_id, seq, result)
+    return "ok" if result.ok else result.error
+
+
+@shared_task(name="compute.schedule_vm")
+def schedule_vm(vm_id: int) -> str:
+    vm = services.place_vm(vm_id)
+    return vm.state
+
+
+@shared_task(name="compute.schedule_pending")
+def schedule_pending() -> int:
+    """The periodic sweep: try every PENDING VM again (new capacity may have appeared)."""
+    placed = 0
+    for pk in VirtualMachine.objects.filter(state=S.PENDING, operation="").order_by("pk").values_list("pk", flat=True):
+        if services.place_vm(pk).state != S.PENDING:
+            placed += 1
+    return placed
+
+
+@shared_task(name="compute.attach_host_queue")
+def attach_host_queue(host_id: int) -> None:
+    """Tell the host's agent to consume its queue, then probe it."""
+    host = Host.objects.get(pk=host_id)
+    app.control.add_consumer(host.queue, destination=[agent_name(host.agent)], reply=False)
+    probe_host.apply_async((host.pk,), queue=host.queue)
+
+
+@shared_task(name="compute.probe_hosts")
+def probe_hosts() -> int:
+    """Fan a probe out to every host's agent; hosts whose agent stopped answering go ERROR."""
+    stale_before = timezone.now() - timedelta(seconds=PROBE_INTERVAL_S * MISSED_PROBES_FOR_ERROR)
+    for host in Host.objects.exclude(state__in=[HostState.OFFLINE, HostState.DISABLED]):
+        if host.state == HostState.MONITORED and host.last_probe_at and host.last_probe_at < stale_before:
+            services.record_probe(host.pk, None, f"no probe answer for {MISSED_PROBES_FOR_ERROR} intervals")
+        probe_host.apply_async((host.pk,), queue=host.queue, expires=PROBE_INTERVAL_S)
+    return Host.objects.count()
+
+
+@shared_task(name="compute.probe_host")
+def probe_host(host_id: int) -> str:
+    host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
+    if host is None:
+        return "gone"
+    try:
+        info = get_driver(host["driver"], host["uri"]).host_info()
+    except DriverError as exc:
+        if isinstance(exc, HostUnreachable):
+            forget(host["driver"], host["uri"])
+        services.record_probe(host_id, None, str(exc))
+        return f"error: {exc}"
+    services.record_probe(host_id, info)
+    return "ok"
+
+
+@shared_task(name="compute.reconcile_hosts")
+def reconcile_hosts() -> int:
+    hosts = Host.objects.filter(state=HostState.MONITORED)
+    for host in hosts:
+        reconcile_host.apply_async((host.pk,), queue=host.queue, expires=60)
+    return len(hosts)
+
+
+@shared_task(name="compute.reconcile_host")
+def reconcile_host(host_id: int) -> dict[str, list[str]]:
+    host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
+    if host is None:
+        return {}
+    try:
+        domains = get_driver(host["driver"], host["uri"]).list_domains()
+    except DriverError as exc:
+        services.record_probe(host_id, None, str(exc))
+        return {"error": [str(exc)]}
+    return services.reconcile(host_id, domains)
+
+
+@shared_task(name="compute.cleanup_domain")
+def cleanup_domain(host_id: int, domain: str) -> str:
+    """Best-effort removal of a domain after ``recover --delete``."""
+    host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
+    if host is None:
+        return "gone"
+    drv = get_driver(host["driver"], host["uri"])
+    try:
+        drv.destroy(domain)
+        drv.undefine(domain)
+    except DriverError as exc:
+        log.warning("cleanup of %s on host %s failed: %s", domain, host_id, exc)
+        return str(exc)
+    return "ok"

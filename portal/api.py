@@ -1,0 +1,31 @@
+"""Shared REST API pieces: the error format and helpers for views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import ServiceError
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Service refusals become JSON with the field at fault: {"detail": ..., "field": ...}."""
+    if isinstance(exc, ServiceError):
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+            body[exc.field] = [exc.message]
+        return Response(body, status=exc.status)
+    return drf_exception_handler(exc, context)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The caller's address (REMOTE_ADDR; a trusted proxy header is the tenancy manager's job)."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+ACCEPTED = status.HTTP_202_ACCEPTED

@@ -1,0 +1,10 @@
+"""The Celery application. Task modules are discovered from the installed apps."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("nephele")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

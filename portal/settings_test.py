@@ -1,0 +1,16 @@
+"""Test settings: the same as production-like settings, with the broker on its own Redis DB."""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from .settings import *  # noqa: E402,F403
+from .settings import REDIS_URL  # noqa: E402
+
+# Keep test queues apart from a `make run` on the same Redis.
+_base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") >= 3 else REDIS_URL
+REDIS_URL = f"{_base}/15"
+CELERY_BROKER_URL = REDIS_URL
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+NEPHELE_SHUTDOWN_TIMEOUT = 5

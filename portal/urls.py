@@ -1,0 +1,28 @@
+"""URL map: the browser UI, the REST API under /api/v1/, its schema and docs, the Django admin."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from compute.api.urls import router as compute_router
+from tenants.api import ProjectViewSet
+
+from . import views
+
+api_router = DefaultRouter()
+api_router.registry.extend(compute_router.registry)
+api_router.register("projects", ProjectViewSet, basename="project")
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("project/switch/", views.switch_project, name="switch-project"),
+    path("compute/", include("compute.urls")),
+    path("api/v1/", include(api_router.urls)),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]

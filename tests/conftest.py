@@ -1,0 +1,152 @@
+"""Shared fixtures: role clients, simulated hosts, and a real Celery agent (in-process worker
+on the real Redis broker, serving the default queue and every host queue)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from compute import services
+from compute.drivers.simulated import write_node
+from compute.models import Host, VirtualMachine
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory, VMTemplateFactory
+from tenants.roles import Role
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_broker() -> None:
+    """Start from an empty test broker DB (stale messages from an aborted run must not leak in)."""
+    import redis
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path: Any, settings: Any) -> None:
+    settings.NEPHELE_STATE_DIR = tmp_path / "state"
+
+
+@pytest.fixture
+def project(db: Any) -> Any:
+    return ProjectFactory()
+
+
+@pytest.fixture
+def admin_user(db: Any) -> Any:
+    return UserFactory(username="cloudadmin", is_staff=True, is_superuser=True)
+
+
+def _member(project: Any, role: str, name: str) -> Any:
+    user = UserFactory(username=name)
+    MembershipFactory(user=user, project=project, role=role)
+    return user
+
+
+@pytest.fixture
+def member(project: Any) -> Any:
+    return _member(project, Role.MEMBER, "member")
+
+
+@pytest.fixture
+def viewer(project: Any) -> Any:
+    return _member(project, Role.VIEWER, "viewer")
+
+
+@pytest.fixture
+def project_admin(project: Any) -> Any:
+    return _member(project, Role.ADMIN, "projadmin")
+
+
+@pytest.fixture
+def other_tenant(db: Any) -> Any:
+    return _member(ProjectFactory(), Role.ADMIN, "stranger")
+
+
+def client_for(user: Any | None) -> APIClient:
+    c = APIClient()
+    if user is not None:
+        c.force_authenticate(user)
+    return c
+
+
+@pytest.fixture
+def member_client(member: Any) -> APIClient:
+    return client_for(member)
+
+
+@pytest.fixture
+def admin_client(admin_user: Any) -> APIClient:
+    return client_for(admin_user)
+
+
+@pytest.fixture
+def template(project: Any, admin_user: Any) -> Any:
+    return VMTemplateFactory(project=project, owner=admin_user, vcpu=2, memory_mb=1024, disk_gb=10)
+
+
+@pytest.fixture
+def make_sim_host(admin_user: Any, tmp_path: Any) -> Callable[..., Host]:
+    """Register a simulated host (libvirt test driver with its own capacity) and mark it probed."""
+
+    def make(name: str = "sim-a", vcpu: int = 16, memory_mb: int = 32768, disk_gb: int = 500, **kw: Any) -> Host:
+        uri = write_node(tmp_path / "sim", name, vcpu, memory_mb, disk_gb)
+        kw.setdefault("hypervisor", "test")
+        host = services.register_host(admin_user, name=name, uri=uri, **kw)
+        from compute.drivers.registry import get_driver
+
+        services.record_probe(host.pk, get_driver("libvirt", uri).host_info())
+        host.refresh_from_db()
+        return host
+
+    return make
+
+
+@pytest.fixture
+def agent(transactional_db: Any) -> Iterator[Any]:
+    """A real Celery worker, in-process (threads), named like the host agent and consuming the
+    default queue plus host queues added by ``add_consumer``; broker: the real Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import app
+
+    app.conf.worker_enable_remote_control = True
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=8,
+        queues=["nephele", "agent.local"],
+        hostname="agent@local",
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll until ``predicate()`` is truthy; fail with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+
+
+def vm_state(pk: int) -> str:
+    return VirtualMachine.objects.get(pk=pk).state
+
+
+def requires_postgres() -> Any:
+    return pytest.mark.skipif(
+        not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+        reason="needs PostgreSQL (DATABASE_URL=postgres://…): SQLite has no row locks",
+    )
