@@ -51,8 +51,12 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/nephele_bench"
-        subprocess.run(["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "DROP DATABASE IF EXISTS nephele_bench"], check=True)
-        subprocess.run(["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "CREATE DATABASE nephele_bench"], check=True)
+        subprocess.run(
+            ["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "DROP DATABASE IF EXISTS nephele_bench"], check=True
+        )
+        subprocess.run(
+            ["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "CREATE DATABASE nephele_bench"], check=True
+        )
     else:
         os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ["NEPHELE_STATE_DIR"] = str(tmp / "state")
@@ -62,6 +66,7 @@ def main() -> None:
 
     django.setup()
     from celery.contrib.testing.worker import start_worker
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
     from rest_framework.test import APIClient
@@ -70,7 +75,6 @@ def main() -> None:
     from compute.drivers.registry import get_driver
     from compute.drivers.simulated import write_node
     from compute.models import VirtualMachine, VMStateChange, VMTemplate
-    from django.contrib.auth import get_user_model
     from portal.celery import app
     from tenants.models import Membership, Organization, Project
 
@@ -79,7 +83,9 @@ def main() -> None:
     user = get_user_model().objects.create(username="bench")
     project = Project.objects.create(organization=Organization.objects.create(name="bench"), name="bench")
     Membership.objects.create(user=user, project=project, role="member")
-    template = VMTemplate.objects.create(project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test")
+    template = VMTemplate.objects.create(
+        project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test"
+    )
     app.conf.worker_enable_remote_control = True
     with start_worker(app, pool="threads", concurrency=8, queues=["nephele", "agent.local"], hostname="agent@local",
                       perform_ping_check=False, loglevel="WARNING"):  # fmt: skip
@@ -96,7 +102,9 @@ def main() -> None:
             api.force_authenticate(user)
             for j in range(k, N_VMS, CLIENTS):
                 t0 = time.time()
-                r = api.post("/api/v1/vms/", {"name": f"vm{j}", "project": project.pk, "template": template.pk}, format="json")
+                r = api.post(
+                    "/api/v1/vms/", {"name": f"vm{j}", "project": project.pk, "template": template.pk}, format="json"
+                )
                 assert r.status_code == 202, r.content
                 with lock:
                     started[r.json()[0]["id"]] = t0
@@ -126,8 +134,12 @@ def main() -> None:
         "mean_s": round(statistics.mean(lat), 3) if lat else None, "wall_s": round(wall, 2),
         "database": connection.vendor,
     }  # fmt: skip
-    print(f"Deploy latency, request → RUNNING, {N_VMS} VMs via the API onto {N_HOSTS} simulated hosts ({connection.vendor})")
-    print(f"  running: {len(lat)}/{N_VMS}   p50 {result['p50_s']} s   p95 {result['p95_s']} s   p99 {result['p99_s']} s   (target p95 ≤ 1 s)")
+    print(
+        f"Deploy latency, request → RUNNING, {N_VMS} VMs via the API onto {N_HOSTS} simulated hosts ({connection.vendor})"
+    )
+    print(
+        f"  running: {len(lat)}/{N_VMS}   p50 {result['p50_s']} s   p95 {result['p95_s']} s   p99 {result['p99_s']} s   (target p95 ≤ 1 s)"
+    )
     print(f"  wall time for all: {result['wall_s']} s")
     print(json.dumps(result))
 

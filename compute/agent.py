@@ -26,6 +26,13 @@ def _hv_state(drv: ComputeDriver, name: str) -> str:
         return ""
 
 
+def _power(drv: ComputeDriver, name: str) -> PowerState | None:
+    try:
+        return drv.get_info(name).power_state
+    except DomainNotFound:
+        return None
+
+
 def execute(order: StepOrder) -> StepResult:
     """Carry out one step; DriverErrors become a failed result carrying the hypervisor's message."""
     drv = get_driver(order.driver, order.uri)
@@ -53,11 +60,11 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
     if step == S.PROLOG:
         if order.domain.serial_log:
             os.makedirs(os.path.dirname(order.domain.serial_log), exist_ok=True)
+        # boot files can only be checked for a local daemon; a remote host reports them at BOOT
+        local = not order.uri.startswith("test:") and order.uri.split("://", 1)[-1].startswith("/")
         for path in (order.domain.kernel, order.domain.initrd, order.domain.disk_path):
-            if path and not order.uri.startswith("test:") and "://" not in path and not os.path.exists(path):
-                # only checkable for a local daemon; a remote host reports it at BOOT
-                if order.uri.split("://", 1)[-1].startswith("/"):
-                    raise DriverError(f"boot file {path} does not exist on the host")
+            if local and path and not os.path.exists(path):
+                raise DriverError(f"boot file {path} does not exist on the host")
         return None
     if step == S.BOOT:
         if op == Action.DEPLOY:
@@ -66,9 +73,9 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
                 drv.restore(order.restore_path)
             else:
                 drv.start(name)
-        elif drv.get_info(name).power_state == PowerState.PAUSED:
+        elif _power(drv, name) == PowerState.PAUSED:
             drv.resume(name)
-        else:  # POWEROFF or UNKNOWN: redefine (a resize may have changed the size) and boot
+        else:  # POWEROFF or UNKNOWN (perhaps vanished): (re)define — a resize may have changed it — and boot
             drv.define(order.domain)
             drv.start(name)
         return None
@@ -93,7 +100,8 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
             os.unlink(order.save_path)
         return None
     if step == S.MIGRATE:
-        return _migrate(drv, order)
+        _migrate(drv, order)
+        return None
     raise DriverError(f"no driver step for {op} at {step}")
 
 

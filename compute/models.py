@@ -5,6 +5,8 @@ Nothing here calls the outside world; state changes go through ``compute.service
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -168,6 +170,7 @@ class VMTemplate(models.Model):
 class VirtualMachine(models.Model):
     """A VM: its desired and observed state, where it runs, and the operation in flight."""
 
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="vms")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="vms")
     name = models.CharField(max_length=63, validators=[name_validator])
@@ -206,7 +209,7 @@ class VirtualMachine(models.Model):
     @property
     def domain_name(self) -> str:
         """The hypervisor's name for this VM; the user's name goes into the domain title."""
-        return f"nephele-{self.pk}"
+        return f"{settings.NEPHELE_DOMAIN_PREFIX}-{self.pk}"
 
     @property
     def busy(self) -> bool:

@@ -120,7 +120,7 @@ def allowed_actions(state: str, *, busy: bool, admin: bool) -> list[str]:
             continue
         if state not in spec.allowed_from:
             continue
-        if busy and name != Action.RECOVER:
+        if busy and state not in FAILURES and name != Action.RECOVER:
             continue
         result.append(str(name))
     return result

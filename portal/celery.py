@@ -1,4 +1,5 @@
 """The Celery application. Task modules are discovered from the installed apps."""
+
 import os
 
 from celery import Celery

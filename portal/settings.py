@@ -27,7 +27,9 @@ DEBUG = env_bool("NEPHELE_DEBUG", True)
 SECRET_KEY = os.environ.get("NEPHELE_SECRET_KEY", "dev-insecure-nephele-key-change-me-in-production-0123456789")
 ALLOWED_HOSTS = os.environ.get("NEPHELE_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [
-    o for o in os.environ.get("NEPHELE_CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000").split(",") if o
+    o
+    for o in os.environ.get("NEPHELE_CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000").split(",")
+    if o
 ]
 
 INSTALLED_APPS = [
@@ -160,6 +162,8 @@ SPECTACULAR_SETTINGS = {
 
 # Where simulated hosts keep their libvirt test-driver node XML.
 NEPHELE_STATE_DIR = Path(os.environ.get("NEPHELE_STATE_DIR", BASE_DIR / ".run"))
+# Domains are named <prefix>-<vm id> on the hypervisor; one prefix per installation sharing a host.
+NEPHELE_DOMAIN_PREFIX = os.environ.get("NEPHELE_DOMAIN_PREFIX", "nephele")
 # Seconds an ACPI shutdown may take before the VM goes back to RUNNING (OpenNebula's shutdown timeout).
 NEPHELE_SHUTDOWN_TIMEOUT = int(os.environ.get("NEPHELE_SHUTDOWN_TIMEOUT", "60"))
 

@@ -14,3 +14,5 @@ CELERY_BROKER_URL = REDIS_URL
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 NEPHELE_SHUTDOWN_TIMEOUT = 5
+# Each test run names its domains apart, so a real libvirtd shared with `make run` is never confused.
+NEPHELE_DOMAIN_PREFIX = f"ntest{os.getpid()}"

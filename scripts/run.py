@@ -8,6 +8,7 @@ scheduling, the host agent, and Celery beat. Ctrl-C (or SIGTERM) stops them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -45,10 +46,8 @@ def stop_all(*_: object) -> None:
     log("stopping…")
     for proc in reversed(children):
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.time() + 10
     for proc in children:
         try:
@@ -72,7 +71,9 @@ def main() -> None:
             server = shutil.which("redis-server")
             if server is None:
                 sys.exit("redis-server not found: run `make deps` or set REDIS_URL")
-            spawn("redis", [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], env)
+            spawn(
+                "redis", [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], env
+            )
             for _ in range(50):
                 if port_open("127.0.0.1", port):
                     break

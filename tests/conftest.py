@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 from compute import services
 from compute.drivers.simulated import write_node
 from compute.models import Host, VirtualMachine
-from tests.factories import MembershipFactory, ProjectFactory, UserFactory, VMTemplateFactory
 from tenants.roles import Role
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory, VMTemplateFactory
 
 
 @pytest.fixture(scope="session", autouse=True)

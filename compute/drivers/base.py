@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
 class DriverError(Exception):
@@ -28,7 +28,7 @@ class Unsupported(DriverError):
     """The driver cannot do this operation."""
 
 
-class PowerState(str, Enum):
+class PowerState(StrEnum):
     """The hypervisor's view of a domain, kept beside our own state."""
 
     RUNNING = "running"
@@ -154,5 +154,5 @@ class ComputeDriver(abc.ABC):
     def host_info(self) -> HostInfo:
         """Capacity and load of the host."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
         """Release the connection."""

@@ -5,6 +5,7 @@ Domain XML is built with ElementTree, so any user-supplied text (the VM's title)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -82,10 +83,11 @@ def build_domain_xml(spec: DomainSpec, domain_type: str) -> str:
         ET.SubElement(disk, "target", {"dev": "vda", "bus": "virtio"})
     if spec.serial_log and domain_type != "test":
         serial = ET.SubElement(devices, "serial", {"type": "file"})
-        ET.SubElement(serial, "source", {"path": spec.serial_log})
+        # append: libvirt truncates the log at every boot otherwise, and the console history is the user's
+        ET.SubElement(serial, "source", {"path": spec.serial_log, "append": "on"})
         ET.SubElement(serial, "target", {"port": "0"})
         console = ET.SubElement(devices, "console", {"type": "file"})
-        ET.SubElement(console, "source", {"path": spec.serial_log})
+        ET.SubElement(console, "source", {"path": spec.serial_log, "append": "on"})
         ET.SubElement(console, "target", {"type": "serial", "port": "0"})
     if domain_type != "test":
         ET.SubElement(devices, "memballoon", {"model": "none"})
@@ -268,7 +270,9 @@ class LibvirtComputeDriver(ComputeDriver):
         disk_gb = sum(self._call(p.info)[1] for p in pools) // (1024**3)
         if not disk_gb and not self.is_test and self.uri.split("://", 1)[-1].startswith("/"):
             # A local daemon with no pool yet: the filesystem that will hold its images.
-            disk_gb = shutil.disk_usage("/var/lib/libvirt" if os.path.isdir("/var/lib/libvirt") else "/").total // (1024**3)
+            disk_gb = shutil.disk_usage("/var/lib/libvirt" if os.path.isdir("/var/lib/libvirt") else "/").total // (
+                1024**3
+            )
         return HostInfo(
             hostname=self._call(conn.getHostname),
             hypervisor=self._call(conn.getType).lower(),
@@ -298,8 +302,6 @@ class LibvirtComputeDriver(ComputeDriver):
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
-                try:
+                with contextlib.suppress(libvirt.libvirtError):
                     self._conn.close()
-                except libvirt.libvirtError:
-                    pass
                 self._conn = None

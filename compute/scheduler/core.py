@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,7 @@ class VMRequest:
     cluster_name: str = ""
 
 
-class Policy(str, Enum):
+class Policy(StrEnum):
     PACKING = "packing"
     STRIPING = "striping"
     LOAD_AWARE = "load_aware"

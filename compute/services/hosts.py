@@ -164,10 +164,7 @@ def reconcile(host_id: int, domains: list[DomainInfo]) -> dict[str, list[str]]:
         after = observe_domain(vm.pk, dom.power_state if dom else None)
         if after is not None and after.state != before:
             report["changed"].append(f"{vm.domain_name}: {before} -> {after.state}")
-    busy = set(
-        f"nephele-{pk}"
-        for pk in VirtualMachine.objects.filter(host_id=host_id).exclude(state=S.DONE).values_list("pk", flat=True)
-    )
+    busy = {vm.domain_name for vm in VirtualMachine.objects.filter(host_id=host_id).exclude(state=S.DONE).only("pk")}
     report["unknown_domains"] = sorted(n for n in by_name if n not in known and n not in busy)
     with transaction.atomic():
         host = Host.objects.select_for_update().filter(pk=host_id).first()

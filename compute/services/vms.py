@@ -9,13 +9,11 @@ the state change, and queues driver work after commit. Tasks report back through
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -138,7 +136,7 @@ def _check_allowed(actor: Any, vm: VirtualMachine, action: str) -> None:
         raise PermissionDenied(f"only cloud administrators may {action} a VM")
     if vm.state not in spec.allowed_from:
         raise Conflict(f"cannot {action} a VM in state {vm.state}", field="state")
-    if vm.busy and action != Action.RECOVER:
+    if vm.busy and vm.state not in FAILURES and action != Action.RECOVER:
         raise Conflict(f"cannot {action} a VM while '{vm.operation}' is in progress (state {vm.state})", field="state")
 
 
@@ -180,8 +178,9 @@ def create_vms(
     vcpu = template.vcpu if vcpu is None else vcpu
     memory_mb = template.memory_mb if memory_mb is None else memory_mb
     _validate_capacity(vcpu, memory_mb, template.disk_gb)
-    from ..models import name_validator
     from django.core.exceptions import ValidationError
+
+    from ..models import name_validator
 
     try:
         name_validator(name)
@@ -286,12 +285,14 @@ def perform_action(actor: Any, vm_id: int, req: ActionRequest, *, ip: str | None
     if req.action not in ACTIONS:
         raise InvalidInput(f"unknown action {req.action!r}; known: {', '.join(ACTIONS)}", field="action")
     if req.action == Action.DEPLOY:
-        return place_vm(vm_id, host_id=req.host_id, actor=actor, ip=ip) if req.host_id else _deploy_by_scheduler(
-            actor, vm_id, ip
+        return (
+            place_vm(vm_id, host_id=req.host_id, actor=actor, ip=ip)
+            if req.host_id
+            else _deploy_by_scheduler(actor, vm_id, ip)
         )
     vm = _lock_vm(actor, vm_id, "manage")
     _check_allowed(actor, vm, req.action)
-    handler = _HANDLERS[req.action]
+    handler = _HANDLERS[Action(req.action)]
     handler(vm, req)
     record_action(actor, vm, req.action, ip=ip, hard=req.hard, state=vm.state, **_extra(req))
     return vm
@@ -518,7 +519,7 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
     return DomainSpec(
         name=vm.domain_name,
         title=vm.name,
-        uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"nephele:vm:{vm.pk}")),
+        uuid=str(vm.uuid),
         vcpu=vm.vcpu,
         memory_mb=vm.memory_mb,
         kernel=img.kernel_path if img else "",
@@ -615,7 +616,9 @@ def _advance(vm: VirtualMachine, result: StepResult, *, reason: str) -> None:
             vm=vm, host_id=vm.target_host_id, start_reason="migrate", vcpu=vm.vcpu, memory_mb=vm.memory_mb
         )
         back = S.RUNNING if vm.previous_state in (S.RUNNING, S.UNKNOWN) else vm.previous_state
-        _set_state(vm, back, reason, host_id=vm.target_host_id, target_host=None, operation="", operation_args={}, **fields)
+        _set_state(
+            vm, back, reason, host_id=vm.target_host_id, target_host=None, operation="", operation_args={}, **fields
+        )
         return
     nxt = _NEXT.get((op, step))
     if nxt is None:

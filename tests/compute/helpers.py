@@ -27,8 +27,7 @@ def settle(schedule: bool = True, rounds: int = 20) -> None:
                     services.complete_step(vm.pk, vm.operation_seq, agent.execute(order))
                     progressed = True
             elif schedule and vm.state == S.PENDING and not vm.schedule_message:
-                if services.place_vm(vm.pk).state != S.PENDING:
-                    progressed = True
+                progressed |= services.place_vm(vm.pk).state != S.PENDING
         if not progressed:
             return
 

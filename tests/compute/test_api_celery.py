@@ -22,7 +22,9 @@ def _act(api: Any, pk: int, action: str, **kw: Any) -> Any:
     return api.post(f"/api/v1/vms/{pk}/action/", {"action": action, **kw}, format="json")
 
 
-def test_full_life_cycle_through_the_api(agent: Any, make_sim_host: Any, member: Any, template: Any, project: Any) -> None:
+def test_full_life_cycle_through_the_api(
+    agent: Any, make_sim_host: Any, member: Any, template: Any, project: Any
+) -> None:
     host = make_sim_host("sim-a", vcpu=8)
     api = client_for(member)
     resp = api.post("/api/v1/vms/", {"name": "web", "project": project.pk, "template": template.pk}, format="json")
@@ -30,7 +32,8 @@ def test_full_life_cycle_through_the_api(agent: Any, make_sim_host: Any, member:
     pk = resp.json()[0]["id"]
     wait_for(lambda: vm_state(pk) == S.RUNNING)
     drv = get_driver(host.driver, host.uri)
-    assert drv.get_info(f"nephele-{pk}").power_state.value == "running"
+    domain = VirtualMachine.objects.get(pk=pk).domain_name
+    assert drv.get_info(domain).power_state.value == "running"
 
     for action, expected, hv in [
         ("suspend", S.SUSPENDED, "paused"),
@@ -45,7 +48,7 @@ def test_full_life_cycle_through_the_api(agent: Any, make_sim_host: Any, member:
     ]:
         resp = _act(api, pk, action)
         assert resp.status_code == 202, (action, resp.content)
-        wait_for(lambda: (vm := VirtualMachine.objects.get(pk=pk)).state == expected and not vm.operation)
+        wait_for(lambda want=expected: (vm := VirtualMachine.objects.get(pk=pk)).state == want and not vm.operation)
         if hv:
             vm = VirtualMachine.objects.get(pk=pk)
             assert get_driver(vm.host.driver, vm.host.uri).get_info(vm.domain_name).power_state.value == hv
@@ -54,7 +57,7 @@ def test_full_life_cycle_through_the_api(agent: Any, make_sim_host: Any, member:
     wait_for(lambda: vm_state(pk) == S.DONE)
     host.refresh_from_db()
     assert (host.alloc_vcpu, host.alloc_memory_mb) == (0, 0)
-    assert all(d.name != f"nephele-{pk}" for d in drv.list_domains())
+    assert all(d.name != domain for d in drv.list_domains())
     history = api.get(f"/api/v1/vms/{pk}/history/").json()
     # newest first: one stay per deployment, each closed by the action that freed the host
     assert [p["end_reason"] for p in history["placements"]] == ["terminate", "undeploy", "stop"]
@@ -64,10 +67,14 @@ def test_full_life_cycle_through_the_api(agent: Any, make_sim_host: Any, member:
     assert "create" in actions and "terminate" in actions
 
 
-def test_vm_that_fits_nowhere_stays_pending_with_reason(agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_vm_that_fits_nowhere_stays_pending_with_reason(
+    agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     make_sim_host("small-host", vcpu=4)
     api = client_for(member)
-    resp = api.post("/api/v1/vms/", {"name": "big", "project": project.pk, "template": template.pk, "vcpu": 8}, format="json")
+    resp = api.post(
+        "/api/v1/vms/", {"name": "big", "project": project.pk, "template": template.pk, "vcpu": 8}, format="json"
+    )
     pk = resp.json()[0]["id"]
     msg = wait_for(lambda: VirtualMachine.objects.get(pk=pk).schedule_message)
     assert msg == "no host with 8 free vCPU"
@@ -75,10 +82,14 @@ def test_vm_that_fits_nowhere_stays_pending_with_reason(agent: Any, make_sim_hos
     assert vm_state(pk) == S.PENDING
 
 
-def test_two_concurrent_actions_one_wins(agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_two_concurrent_actions_one_wins(
+    agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     make_sim_host("sim-a")
     api = client_for(member)
-    pk = api.post("/api/v1/vms/", {"name": "r", "project": project.pk, "template": template.pk}, format="json").json()[0]["id"]
+    pk = api.post("/api/v1/vms/", {"name": "r", "project": project.pk, "template": template.pk}, format="json").json()[
+        0
+    ]["id"]
     wait_for(lambda: vm_state(pk) == S.RUNNING)
     codes: list[int] = []
     barrier = threading.Barrier(2)
@@ -100,7 +111,9 @@ def test_two_concurrent_actions_one_wins(agent: Any, make_sim_host: Any, member:
 
 
 @requires_postgres()
-def test_fifty_concurrent_creates_never_overbook(agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_fifty_concurrent_creates_never_overbook(
+    agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     """50 VMs of 2 vCPU created at once onto two 16-vCPU hosts: exactly 16 run, none overbooks."""
     hosts = [make_sim_host("sim-a", vcpu=16), make_sim_host("sim-b", vcpu=16)]
     codes: list[int] = []
@@ -122,8 +135,10 @@ def test_fifty_concurrent_creates_never_overbook(agent: Any, make_sim_host: Any,
         t.join()
     assert codes == [202] * 50
     wait_for(
-        lambda: VirtualMachine.objects.filter(state=S.RUNNING).count() == 16
-        and VirtualMachine.objects.filter(state=S.PENDING).exclude(schedule_message="").count() == 34,
+        lambda: (
+            VirtualMachine.objects.filter(state=S.RUNNING).count() == 16
+            and VirtualMachine.objects.filter(state=S.PENDING).exclude(schedule_message="").count() == 34
+        ),
         timeout=60,
     )
     for host in Host.objects.filter(pk__in=[h.pk for h in hosts]):
@@ -157,7 +172,9 @@ def test_bad_input_is_400_naming_the_field_and_creates_nothing(
     assert not VirtualMachine.objects.exists()
 
 
-def test_foreign_vm_is_404_and_unchanged(member: Any, other_tenant: Any, project: Any, template: Any, make_sim_host: Any) -> None:
+def test_foreign_vm_is_404_and_unchanged(
+    member: Any, other_tenant: Any, project: Any, template: Any, make_sim_host: Any
+) -> None:
     from compute import services
 
     (vm,) = services.create_vms(member, project=project, template=template, name="mine")

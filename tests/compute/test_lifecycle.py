@@ -61,7 +61,13 @@ def _snapshot(vm: VirtualMachine) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("source", STABLE)
 def test_every_action_from_every_state(
-    source: str, hosts: list[Host], admin_user: Any, member: Any, project: Any, template: Any, django_capture_on_commit_callbacks: Any
+    source: str,
+    hosts: list[Host],
+    admin_user: Any,
+    member: Any,
+    project: Any,
+    template: Any,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     api = client_for(admin_user)
     for action in ACTIONS:
@@ -88,7 +94,13 @@ def test_every_action_from_every_state(
         # leave nothing behind for the next action
         vm.refresh_from_db()
         if vm.state != S.DONE:
-            act(admin_user, vm, Action.RECOVER if vm.state in ACTIONS[Action.RECOVER].allowed_from else Action.TERMINATE, recover="delete", hard=True)
+            act(
+                admin_user,
+                vm,
+                Action.RECOVER if vm.state in ACTIONS[Action.RECOVER].allowed_from else Action.TERMINATE,
+                recover="delete",
+                hard=True,
+            )
             settle(schedule=False)
     for host in Host.objects.all():
         assert (host.alloc_vcpu, host.alloc_memory_mb, host.alloc_disk_gb) == (0, 0, 0), host.name
@@ -111,7 +123,9 @@ def test_recover_from_boot_failure(
 
 def test_recover_is_admin_only(hosts: list[Host], admin_user: Any, member: Any, project: Any, template: Any) -> None:
     vm = drive_to(S.EPILOG_FAILURE, user=member, admin=admin_user, project=project, template=template)
-    resp = client_for(member).post(f"/api/v1/vms/{vm.pk}/action/", {"action": "recover", "recover": "delete"}, format="json")
+    resp = client_for(member).post(
+        f"/api/v1/vms/{vm.pk}/action/", {"action": "recover", "recover": "delete"}, format="json"
+    )
     assert resp.status_code == 403
     vm.refresh_from_db()
     assert vm.state == S.EPILOG_FAILURE

@@ -22,7 +22,12 @@ from compute.models import BootImage, Cluster, Host, VMTemplate
 from tenants.models import Membership, Organization, Project
 from tenants.roles import Role
 
-SIM_HOSTS = [("sim-1", 16, 65536, 500), ("sim-2", 16, 65536, 500), ("sim-3", 32, 131072, 1000), ("sim-4", 8, 32768, 200)]
+SIM_HOSTS = [
+    ("sim-1", 16, 65536, 500),
+    ("sim-2", 16, 65536, 500),
+    ("sim-3", 32, 131072, 1000),
+    ("sim-4", 8, 32768, 200),
+]
 
 
 def _password(name: str) -> str:
@@ -39,9 +44,7 @@ def _password(name: str) -> str:
 def libvirtd_available() -> bool:
     if not shutil.which("virsh"):
         return False
-    probe = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=20, check=False
-    )
+    probe = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=20, check=False)
     return probe.returncode == 0
 
 
