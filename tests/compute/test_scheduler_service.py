@@ -1,0 +1,127 @@
+"""Placement through the service layer: filters, per-cluster policies, reasons, admin choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from compute import services
+from compute.models import Host, VirtualMachine
+from compute.states import VMState as S
+from tests.factories import ClusterFactory, VMTemplateFactory
+
+from .helpers import act, settle
+
+
+def _vm(member: Any, project: Any, template: Any, name: str = "vm") -> VirtualMachine:
+    (vm,) = services.create_vms(member, project=project, template=template, name=name)
+    settle()
+    return VirtualMachine.objects.get(pk=vm.pk)
+
+
+def test_packing_fills_one_host_before_the_next(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+    cluster = ClusterFactory(placement_policy="packing")
+    a, b = make_sim_host("a", cluster=cluster), make_sim_host("b", cluster=cluster)
+    template.cluster = cluster
+    template.save()
+    hosts = {_vm(member, project, template, f"v{i}").host_id for i in range(4)}
+    assert len(hosts) == 1 and hosts <= {a.pk, b.pk}
+
+
+def test_striping_spreads(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+    cluster = ClusterFactory(placement_policy="striping")
+    make_sim_host("a", cluster=cluster), make_sim_host("b", cluster=cluster)
+    template.cluster = cluster
+    template.save()
+    hosts = [_vm(member, project, template, f"v{i}").host_id for i in range(4)]
+    assert sorted(hosts.count(h) for h in set(hosts)) == [2, 2]
+
+
+def test_requirements_on_labels_hypervisor_and_cluster(make_sim_host: Any, member: Any, project: Any, admin_user: Any) -> None:
+    c1 = ClusterFactory(name="c1")
+    make_sim_host("plain", cluster=c1)
+    ssd = make_sim_host("fast", cluster=c1, labels={"ssd": "yes"})
+    tpl = VMTemplateFactory(project=project, owner=admin_user, required_labels={"ssd": "yes"}, cluster=c1)
+    assert _vm(member, project, tpl).host_id == ssd.pk
+
+    nowhere = VMTemplateFactory(project=project, owner=admin_user, required_labels={"gpu": "a100"})
+    vm = _vm(member, project, nowhere)
+    assert (vm.state, vm.schedule_message) == (S.PENDING, "no host with label gpu=a100")
+
+    kvm = VMTemplateFactory(project=project, owner=admin_user, hypervisor="kvm")
+    assert _vm(member, project, kvm).schedule_message == "no host matching hypervisor kvm"
+
+    big = VMTemplateFactory(project=project, owner=admin_user, vcpu=8, cluster=c1)
+    make_sim_host("other", vcpu=64)  # outside c1: does not count
+    for i in range(4):
+        _vm(member, project, big, f"big{i}")
+    vm = _vm(member, project, big, "too-many")
+    assert vm.schedule_message == "no host with 8 free vCPU in cluster c1"
+
+
+def test_disabled_and_error_hosts_get_nothing(make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any) -> None:
+    host = make_sim_host("a")
+    services.set_host_state(admin_user, host.pk, "disable")
+    vm = _vm(member, project, template)
+    assert vm.state == S.PENDING and vm.schedule_message == "no enabled and monitored host"
+    services.set_host_state(admin_user, host.pk, "enable")
+    services.record_probe(host.pk, None, "connection refused")
+    assert Host.objects.get(pk=host.pk).state == "ERROR"
+
+
+def test_pending_vm_is_placed_when_capacity_appears(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+    vm = _vm(member, project, template)
+    assert vm.state == S.PENDING
+    make_sim_host("late")
+    from compute.tasks import schedule_pending
+
+    assert schedule_pending() == 1
+    settle()
+    assert VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING
+
+
+def test_admin_deploys_to_a_chosen_host_and_members_cannot(make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any) -> None:
+    make_sim_host("a")
+    b = make_sim_host("b")
+    (vm,) = services.create_vms(member, project=project, template=template, name="held", hold=True)
+    with pytest.raises(services.vms.PermissionDenied):
+        act(member, vm, "deploy", host_id=b.pk)
+    act(admin_user, vm, "deploy", host_id=b.pk)
+    settle()
+    vm.refresh_from_db()
+    assert (vm.state, vm.host_id) == (S.RUNNING, b.pk)
+
+
+def test_cold_migration_moves_the_domain(make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any) -> None:
+    from compute.drivers.registry import get_driver
+
+    a, b = make_sim_host("a"), make_sim_host("b")
+    vm = _vm(member, project, template)
+    src, dst = (a, b) if vm.host_id == a.pk else (b, a)
+    with pytest.raises(services.vms.Conflict, match="cannot migrate live"):
+        act(admin_user, vm, "migrate", live=True)
+    act(admin_user, vm, "migrate", host_id=dst.pk)
+    settle()
+    vm.refresh_from_db()
+    assert (vm.state, vm.host_id) == (S.RUNNING, dst.pk)
+    assert get_driver("libvirt", dst.uri).get_info(vm.domain_name).power_state.value == "running"
+    assert all(d.name != vm.domain_name for d in get_driver("libvirt", src.uri).list_domains())
+    src.refresh_from_db(), dst.refresh_from_db()
+    assert (src.alloc_vcpu, dst.alloc_vcpu) == (0, vm.vcpu)
+    assert [p.start_reason for p in vm.placements.all()] == ["migrate", "deploy"]
+
+
+def test_resize_while_powered_off_claims_on_the_host(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+    host = make_sim_host("a", vcpu=4)
+    vm = _vm(member, project, template)  # 2 vCPU
+    act(member, vm, "poweroff")
+    settle()
+    with pytest.raises(services.vms.Conflict, match="not enough free capacity"):
+        act(member, vm, "resize", vcpu=6)
+    act(member, vm, "resize", vcpu=4)
+    host.refresh_from_db()
+    assert host.alloc_vcpu == 4
+    act(member, vm, "resume")
+    settle()
+    assert VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING
