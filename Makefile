@@ -48,7 +48,8 @@ lint: venv ## ruff, mypy on services and drivers, and makemigrations --check
 
 bench: venv ## print the performance figures (scheduler core, deploy latency)
 	$(PY) bench/scheduler.py
-	$(PY) bench/deploy.py
+	BENCH_RATE=8 $(PY) bench/deploy.py
+	BENCH_RATE=0 $(PY) bench/deploy.py
 
 clean: ## remove the venv, caches and local state
 	rm -rf $(VENV) .cache .run db.sqlite3 staticfiles artifacts

@@ -2,9 +2,10 @@
 """Deploy latency: 200 VMs created through the REST API onto simulated hosts.
 
 Prints request → RUNNING p50 / p95 / p99 (target p95 ≤ 1 s) and, as the last line, a JSON
-object. Uses its own database (``<DATABASE_URL name>_bench`` on PostgreSQL, a temporary SQLite
-file otherwise), the Redis at REDIS_URL (or a private one it starts), and a real Celery worker
-in-process serving the scheduler queue and every host queue, as the agent does.
+object. Runs the production shape: the scheduler worker and the host agent are separate
+processes (as `make run` starts them); the bench process plays the API server and its
+clients. Uses its own database (``nephele_bench`` on the PostgreSQL of DATABASE_URL, a
+temporary SQLite file otherwise) and Redis DB 13 of REDIS_URL (or a private Redis it starts).
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 N_VMS = int(os.environ.get("BENCH_VMS", "200"))
+# Requests per second offered by the clients; 0 = as fast as they can (a burst).
+RATE = float(os.environ.get("BENCH_RATE", "0"))
 N_HOSTS = 8
 CLIENTS = 8
 
 
 def _redis() -> subprocess.Popen[bytes] | None:
     if "REDIS_URL" in os.environ:
+        os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/13"
         return None
     port = 6398
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
@@ -65,17 +69,14 @@ def main() -> None:
     import django
 
     django.setup()
-    from celery.contrib.testing.worker import start_worker
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
     from rest_framework.test import APIClient
 
     from compute import services
-    from compute.drivers.registry import get_driver
     from compute.drivers.simulated import write_node
-    from compute.models import VirtualMachine, VMStateChange, VMTemplate
-    from portal.celery import app
+    from compute.models import Host, VirtualMachine, VMStateChange, VMTemplate
     from tenants.models import Membership, Organization, Project
 
     call_command("migrate", verbosity=0)
@@ -86,14 +87,40 @@ def main() -> None:
     template = VMTemplate.objects.create(
         project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test"
     )
-    app.conf.worker_enable_remote_control = True
-    with start_worker(app, pool="threads", concurrency=8, queues=["nephele", "agent.local"], hostname="agent@local",
-                      perform_ping_check=False, loglevel="WARNING"):  # fmt: skip
-        for i in range(N_HOSTS):
-            uri = write_node(tmp / "sim", f"h{i}", vcpu=64, memory_mb=262144, disk_gb=1000)
-            host = services.register_host(admin, name=f"h{i}", uri=uri, hypervisor="test")
-            services.record_probe(host.pk, get_driver("libvirt", uri).host_info())
-        time.sleep(2)  # let the agent subscribe to the host queues
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    for i in range(N_HOSTS):
+        uri = write_node(tmp / "sim", f"h{i}", vcpu=64, memory_mb=262144, disk_gb=1000)
+        services.register_host(admin, name=f"h{i}", uri=uri, hypervisor="test")
+    env = dict(os.environ)
+    procs = [
+        subprocess.Popen([sys.executable, "manage.py", "nephele_agent", "--loglevel", "WARNING"], cwd=ROOT, env=env),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "portal",
+                "worker",
+                "-n",
+                "scheduler@%h",
+                "-Q",
+                "nephele",
+                "-c",
+                "2",
+                "-l",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+        ),  # fmt: skip
+    ]
+    try:
+        deadline = time.time() + 60
+        while Host.objects.filter(state="MONITORED").count() < N_HOSTS and time.time() < deadline:
+            time.sleep(0.2)
         started: dict[int, float] = {}
         lock = threading.Lock()
 
@@ -101,6 +128,8 @@ def main() -> None:
             api = APIClient()
             api.force_authenticate(user)
             for j in range(k, N_VMS, CLIENTS):
+                if RATE:
+                    time.sleep(max(0.0, t_all + j / RATE - time.time()))
                 t0 = time.time()
                 r = api.post(
                     "/api/v1/vms/", {"name": f"vm{j}", "project": project.pk, "template": template.pk}, format="json"
@@ -120,6 +149,11 @@ def main() -> None:
         while VirtualMachine.objects.filter(state="RUNNING").count() < N_VMS and time.time() < deadline:
             time.sleep(0.2)
         wall = time.time() - t_all
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
     running_at = dict(VMStateChange.objects.filter(to_state="RUNNING").values_list("vm_id", "created_at"))
     lat = sorted(running_at[pk].timestamp() - t0 for pk, t0 in started.items() if pk in running_at)
     if redis_proc:
@@ -131,12 +165,11 @@ def main() -> None:
     result = {
         "vms": N_VMS, "running": len(lat), "hosts": N_HOSTS, "clients": CLIENTS,
         "p50_s": pct(0.50), "p95_s": pct(0.95), "p99_s": pct(0.99),
-        "mean_s": round(statistics.mean(lat), 3) if lat else None, "wall_s": round(wall, 2),
+        "offered_rate_per_s": RATE or "burst", "mean_s": round(statistics.mean(lat), 3) if lat else None, "wall_s": round(wall, 2),
         "database": connection.vendor,
     }  # fmt: skip
-    print(
-        f"Deploy latency, request → RUNNING, {N_VMS} VMs via the API onto {N_HOSTS} simulated hosts ({connection.vendor})"
-    )
+    offered = f"{RATE:g} requests/s" if RATE else f"a burst from {CLIENTS} clients"
+    print(f"Deploy latency, request -> RUNNING: {N_VMS} VMs via the API onto {N_HOSTS} simulated hosts, {offered}")
     print(
         f"  running: {len(lat)}/{N_VMS}   p50 {result['p50_s']} s   p95 {result['p95_s']} s   p99 {result['p99_s']} s   (target p95 ≤ 1 s)"
     )

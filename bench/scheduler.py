@@ -33,9 +33,18 @@ def hosts_mixed(rng: random.Random, n: int) -> list[HostView]:
             labels["ssd"] = "yes"
         out.append(
             HostView(
-                id=i + 1, name=f"h{i}", cluster_id=i % 4, cluster_name=f"c{i % 4}",
-                hypervisor="kvm" if i % 5 else "qemu", labels=labels, free_vcpu=vcpu, free_memory_mb=mem,
-                free_disk_gb=2000, running_vms=0, cpu_load=rng.random(), priority=rng.randint(0, 9),
+                id=i + 1,
+                name=f"h{i}",
+                cluster_id=i % 4,
+                cluster_name=f"c{i % 4}",
+                hypervisor="kvm" if i % 5 else "qemu",
+                labels=labels,
+                free_vcpu=vcpu,
+                free_memory_mb=mem,
+                free_disk_gb=2000,
+                running_vms=0,
+                cpu_load=rng.random(),
+                priority=rng.randint(0, 9),
             )  # fmt: skip
         )
     return out
@@ -79,7 +88,9 @@ def main() -> None:
     used_striping = len({d.host_id for d in striped if d.host_id is not None})
 
     print("Scheduler placement core (filter → rank over numpy arrays)")
-    print(f"  A: {len(reqs)} VMs (25% constrained) on {len(hosts)} mixed hosts: {rate:,.0f} decisions/s, placed {placed}")
+    print(
+        f"  A: {len(reqs)} VMs (25% constrained) on {len(hosts)} mixed hosts: {rate:,.0f} decisions/s, placed {placed}"
+    )
     print(f"  B: {len(plain)} VMs on {len(homo)} identical hosts, packing: {used} hosts used, lower bound {bound} "
           f"({used / bound:.3f}×), {rate_b:,.0f} decisions/s; striping spreads over {used_striping} hosts")  # fmt: skip
     print("  targets: ≥ 5,000 decisions/s; packing ≤ 1.05× the lower bound")

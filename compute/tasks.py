@@ -31,7 +31,7 @@ def agent_name(agent: str) -> str:
     return f"agent@{agent}"
 
 
-def enqueue_step(vm: VirtualMachine, chained: bool = False) -> None:
+def enqueue_step(vm: VirtualMachine) -> None:
     """Queue the VM's current driver step on its host's queue, after commit."""
     host = vm.host
     if host is None:
@@ -42,13 +42,17 @@ def enqueue_step(vm: VirtualMachine, chained: bool = False) -> None:
 
 @shared_task(name="compute.run_vm_step", acks_late=True)
 def run_vm_step(vm_id: int, seq: int) -> str:
-    """Carry out the VM's pending step; a stale or repeated message does nothing."""
-    order = services.step_order(vm_id, seq)
-    if order is None:
-        return "stale"
-    result = agent.execute(order)
-    services.complete_step(vm_id, seq, result)
-    return "ok" if result.ok else result.error
+    """Carry out the VM's pending steps of operation ``seq`` in order (PROLOG → BOOT → …).
+
+    A stale or repeated message finds no step for its ``seq`` and does nothing.
+    """
+    steps = 0
+    while (order := services.step_order(vm_id, seq)) is not None:
+        result = agent.execute(order)
+        steps += 1
+        if services.complete_step(vm_id, seq, result, chained=True) is None or not result.ok:
+            return result.error or "stale"
+    return "stale" if steps == 0 else "ok"
 
 
 @shared_task(name="compute.schedule_vm")

@@ -6,10 +6,13 @@ the consumer renders the same partial the page uses.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
+from concurrent.futures import Future
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
@@ -24,15 +27,35 @@ def project_group(project_id: int) -> str:
 ADMIN_GROUP = "cloud.admin"
 
 
-def _send(groups: list[str], message: dict[str, Any]) -> None:
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived loop per process (re-made after a fork) so the layer's Redis pool is reused."""
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid():
+            _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
+            threading.Thread(target=_loop.run_forever, name="nephele-events", daemon=True).start()
+        return _loop
+
+
+async def _send_async(groups: list[str], message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, message)
+            await layer.group_send(group, message)
         except (RedisError, OSError) as exc:  # a push is best effort; the page also polls
             log.warning("could not publish %s to %s: %s", message.get("type"), group, exc)
+
+
+def _send(groups: list[str], message: dict[str, Any]) -> Future[None]:
+    """Hand the message to the process's event loop; the caller does not wait for Redis."""
+    return asyncio.run_coroutine_threadsafe(_send_async(groups, message), _event_loop())
 
 
 def publish(groups: list[str], message: dict[str, Any]) -> None:

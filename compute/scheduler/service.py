@@ -7,6 +7,7 @@ The core (``core.py``) sees no ORM; capacity is then claimed in the database in 
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import Count
 
 from ..models import Host, VirtualMachine
 from ..states import HostState
@@ -18,9 +19,12 @@ def host_views(exclude: int | None = None) -> list[HostView]:
     rows = Host.objects.filter(state=HostState.MONITORED).select_related("cluster")
     if exclude is not None:
         rows = rows.exclude(pk=exclude)
-    running: dict[int, int] = {}
-    for host_id in VirtualMachine.objects.filter(host__isnull=False).values_list("host_id", flat=True):
-        running[host_id] = running.get(host_id, 0) + 1
+    running: dict[int, int] = dict(
+        VirtualMachine.objects.filter(host__isnull=False)
+        .values("host_id")
+        .annotate(n=Count("pk"))
+        .values_list("host_id", "n")
+    )
     return [
         HostView(
             id=h.pk,

@@ -577,16 +577,20 @@ _NEXT: dict[tuple[str, str], str] = {
 
 
 @transaction.atomic
-def complete_step(vm_id: int, seq: int, result: StepResult) -> VirtualMachine | None:
-    """The agent reports a step's result; the VM moves on (or into a failure state)."""
+def complete_step(vm_id: int, seq: int, result: StepResult, *, chained: bool = False) -> VirtualMachine | None:
+    """The agent reports a step's result; the VM moves on (or into a failure state).
+
+    ``chained``: the reporting agent carries on with the next step itself (one task per
+    operation, no broker round trip per step), so nothing is queued for it.
+    """
     vm = VirtualMachine.objects.select_for_update().filter(pk=vm_id).first()
     if vm is None or vm.operation_seq != seq or not vm.operation:
         return None  # stale report: an administrator or a newer operation took over
-    _advance(vm, result, reason=result.error or f"{vm.operation}: {vm.state} done")
+    _advance(vm, result, reason=result.error or f"{vm.operation}: {vm.state} done", enqueue=not chained)
     return vm
 
 
-def _advance(vm: VirtualMachine, result: StepResult, *, reason: str) -> None:
+def _advance(vm: VirtualMachine, result: StepResult, *, reason: str, enqueue: bool = True) -> None:
     from .. import tasks
 
     fields: dict[str, Any] = {}
@@ -627,7 +631,8 @@ def _advance(vm: VirtualMachine, result: StepResult, *, reason: str) -> None:
         return
     if nxt in TRANSIENT:
         _set_state(vm, nxt, reason, **fields)
-        tasks.enqueue_step(vm, chained=True)
+        if enqueue:
+            tasks.enqueue_step(vm)
         return
     if nxt in (S.DONE, S.UNDEPLOYED):
         fields["saved_state_path"] = ""

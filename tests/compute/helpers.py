@@ -24,7 +24,7 @@ def settle(schedule: bool = True, rounds: int = 20) -> None:
             if vm.operation and (vm.state in TRANSIENT or vm.operation == Action.REBOOT):
                 order = services.step_order(vm.pk, vm.operation_seq)
                 if order is not None:
-                    services.complete_step(vm.pk, vm.operation_seq, agent.execute(order))
+                    services.complete_step(vm.pk, vm.operation_seq, agent.execute(order), chained=True)
                     progressed = True
             elif schedule and vm.state == S.PENDING and not vm.schedule_message:
                 progressed |= services.place_vm(vm.pk).state != S.PENDING
