@@ -21,7 +21,9 @@ def _running_vm(member: Any, project: Any, template: Any) -> VirtualMachine:
     return VirtualMachine.objects.select_related("host").get(pk=vm.pk)
 
 
-def test_guest_that_powered_itself_off_goes_poweroff(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_guest_that_powered_itself_off_goes_poweroff(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     make_sim_host("a")
     vm = _running_vm(member, project, template)
     get_driver("libvirt", vm.host.uri).destroy(vm.domain_name)  # behind Nephele's back
@@ -31,7 +33,9 @@ def test_guest_that_powered_itself_off_goes_poweroff(make_sim_host: Any, member:
     assert VMStateChange.objects.filter(vm=vm, to_state=S.POWEROFF, reason__icontains="powered off").exists()
 
 
-def test_vanished_domain_goes_unknown_and_back_when_found(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_vanished_domain_goes_unknown_and_back_when_found(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     make_sim_host("a")
     vm = _running_vm(member, project, template)
     drv = get_driver("libvirt", vm.host.uri)
@@ -46,10 +50,14 @@ def test_vanished_domain_goes_unknown_and_back_when_found(make_sim_host: Any, me
     assert VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING
 
 
-def test_domains_nephele_did_not_create_are_reported(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_domains_nephele_did_not_create_are_reported(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     host = make_sim_host("a")
     drv = get_driver("libvirt", host.uri)
-    drv.define(DomainSpec(name="rogue", title="rogue", uuid="5f0c7e2a-4c1d-4c55-8d8e-1b9e4a8a0c09", vcpu=1, memory_mb=64))
+    drv.define(
+        DomainSpec(name="rogue", title="rogue", uuid="5f0c7e2a-4c1d-4c55-8d8e-1b9e4a8a0c09", vcpu=1, memory_mb=64)
+    )
     report = reconcile_host(host.pk)
     assert report["unknown_domains"] == ["rogue"]
     assert Host.objects.get(pk=host.pk).unknown_domains == ["rogue"]
@@ -58,7 +66,9 @@ def test_domains_nephele_did_not_create_are_reported(make_sim_host: Any, member:
 def test_probe_of_unreachable_host_sets_error(admin_user: Any) -> None:
     from compute.tasks import probe_host
 
-    host = services.register_host(admin_user, name="gone", uri="qemu+ssh://nobody@127.0.0.1:1/system", hypervisor="qemu")
+    host = services.register_host(
+        admin_user, name="gone", uri="qemu+ssh://nobody@127.0.0.1:1/system", hypervisor="qemu"
+    )
     assert probe_host(host.pk).startswith("error")
     host.refresh_from_db()
     assert host.state == "ERROR" and host.state_message

@@ -36,7 +36,10 @@ def test_reasons_name_the_first_filter_that_leaves_nothing() -> None:
 
 
 def test_policies() -> None:
-    hosts = [host(1, vcpu=4, running=3, cpu_load=0.9, priority=1), host(2, vcpu=16, running=0, cpu_load=0.1, priority=5)]
+    hosts = [
+        host(1, vcpu=4, running=3, cpu_load=0.9, priority=1),
+        host(2, vcpu=16, running=0, cpu_load=0.1, priority=5),
+    ]
     assert ranked_hosts(req(), hosts, Policy.PACKING)[0] == [1, 2]
     assert ranked_hosts(req(), hosts, Policy.STRIPING)[0] == [2, 1]
     assert ranked_hosts(req(), hosts, Policy.LOAD_AWARE)[0] == [2, 1]
@@ -55,7 +58,9 @@ def test_many_labels_fall_back_from_bitmasks() -> None:
     wants=st.lists(st.tuples(st.integers(1, 8), st.integers(128, 16384)), min_size=1, max_size=60),
     policy=st.sampled_from(list(Policy)),
 )
-def test_batch_placement_never_overbooks(caps: list[tuple[int, int]], wants: list[tuple[int, int]], policy: Policy) -> None:
+def test_batch_placement_never_overbooks(
+    caps: list[tuple[int, int]], wants: list[tuple[int, int]], policy: Policy
+) -> None:
     hosts = [host(i + 1, vcpu=v, mem=m) for i, (v, m) in enumerate(caps)]
     reqs = [req(i + 1, vcpu=v, mem=m) for i, (v, m) in enumerate(wants)]
     decisions = place_batch(reqs, hosts, policy)

@@ -38,7 +38,9 @@ def test_striping_spreads(make_sim_host: Any, member: Any, project: Any, templat
     assert sorted(hosts.count(h) for h in set(hosts)) == [2, 2]
 
 
-def test_requirements_on_labels_hypervisor_and_cluster(make_sim_host: Any, member: Any, project: Any, admin_user: Any) -> None:
+def test_requirements_on_labels_hypervisor_and_cluster(
+    make_sim_host: Any, member: Any, project: Any, admin_user: Any
+) -> None:
     c1 = ClusterFactory(name="c1")
     make_sim_host("plain", cluster=c1)
     ssd = make_sim_host("fast", cluster=c1, labels={"ssd": "yes"})
@@ -60,7 +62,9 @@ def test_requirements_on_labels_hypervisor_and_cluster(make_sim_host: Any, membe
     assert vm.schedule_message == "no host with 8 free vCPU in cluster c1"
 
 
-def test_disabled_and_error_hosts_get_nothing(make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any) -> None:
+def test_disabled_and_error_hosts_get_nothing(
+    make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any
+) -> None:
     host = make_sim_host("a")
     services.set_host_state(admin_user, host.pk, "disable")
     vm = _vm(member, project, template)
@@ -70,7 +74,9 @@ def test_disabled_and_error_hosts_get_nothing(make_sim_host: Any, member: Any, p
     assert Host.objects.get(pk=host.pk).state == "ERROR"
 
 
-def test_pending_vm_is_placed_when_capacity_appears(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_pending_vm_is_placed_when_capacity_appears(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     vm = _vm(member, project, template)
     assert vm.state == S.PENDING
     make_sim_host("late")
@@ -81,7 +87,9 @@ def test_pending_vm_is_placed_when_capacity_appears(make_sim_host: Any, member: 
     assert VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING
 
 
-def test_admin_deploys_to_a_chosen_host_and_members_cannot(make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any) -> None:
+def test_admin_deploys_to_a_chosen_host_and_members_cannot(
+    make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any
+) -> None:
     make_sim_host("a")
     b = make_sim_host("b")
     (vm,) = services.create_vms(member, project=project, template=template, name="held", hold=True)
@@ -93,7 +101,9 @@ def test_admin_deploys_to_a_chosen_host_and_members_cannot(make_sim_host: Any, m
     assert (vm.state, vm.host_id) == (S.RUNNING, b.pk)
 
 
-def test_cold_migration_moves_the_domain(make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any) -> None:
+def test_cold_migration_moves_the_domain(
+    make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any
+) -> None:
     from compute.drivers.registry import get_driver
 
     a, b = make_sim_host("a"), make_sim_host("b")
@@ -112,7 +122,9 @@ def test_cold_migration_moves_the_domain(make_sim_host: Any, member: Any, projec
     assert [p.start_reason for p in vm.placements.all()] == ["migrate", "deploy"]
 
 
-def test_resize_while_powered_off_claims_on_the_host(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+def test_resize_while_powered_off_claims_on_the_host(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
     host = make_sim_host("a", vcpu=4)
     vm = _vm(member, project, template)  # 2 vCPU
     act(member, vm, "poweroff")
