@@ -54,7 +54,9 @@ ON_HOST: frozenset[str] = frozenset(
     {S.PROLOG, S.BOOT, S.RUNNING, S.MIGRATE, S.SHUTDOWN, S.SAVE, S.EPILOG, S.SUSPENDED, S.POWEROFF, S.UNKNOWN}
     | FAILURES
 )
-# States counted as "running" for quotas and the dashboard.
+# States that do not count against the running-VMs quota (everything else does, as in OpenNebula).
+NOT_RUNNING: frozenset[str] = frozenset({S.POWEROFF, S.STOPPED, S.UNDEPLOYED, S.DONE})
+# States counted as "running" for the dashboard.
 ACTIVE: frozenset[str] = frozenset({S.PROLOG, S.BOOT, S.RUNNING, S.MIGRATE, S.SHUTDOWN, S.SAVE, S.UNKNOWN})
 
 

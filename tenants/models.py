@@ -58,3 +58,6 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.role} in {self.project}"
+
+
+from .quotas import QuotaDefault, QuotaLimit, QuotaUsage  # noqa: E402,F401  (models of this app)

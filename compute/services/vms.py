@@ -19,6 +19,7 @@ from django.utils import timezone
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_vm
 from portal.querysets import is_cloud_admin
+from tenants import quotas
 from tenants.models import Project
 
 from .. import capacity
@@ -38,6 +39,7 @@ from ..states import (
     ACTIONS,
     FAILURE_OF_STEP,
     FAILURES,
+    NOT_RUNNING,
     ON_HOST,
     RECOVER_OPTIONS,
     STEP_OF_FAILURE,
@@ -87,9 +89,24 @@ def _lock_vm(actor: Any, vm_id: int, action: str = "manage") -> VirtualMachine:
         raise NotFound("virtual machine not found") from None
 
 
-def _set_state(vm: VirtualMachine, new: str, reason: str = "", **fields: Any) -> None:
-    """Change state (and other fields) of a locked VM, record it, push it after commit."""
+def _account(vm: VirtualMachine, old: str, new: str, check: bool) -> None:
+    """Keep quota usage in step with the state: running VMs, and everything once DONE."""
+    if old in NOT_RUNNING and new not in NOT_RUNNING:
+        quotas.consume(vm.project, vm.owner, check=check, running_vms=1)
+    elif old not in NOT_RUNNING and new in NOT_RUNNING:
+        quotas.release(vm.project, vm.owner, running_vms=1)
+    if new == S.DONE and old != S.DONE:
+        quotas.release(vm.project, vm.owner, vms=1, vcpu=vm.vcpu, memory_mb=vm.memory_mb, system_disk_gb=vm.disk_gb)
+
+
+def _set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: bool = False, **fields: Any) -> None:
+    """Change state (and other fields) of a locked VM, record it, push it after commit.
+
+    ``check_quota``: the change is a user's request to run the VM again (resume, release,
+    deploy), so the running-VMs quota is checked, not just counted.
+    """
     old = vm.state
+    _account(vm, old, new, check_quota)
     vm.state = new
     for key, value in fields.items():
         setattr(vm, key, value)
@@ -100,7 +117,7 @@ def _set_state(vm: VirtualMachine, new: str, reason: str = "", **fields: Any) ->
     publish_vm(vm.pk, vm.project_id)
 
 
-def _begin(vm: VirtualMachine, op: str, state: str, reason: str, **args: Any) -> None:
+def _begin(vm: VirtualMachine, op: str, state: str, reason: str, *, check_quota: bool = False, **args: Any) -> None:
     """Start an asynchronous operation: enter its first transient state and queue the work."""
     from .. import tasks
 
@@ -113,6 +130,7 @@ def _begin(vm: VirtualMachine, op: str, state: str, reason: str, **args: Any) ->
         operation_args=args,
         operation_seq=vm.operation_seq + 1,
         last_error="",
+        check_quota=check_quota,
     )
     tasks.enqueue_step(vm)
 
@@ -186,6 +204,15 @@ def create_vms(
         name_validator(name)
     except ValidationError as exc:
         raise InvalidInput(f"name: {exc.messages[0]}", field="name") from None
+    quotas.consume(
+        project,
+        actor,
+        vms=count,
+        running_vms=count,  # HOLD and PENDING count as running, as in OpenNebula
+        vcpu=vcpu * count,
+        memory_mb=memory_mb * count,
+        system_disk_gb=template.disk_gb * count,
+    )
     vms = []
     for i in range(count):
         vm = VirtualMachine.objects.create(
@@ -259,7 +286,10 @@ def place_vm(vm_id: int, *, host_id: int | None = None, actor: Any = None, ip: s
         record_action(actor, vm, "deploy", ip=ip, host=host.name)
     vm.host = host
     vm.schedule_message = ""
-    _begin(vm, Action.DEPLOY, S.PROLOG, f"placed on {host.name}", restore=bool(vm.saved_state_path))
+    _begin(
+        vm, Action.DEPLOY, S.PROLOG, f"placed on {host.name}", check_quota=actor is not None,
+        restore=bool(vm.saved_state_path),
+    )  # fmt: skip
     return vm
 
 
@@ -318,7 +348,7 @@ def _deploy_by_scheduler(actor: Any, vm_id: int, ip: str | None) -> VirtualMachi
     vm = _lock_vm(actor, vm_id, "manage")
     _check_allowed(actor, vm, Action.DEPLOY)
     if vm.state != S.PENDING:
-        _set_state(vm, S.PENDING, "deploy requested")
+        _set_state(vm, S.PENDING, "deploy requested", check_quota=True)
     record_action(actor, vm, "deploy", ip=ip)
     return place_vm(vm.pk)
 
@@ -330,7 +360,7 @@ def _hold(vm: VirtualMachine, req: ActionRequest) -> None:
 def _release(vm: VirtualMachine, req: ActionRequest) -> None:
     from .. import tasks
 
-    _set_state(vm, S.PENDING, "release")
+    _set_state(vm, S.PENDING, "release", check_quota=True)
     transaction.on_commit(lambda: tasks.schedule_vm.delay(vm.pk))
 
 
@@ -342,7 +372,7 @@ def _resume(vm: VirtualMachine, req: ActionRequest) -> None:
     if vm.state in (S.STOPPED, S.UNDEPLOYED):
         _release(vm, req)  # back to the scheduler, which may pick another host
         return
-    _begin(vm, Action.RESUME, S.BOOT, "resume")
+    _begin(vm, Action.RESUME, S.BOOT, "resume", check_quota=True)
 
 
 def _poweroff(vm: VirtualMachine, req: ActionRequest) -> None:
@@ -416,6 +446,7 @@ def _resize(vm: VirtualMachine, req: ActionRequest) -> None:
     vcpu = vm.vcpu if req.vcpu is None else req.vcpu
     memory_mb = vm.memory_mb if req.memory_mb is None else req.memory_mb
     _validate_capacity(vcpu, memory_mb, vm.disk_gb)
+    quotas.consume(vm.project, vm.owner, vcpu=vcpu - vm.vcpu, memory_mb=memory_mb - vm.memory_mb)
     if vm.host_id:  # POWEROFF keeps its host: the difference must fit there
         dv, dm = vcpu - vm.vcpu, memory_mb - vm.memory_mb
         if not capacity.adjust(vm.host_id, dv, dm):

@@ -11,7 +11,9 @@ from compute.models import VirtualMachine
 from compute.states import VMState as S
 
 
-def test_admin_lists_vms_and_terminates_through_the_service(admin_user: Any, member: Any, project: Any, template: Any) -> None:
+def test_admin_lists_vms_and_terminates_through_the_service(
+    admin_user: Any, member: Any, project: Any, template: Any
+) -> None:
     (vm,) = services.create_vms(member, project=project, template=template, name="held", hold=True)
     c = Client()
     c.force_login(admin_user)

@@ -1,0 +1,179 @@
+"""Quotas: limits per project (and optionally per user within a project), with cloud-wide
+defaults, checked and consumed in the transaction that creates, resizes or resumes a resource.
+
+Usage rows are locked (``SELECT … FOR UPDATE``) in a fixed order — resource name, project
+row before user row — so concurrent requests queue behind each other and never admit more
+than the limit; the error names the quota, the usage, the limit and the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F
+
+from portal.errors import ServiceError
+
+
+class Resource(models.TextChoices):
+    VMS = "vms", "VMs"
+    RUNNING_VMS = "running_vms", "Running VMs"
+    VCPU = "vcpu", "vCPU"
+    MEMORY_MB = "memory_mb", "Memory (MiB)"
+    SYSTEM_DISK_GB = "system_disk_gb", "System disk (GiB)"
+    VOLUMES = "volumes", "Volumes"
+    VOLUME_GB = "volume_gb", "Volume size (GiB)"
+    IMAGES = "images", "Images"
+    NETWORKS = "networks", "Networks"
+    IP_LEASES = "ip_leases", "IP leases"
+    PUBLIC_IPS = "public_ips", "Public IPs"
+    NIC_MBPS = "nic_mbps", "NIC bandwidth (Mbit/s)"
+
+
+UNLIMITED = -1
+
+
+class QuotaExceeded(ServiceError):
+    status = 403
+
+
+class QuotaDefault(models.Model):
+    """The cloud-wide limit of a resource for every project without its own (-1: unlimited)."""
+
+    resource = models.CharField(max_length=32, choices=Resource.choices, unique=True)
+    limit = models.BigIntegerField(default=UNLIMITED)
+
+    def __str__(self) -> str:
+        return f"default {self.resource} ≤ {self.limit}"
+
+
+class QuotaLimit(models.Model):
+    """A project's limit (``user`` empty) or a user's limit within a project."""
+
+    project = models.ForeignKey("tenants.Project", on_delete=models.CASCADE, related_name="quota_limits")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    resource = models.CharField(max_length=32, choices=Resource.choices)
+    limit = models.BigIntegerField(default=UNLIMITED)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user", "resource"], name="uniq_quota_limit"),
+            models.UniqueConstraint(
+                fields=["project", "resource"], condition=models.Q(user__isnull=True), name="uniq_project_quota_limit"
+            ),
+        ]
+
+
+class QuotaUsage(models.Model):
+    """What a project (``user`` empty) or a user within it currently holds of a resource."""
+
+    project = models.ForeignKey("tenants.Project", on_delete=models.CASCADE, related_name="quota_usage")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    resource = models.CharField(max_length=32, choices=Resource.choices)
+    used = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user", "resource"], name="uniq_quota_usage"),
+            models.UniqueConstraint(
+                fields=["project", "resource"], condition=models.Q(user__isnull=True), name="uniq_project_quota_usage"
+            ),
+            models.CheckConstraint(condition=models.Q(used__gte=0), name="quota_usage_nonneg"),
+        ]
+
+
+@dataclass(frozen=True)
+class QuotaLine:
+    resource: str
+    label: str
+    used: int
+    limit: int
+
+    @property
+    def percent(self) -> int:
+        if self.limit <= 0:
+            return 100 if self.limit == 0 and self.used else 0
+        return min(100, round(100 * self.used / self.limit))
+
+
+def _limit(project_id: int, user_id: int | None, resource: str) -> int:
+    row = QuotaLimit.objects.filter(project_id=project_id, user_id=user_id, resource=resource).first()
+    if row is not None:
+        return row.limit
+    if user_id is not None:
+        return UNLIMITED  # no per-user limit: only the project's applies
+    default = QuotaDefault.objects.filter(resource=resource).first()
+    return default.limit if default is not None else UNLIMITED
+
+
+def _lock_rows(project_id: int, user_id: int | None, resources: list[str]) -> dict[tuple[int | None, str], QuotaUsage]:
+    scopes: list[int | None] = [None] if user_id is None else [None, user_id]
+    missing = [QuotaUsage(project_id=project_id, user_id=uid, resource=r) for r in resources for uid in scopes]
+    QuotaUsage.objects.bulk_create(missing, ignore_conflicts=True)
+    rows: dict[tuple[int | None, str], QuotaUsage] = {}
+    for r in sorted(resources):
+        for uid in scopes:  # fixed order: no deadlock between concurrent requests
+            qs = QuotaUsage.objects.filter(project_id=project_id, resource=r)
+            qs = qs.filter(user__isnull=True) if uid is None else qs.filter(user_id=uid)
+            rows[(uid, r)] = qs.select_for_update().get()
+    return rows
+
+
+def consume(project: Any, user: Any, *, check: bool = True, **deltas: int) -> None:
+    """Add ``deltas`` to the usage of ``project`` (and of ``user`` in it); with ``check``, refuse
+    any positive delta that would pass a limit. Must run inside the caller's transaction."""
+    deltas = {r: int(d) for r, d in deltas.items() if d}
+    if not deltas:
+        return
+    assert transaction.get_connection().in_atomic_block, "quotas are consumed inside the resource's transaction"
+    user_id = getattr(user, "pk", None)
+    rows = _lock_rows(project.pk, user_id, list(deltas))
+    if check:
+        for (uid, resource), row in sorted(rows.items(), key=lambda kv: (kv[0][0] is not None, kv[0][1])):
+            delta = deltas[resource]
+            if delta <= 0:
+                continue
+            limit = _limit(project.pk, uid, resource)
+            if limit != UNLIMITED and row.used + delta > limit:
+                who = "" if uid is None else f" for user {getattr(user, 'username', uid)}"
+                raise QuotaExceeded(
+                    f"quota exceeded{who}: {resource} {row.used} of {limit} used, {delta} requested", field=resource
+                )
+    for (_uid, resource), row in rows.items():
+        QuotaUsage.objects.filter(pk=row.pk).update(used=F("used") + deltas[resource])
+
+
+def release(project: Any, user: Any, **amounts: int) -> None:
+    """Give back what ``consume`` took."""
+    consume(project, user, check=False, **{r: -a for r, a in amounts.items()})
+
+
+def usage(project: Any, user: Any = None, resources: Mapping[str, str] | None = None) -> list[QuotaLine]:
+    """Usage and limit of every resource, for bars in the UI and the API."""
+    user_id = getattr(user, "pk", None)
+    used = {
+        u.resource: u.used
+        for u in QuotaUsage.objects.filter(project=project).filter(
+            **({"user__isnull": True} if user_id is None else {"user_id": user_id})
+        )
+    }
+    labels = resources or dict(Resource.choices)
+    return [QuotaLine(r, str(label), used.get(r, 0), _limit(project.pk, user_id, r)) for r, label in labels.items()]
+
+
+@transaction.atomic
+def set_limit(project: Any, resource: str, limit: int, user: Any = None) -> None:
+    """Set a project's (or a user's) limit; -1 is unlimited."""
+    if resource not in Resource.values:
+        raise ServiceError(f"unknown quota {resource!r}; known: {', '.join(Resource.values)}", field="resource")
+    if limit < UNLIMITED:
+        raise ServiceError("limit must be -1 (unlimited) or a number ≥ 0", field="limit")
+    QuotaLimit.objects.update_or_create(project=project, user=user, resource=resource, defaults={"limit": limit})
