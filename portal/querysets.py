@@ -1,8 +1,11 @@
 """The one access gate every model goes through (NetBox's RestrictedQuerySet pattern).
 
 ``Model.objects.restrict(user, action)`` returns exactly the rows ``user`` may act on with
-``action`` ("view", "manage" or "admin"). Views, API views and services start from it, so a
-foreign object is indistinguishable from a missing one (404).
+``action`` ("view", "manage" or "admin"), from the roles table in ``tenants/roles.py``:
+cloud admins everything, cloud auditors view everything, organization admins everything in
+their organizations' projects, project roles their project. A token scoped to one project
+narrows all of it to that project. Views, API views and services start from it, so a foreign
+object is indistinguishable from a missing one (404).
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from django.db import models
+from django.db.models import Q
 
-from tenants.roles import roles_allowing
+from tenants.roles import AUDITOR_GROUP, org_roles_allowing, roles_allowing
 
 M = TypeVar("M", bound=models.Model)
 
@@ -21,8 +25,34 @@ def is_cloud_admin(user: Any) -> bool:
     return bool(getattr(user, "is_authenticated", False) and (user.is_superuser or user.is_staff))
 
 
+def is_cloud_auditor(user: Any) -> bool:
+    """Cloud auditors see everything and change nothing."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    cached = getattr(user, "_nephele_auditor", None)
+    if cached is None:
+        cached = user.groups.filter(name=AUDITOR_GROUP).exists()
+        user._nephele_auditor = cached
+    return bool(cached)
+
+
+def token_project_id(user: Any) -> int | None:
+    """The project an API token confines this request to, if any (set by the token backend)."""
+    return getattr(user, "_nephele_token_project", None)
+
+
+def allowed_projects(user: Any, action: str) -> models.QuerySet[Any]:
+    """Primary keys of the projects on which ``user`` may ``action`` (a subquery)."""
+    from tenants.models import Project
+
+    q = Q(memberships__user=user, memberships__role__in=roles_allowing(action)) | Q(
+        organization__memberships__user=user, organization__memberships__role__in=org_roles_allowing(action)
+    )
+    return Project.objects.filter(q).values("pk")
+
+
 class RestrictedQuerySet(models.QuerySet[M]):
-    """A queryset scoped by project membership.
+    """A queryset scoped by the caller's roles.
 
     ``project_path`` is the lookup path from the model to its project ("" for Project itself,
     ``None`` for infrastructure that only cloud administrators may touch).
@@ -33,20 +63,21 @@ class RestrictedQuerySet(models.QuerySet[M]):
     def restrict(self, user: Any, action: str = "view") -> RestrictedQuerySet[M]:
         if not getattr(user, "is_authenticated", False):
             return self.none()
-        if is_cloud_admin(user):
-            return self
-        if self.project_path is None:  # admin-only objects (hosts, clusters)
+        key = f"{self.project_path}_id" if self.project_path else "pk"
+        if self.project_path and "__" in self.project_path:
+            key = f"{self.project_path}__pk"
+        scoped = token_project_id(user)
+        if is_cloud_admin(user) or (action == "view" and is_cloud_auditor(user)):
+            if scoped is None or self.project_path is None:
+                return self if scoped is None else self.none()
+            return self.filter(**{key: scoped})
+        if self.project_path is None:  # infrastructure: cloud administrators (and auditors) only
             return self.none()
-        prefix = f"{self.project_path}__" if self.project_path else ""
-        return self.filter(
-            **{
-                f"{prefix}memberships__user": user,
-                f"{prefix}memberships__role__in": roles_allowing(action),
-            }
-        )
+        qs = self.filter(**{f"{key}__in": allowed_projects(user, action)})
+        return qs.filter(**{key: scoped}) if scoped is not None else qs
 
 
 class AdminOnlyQuerySet(RestrictedQuerySet[M]):
-    """Infrastructure objects (hosts, clusters): cloud administrators only."""
+    """Infrastructure objects (hosts, clusters): cloud administrators (auditors: read)."""
 
     project_path = None

@@ -7,13 +7,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
-from tenants.api import ProjectViewSet
+from tenants.api import ApiTokenViewSet, ProjectViewSet, SSHKeyViewSet
 
 from . import views
 
 api_router = DefaultRouter()
 api_router.registry.extend(compute_router.registry)
 api_router.register("projects", ProjectViewSet, basename="project")
+api_router.register("tokens", ApiTokenViewSet, basename="token")
+api_router.register("ssh-keys", SSHKeyViewSet, basename="sshkey")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,8 +13,8 @@ from rest_framework.response import Response
 from portal.errors import NotFound, PermissionDenied
 from portal.querysets import is_cloud_admin
 
-from . import quotas
-from .models import Project
+from . import credentials, quotas
+from .models import ApiToken, Project, SSHKey
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -64,3 +64,64 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
                     raise NotFound("user not found", field="user")
             quotas.set_limit(project, ser.validated_data["resource"], ser.validated_data["limit"], user)
         return Response(QuotaLineSerializer(quotas.usage(project), many=True).data)
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    days = serializers.IntegerField(write_only=True, required=False, allow_null=True, default=90)
+    project = serializers.IntegerField(required=False, allow_null=True, source="project_id")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "project", "days", "expires_at", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = ["prefix", "expires_at", "created_at", "last_used_at", "revoked_at"]
+
+
+class ApiTokenViewSet(
+    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """The caller's API tokens. Creation answers the secret once (``token``); DELETE revokes."""
+
+    serializer_class = ApiTokenSerializer
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return ApiToken.objects.filter(user=self.request.user)
+
+    def create(self, request: Request) -> Response:
+        ser = ApiTokenSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        project = None
+        if d.get("project_id"):
+            project = Project.objects.restrict(request.user, "view").filter(pk=d["project_id"]).first()
+            if project is None:
+                raise NotFound("project not found", field="project")
+        token, secret = credentials.create_token(request.user, name=d["name"], days=d.get("days"), project=project)
+        return Response({**ApiTokenSerializer(token).data, "token": secret}, status=201)
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        credentials.revoke_token(self.request.user, instance.pk)
+
+
+class SSHKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SSHKey
+        fields = ["id", "name", "public_key", "fingerprint", "created_at"]
+        read_only_fields = ["fingerprint", "created_at"]
+
+
+class SSHKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The caller's SSH public keys (validated; the fingerprint is OpenSSH's SHA256 one)."""
+
+    serializer_class = SSHKeySerializer
+
+    def get_queryset(self) -> QuerySet[SSHKey]:
+        return SSHKey.objects.filter(user=self.request.user)
+
+    def create(self, request: Request) -> Response:
+        ser = SSHKeySerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        key = credentials.add_ssh_key(request.user, **ser.validated_data)
+        return Response(SSHKeySerializer(key).data, status=201)
+
+    def perform_destroy(self, instance: SSHKey) -> None:
+        credentials.delete_ssh_key(self.request.user, instance.pk)

@@ -11,14 +11,37 @@ from django.db import models
 
 from portal.querysets import RestrictedQuerySet
 
-from .roles import Role
+from .roles import OrgRole, Role
+
+
+class OrganizationQuerySet(RestrictedQuerySet["Organization"]):
+    """Organizations the user belongs to (through a project or an organization role)."""
+
+    def restrict(self, user, action="view"):  # type: ignore[no-untyped-def,override]
+        from portal.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
+        from tenants.roles import org_roles_allowing
+
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        if is_cloud_admin(user) or (action == "view" and is_cloud_auditor(user)):
+            return self
+        if action == "view":
+            return self.filter(
+                models.Q(projects__in=allowed_projects(user, "view")) | models.Q(memberships__user=user)
+            ).distinct()
+        return self.filter(memberships__user=user, memberships__role__in=org_roles_allowing(action))
 
 
 class Organization(models.Model):
     """A tenant: a customer or department owning projects."""
 
     name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    require_2fa = models.BooleanField(default=False, help_text="members must use a second factor (TOTP)")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     def __str__(self) -> str:
         return self.name
@@ -46,6 +69,17 @@ class Project(models.Model):
         return f"{self.organization.name}/{self.name}"
 
 
+class OrgMembership(models.Model):
+    """A user's role on a whole organization."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="org_memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=OrgRole.choices, default=OrgRole.ADMIN)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="uniq_org_membership")]
+
+
 class Membership(models.Model):
     """A user's role in a project."""
 
@@ -61,3 +95,44 @@ class Membership(models.Model):
 
 
 from .quotas import QuotaDefault, QuotaLimit, QuotaUsage  # noqa: E402,F401  (models of this app)
+
+
+class ApiToken(models.Model):
+    """A REST API / CLI credential: shown once, stored hashed, with expiry and optional project scope.
+
+    The secret is ``nph_<prefix>_<secret>``; the prefix finds the row, the SHA-256 of the whole
+    token proves it (tokens are long random strings, so a fast hash is the right tool).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=64)
+    prefix = models.CharField(max_length=12, unique=True)
+    digest = models.CharField(max_length=64)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class SSHKey(models.Model):
+    """A user's SSH public key, injected into the VMs they create."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=64)
+    public_key = models.TextField()
+    fingerprint = models.CharField(max_length=80)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "fingerprint"], name="uniq_user_key")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.fingerprint}"

@@ -1,0 +1,33 @@
+"""REST authentication by API token (``Authorization: Bearer nph_…`` or ``Token nph_…``).
+
+A token scoped to a project confines the request to it: the access gate reads the scope
+from the user object (``portal.querysets.token_project_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import authentication, exceptions
+
+from .credentials import resolve_token
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    keywords = ("bearer", "token")
+
+    def authenticate(self, request: Any) -> tuple[Any, Any] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].decode(errors="replace").lower() not in self.keywords:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be '<Bearer|Token> <token>'")
+        token = resolve_token(header[1].decode(errors="replace"))
+        if token is None:
+            raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
+        user = token.user
+        user._nephele_token_project = token.project_id
+        return user, token
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Bearer realm="nephele"'
