@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -62,6 +64,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tenants.security.SessionLifetimeMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "tenants.twofactor.Enforce2FAMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.ActiveProjectMiddleware",
@@ -121,6 +125,7 @@ NEPHELE_LOGIN_FAILURES_PER_IP = int(os.environ.get("NEPHELE_LOGIN_FAILURES_PER_I
 SESSION_COOKIE_AGE = int(os.environ.get("NEPHELE_SESSION_IDLE_S", str(2 * 3600)))  # idle lifetime
 SESSION_SAVE_EVERY_REQUEST = True  # so the idle lifetime restarts at every request
 NEPHELE_SESSION_ABSOLUTE_S = int(os.environ.get("NEPHELE_SESSION_ABSOLUTE_S", str(12 * 3600)))
+OTP_TOTP_ISSUER = "Nephele"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 LOGIN_URL = "login"

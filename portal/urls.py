@@ -7,7 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
+from tenants import twofactor
 from tenants.api import ApiTokenViewSet, ProjectViewSet, SSHKeyViewSet
+from tenants.forms import LoginForm
 
 from . import views
 
@@ -19,9 +21,14 @@ api_router.register("ssh-keys", SSHKeyViewSet, basename="sshkey")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="registration/login.html", authentication_form=LoginForm),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("project/switch/", views.switch_project, name="switch-project"),
+    path("account/2fa/", twofactor.account_2fa, name="account-2fa"),
     path("compute/", include("compute.urls")),
     path("api/v1/", include(api_router.urls)),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
