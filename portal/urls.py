@@ -8,14 +8,16 @@ from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
 from tenants import twofactor
-from tenants.api import ApiTokenViewSet, ProjectViewSet, SSHKeyViewSet
+from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSet, SSHKeyViewSet, UserAdminViewSet
 from tenants.forms import LoginForm
 
 from . import views
 
 api_router = DefaultRouter()
 api_router.registry.extend(compute_router.registry)
-api_router.register("projects", ProjectViewSet, basename="project")
+api_router.register("organizations", OrganizationViewSet, basename="organization")
+api_router.register("projects", ProjectAdminViewSet, basename="project")
+api_router.register("users", UserAdminViewSet, basename="user")
 api_router.register("tokens", ApiTokenViewSet, basename="token")
 api_router.register("ssh-keys", SSHKeyViewSet, basename="sshkey")
 

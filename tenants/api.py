@@ -1,20 +1,23 @@
-"""REST API for projects (read-only until the tenancy manager lands)."""
+"""REST API for tenancy: organizations, projects, members, users, quotas, tokens and SSH keys."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.errors import NotFound, PermissionDenied
+from portal.errors import Conflict, NotFound, PermissionDenied
 from portal.querysets import is_cloud_admin
 
 from . import credentials, quotas
-from .models import ApiToken, Project, SSHKey
+from . import services as tenancy
+from .models import ApiToken, Membership, Organization, Project, SSHKey
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -23,6 +26,35 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "organization", "description", "created_at"]
+
+
+class RoleGrantSerializer(serializers.Serializer):
+    user = serializers.CharField(help_text="user name")
+    role = serializers.CharField(allow_null=True, required=False, help_text="null removes the role")
+
+    def target_user(self) -> Any:
+        found = get_user_model().objects.filter(username=self.validated_data["user"], is_active=True).first()
+        if found is None:
+            raise NotFound("user not found", field="user")
+        return found
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["user", "role"]
+
+
+class UserActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["enable", "disable", "reset-credentials"])
+    password = serializers.CharField(required=False, write_only=True)
+
+
+class CloudAdminOnly(permissions.BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return is_cloud_admin(request.user)
 
 
 class QuotaLineSerializer(serializers.Serializer):
@@ -125,3 +157,143 @@ class SSHKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destr
 
     def perform_destroy(self, instance: SSHKey) -> None:
         credentials.delete_ssh_key(self.request.user, instance.pk)
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "description", "enabled", "require_2fa", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class OrganizationViewSet(viewsets.ModelViewSet):
+    """Organizations (tenants). Cloud admins create them; organization admins edit theirs."""
+
+    serializer_class = OrganizationSerializer
+
+    def get_queryset(self) -> QuerySet[Organization]:
+        return Organization.objects.restrict(self.request.user, "view").order_by("name")
+
+    def create(self, request: Request) -> Response:
+        ser = OrganizationSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        org = tenancy.create_organization(request.user, **ser.validated_data)
+        return Response(OrganizationSerializer(org).data, status=201)
+
+    def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
+        org = self.get_object()
+        ser = OrganizationSerializer(org, data=request.data, partial=partial)
+        ser.is_valid(raise_exception=True)
+        org = tenancy.update_organization(request.user, org.pk, **ser.validated_data)
+        return Response(OrganizationSerializer(org).data)
+
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return self.update(request, pk, partial=True)
+
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        org = self.get_object()
+        if not is_cloud_admin(request.user):
+            raise PermissionDenied("only cloud administrators delete organizations")
+        if org.projects.exists():
+            names = ", ".join(p.name for p in org.projects.all())
+            raise Conflict(f"organization {org.name} still has projects: {names}")
+        org.delete()
+        return Response(status=204)
+
+    @extend_schema(request=RoleGrantSerializer, responses={200: RoleGrantSerializer})
+    @action(detail=True, methods=["post"], url_path="roles")
+    def roles(self, request: Request, pk: str | None = None) -> Response:
+        """Grant (or with role null, revoke) an organization role."""
+        org = self.get_object()
+        ser = RoleGrantSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        tenancy.grant_org_role(
+            request.user, organization=org, user=ser.target_user(), role=ser.validated_data.get("role")
+        )
+        return Response(ser.data)
+
+
+class ProjectWriteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["id", "organization", "name", "description"]
+
+
+class ProjectAdminViewSet(ProjectViewSet, mixins.CreateModelMixin, mixins.DestroyModelMixin):
+    """Projects: create (organization and cloud admins), delete (refused while it owns resources)."""
+
+    def create(self, request: Request) -> Response:
+        ser = ProjectWriteSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        project = tenancy.create_project(request.user, **ser.validated_data)
+        return Response(ProjectSerializer(project).data, status=201)
+
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        tenancy.delete_project(request.user, self.get_object().pk)
+        return Response(status=204)
+
+    @extend_schema(request=RoleGrantSerializer, responses={200: MembershipSerializer(many=True)})
+    @action(detail=True, methods=["get", "post"], url_path="members")
+    def members(self, request: Request, pk: str | None = None) -> Response:
+        """GET: who holds which role. POST: grant a role (role null: remove the member)."""
+        project = self.get_object()
+        if request.method == "POST":
+            ser = RoleGrantSerializer(data=request.data)
+            ser.is_valid(raise_exception=True)
+            tenancy.grant_project_role(
+                request.user, project=project, user=ser.target_user(), role=ser.validated_data.get("role")
+            )
+        rows = Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+        return Response(MembershipSerializer(rows, many=True).data)
+
+
+class UserSerializer(serializers.ModelSerializer):
+    password = serializers.CharField(write_only=True, required=False, allow_blank=True)
+
+    class Meta:
+        model = get_user_model()
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "is_active",
+            "is_staff",
+            "last_login",
+            "password",
+        ]
+        read_only_fields = ["is_active", "is_staff", "last_login"]
+
+
+class UserAdminViewSet(viewsets.ReadOnlyModelViewSet):
+    """Users (cloud admins): create, enable / disable, reset credentials, delete."""
+
+    serializer_class = UserSerializer
+    permission_classes = [CloudAdminOnly]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return get_user_model().objects.order_by("username")
+
+    def create(self, request: Request) -> Response:
+        ser = UserSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        user = tenancy.create_user(request.user, **ser.validated_data)
+        return Response(UserSerializer(user).data, status=201)
+
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        tenancy.delete_user(request.user, self.get_object().pk)
+        return Response(status=204)
+
+    @extend_schema(request=UserActionSerializer, responses={200: UserSerializer})
+    @action(detail=True, methods=["post"], url_path="action")
+    def user_action(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        ser = UserActionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        act = ser.validated_data["action"]
+        if act == "reset-credentials":
+            user = tenancy.reset_credentials(request.user, user.pk, password=ser.validated_data.get("password", ""))
+        else:
+            user = tenancy.set_user_active(request.user, user.pk, act == "enable")
+        return Response(UserSerializer(user).data)
