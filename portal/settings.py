@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenants.x509.TrustedProxyCertificateMiddleware",
     "tenants.security.SessionLifetimeMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "tenants.twofactor.Enforce2FAMiddleware",
@@ -126,6 +127,8 @@ SESSION_COOKIE_AGE = int(os.environ.get("NEPHELE_SESSION_IDLE_S", str(2 * 3600))
 SESSION_SAVE_EVERY_REQUEST = True  # so the idle lifetime restarts at every request
 NEPHELE_SESSION_ABSOLUTE_S = int(os.environ.get("NEPHELE_SESSION_ABSOLUTE_S", str(12 * 3600)))
 OTP_TOTP_ISSUER = "Nephele"
+# Addresses of TLS-terminating proxies whose X-SSL-Client-* headers are believed (tenants/x509.py).
+NEPHELE_X509_TRUSTED_PROXIES = [a for a in os.environ.get("NEPHELE_X509_TRUSTED_PROXIES", "").split(",") if a]
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 LOGIN_URL = "login"
