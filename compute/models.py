@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from portal.querysets import AdminOnlyQuerySet, RestrictedQuerySet
+from portal.querysets import AdminOnlyQuerySet, RestrictedQuerySet, ShareableQuerySet
 from tenants.models import Project
 
 from .states import ON_HOST, HostState, PlacementPolicy, VMState
@@ -132,7 +132,7 @@ class BootImage(models.Model):
     disk_path = models.CharField(max_length=1024, blank=True)
     public = models.BooleanField(default=False)
 
-    objects = RestrictedQuerySet.as_manager()
+    objects = ShareableQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -158,7 +158,7 @@ class VMTemplate(models.Model):
     public = models.BooleanField(default=False, help_text="usable by every project")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = RestrictedQuerySet.as_manager()
+    objects = ShareableQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -81,3 +81,21 @@ class AdminOnlyQuerySet(RestrictedQuerySet[M]):
     """Infrastructure objects (hosts, clusters): cloud administrators (auditors: read)."""
 
     project_path = None
+
+
+class ShareableQuerySet(RestrictedQuerySet[M]):
+    """Objects a project owns that may also be shared (per-object guardian grants to another
+    project's group or to a user) or published to the whole cloud (``public``). Sharing and
+    publication widen ``view`` only; managing stays with the owning project."""
+
+    def restrict(self, user: Any, action: str = "view") -> RestrictedQuerySet[M]:
+        base = super().restrict(user, action)
+        if action != "view" or not getattr(user, "is_authenticated", False) or is_cloud_admin(user):
+            return base
+        from guardian.shortcuts import get_objects_for_user
+
+        meta = self.model._meta
+        shared = get_objects_for_user(
+            user, f"{meta.app_label}.view_{meta.model_name}", klass=self.model.objects.all(), accept_global_perms=False
+        )
+        return self.filter(Q(pk__in=base.values("pk")) | Q(public=True) | Q(pk__in=shared.values("pk")))

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "guardian",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -116,7 +117,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["tenants.security.ThrottledModelBackend"]
+AUTHENTICATION_BACKENDS = ["tenants.security.ThrottledModelBackend", "guardian.backends.ObjectPermissionBackend"]
+GUARDIAN_ANONYMOUS_USER_NAME = None  # no anonymous grants: anonymous callers see nothing
+GUARDIAN_MONKEY_PATCH_USER = False
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

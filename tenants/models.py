@@ -55,6 +55,10 @@ class Project(models.Model):
     """A unit of ownership and isolation inside an organization."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="projects")
+    group = models.OneToOneField(
+        "auth.Group", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="project",
+        help_text="holds the project's members: objects shared with the project are granted to it (guardian)",
+    )  # fmt: skip
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

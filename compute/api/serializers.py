@@ -46,6 +46,16 @@ class HostSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
+class ShareSerializer(serializers.Serializer):
+    project = serializers.IntegerField(required=False, help_text="share with every member of this project")
+    user = serializers.CharField(required=False, help_text="share with this user (user name)")
+
+
+class SharesSerializer(serializers.Serializer):
+    projects = serializers.ListField(child=serializers.IntegerField())
+    users = serializers.ListField(child=serializers.CharField())
+
+
 class HostActionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=["enable", "disable", "offline"])
 

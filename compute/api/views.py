@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
@@ -22,6 +22,7 @@ from tenants.models import Project
 
 from .. import services
 from ..models import AuditRecord, BootImage, Cluster, Host, VirtualMachine, VMTemplate
+from ..services import sharing
 from . import serializers as s
 
 
@@ -87,9 +88,7 @@ class BootImageViewSet(viewsets.ModelViewSet):
     serializer_class = s.BootImageSerializer
 
     def get_queryset(self) -> QuerySet[BootImage]:
-        user = self.request.user
-        mine = BootImage.objects.restrict(user, "view").values("pk")
-        return BootImage.objects.filter(Q(pk__in=mine) | Q(public=True)).order_by("name")
+        return BootImage.objects.restrict(self.request.user, "view").order_by("name")
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("list", "retrieve"):
@@ -107,13 +106,8 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
     filterset_fields = ["project", "public"]
 
     def get_queryset(self) -> QuerySet[VMTemplate]:
-        user = self.request.user
-        action_name = "view" if self.action in ("list", "retrieve") else "manage"
-        mine = VMTemplate.objects.restrict(user, action_name).values("pk")
-        q = Q(pk__in=mine)
-        if action_name == "view":
-            q |= Q(public=True)
-        return VMTemplate.objects.filter(q).select_related("boot_image").order_by("name")
+        action_name = "view" if self.action in ("list", "retrieve", "shares") else "manage"
+        return VMTemplate.objects.restrict(self.request.user, action_name).select_related("boot_image").order_by("name")
 
     def _check_project(self, project: Project, public: bool) -> None:
         if not Project.objects.restrict(self.request.user, "manage").filter(pk=project.pk).exists():
@@ -129,6 +123,19 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
         project = serializer.validated_data.get("project", serializer.instance.project)
         self._check_project(project, serializer.validated_data.get("public", serializer.instance.public))
         serializer.save()
+
+    @extend_schema(request=s.ShareSerializer, responses={200: s.SharesSerializer})
+    @action(detail=True, methods=["get", "post", "delete"], url_path="shares")
+    def shares(self, request: Request, pk: str | None = None) -> Response:
+        """GET: who the template is shared with. POST / DELETE {project | user}: share / unshare."""
+        template = self.get_object()
+        if request.method != "GET":
+            ser = s.ShareSerializer(data=request.data)
+            ser.is_valid(raise_exception=True)
+            fn = sharing.share if request.method == "POST" else sharing.unshare
+            fn(request.user, VMTemplate, template.pk, project_id=ser.validated_data.get("project"),
+               username=ser.validated_data.get("user"))  # fmt: skip
+        return Response(sharing.shares(template))
 
 
 class VMFilter(filters.FilterSet):
@@ -163,9 +170,7 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         project = Project.objects.restrict(request.user, "manage").filter(pk=d["project"]).first()
         if project is None:
             raise NotFound("project not found", field="project")
-        template = VMTemplate.objects.filter(
-            Q(pk__in=VMTemplate.objects.restrict(request.user, "view").values("pk")) | Q(public=True), pk=d["template"]
-        ).first()
+        template = VMTemplate.objects.restrict(request.user, "view").filter(pk=d["template"]).first()
         if template is None:
             raise NotFound("template not found", field="template")
         vms = services.create_vms(

@@ -186,10 +186,7 @@ def create_vms(
     """Instantiate ``template`` ``count`` times in ``project``; VMs enter PENDING (or HOLD)."""
     if not Project.objects.restrict(actor, "manage").filter(pk=project.pk).exists():
         raise NotFound("project not found", field="project")
-    visible = VMTemplate.objects.filter(pk=template.pk).filter(
-        pk__in=VMTemplate.objects.restrict(actor, "view").values("pk")
-    ) | VMTemplate.objects.filter(pk=template.pk, public=True)
-    if not visible.exists():
+    if not VMTemplate.objects.restrict(actor, "view").filter(pk=template.pk).exists():
         raise NotFound("template not found", field="template")
     if not 1 <= count <= 100:
         raise InvalidInput("count must be between 1 and 100", field="count")
