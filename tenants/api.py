@@ -114,6 +114,7 @@ class ApiTokenViewSet(
     """The caller's API tokens. Creation answers the secret once (``token``); DELETE revokes."""
 
     serializer_class = ApiTokenSerializer
+    queryset = ApiToken.objects.none()  # for the schema; the real one is the caller's
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         return ApiToken.objects.filter(user=self.request.user)
@@ -145,6 +146,7 @@ class SSHKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destr
     """The caller's SSH public keys (validated; the fingerprint is OpenSSH's SHA256 one)."""
 
     serializer_class = SSHKeySerializer
+    queryset = SSHKey.objects.none()  # for the schema; the real one is the caller's
 
     def get_queryset(self) -> QuerySet[SSHKey]:
         return SSHKey.objects.filter(user=self.request.user)
