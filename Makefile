@@ -7,7 +7,7 @@ APT_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-daem
 	libvirt-clients qemu-system-x86 qemu-utils redis-server chromium busybox-static cpio xz-utils
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help deps venv run test test-fast lint bench guest check clean
+.PHONY: help deps venv run test test-fast lint bench guest check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ lint: venv ## ruff, mypy on services and drivers, and makemigrations --check
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) manage.py makemigrations --check --dry-run
+
+check-deploy: venv ## Django's deployment checklist against the production settings
+	NEPHELE_SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))')" \
+	NEPHELE_ALLOWED_HOSTS=cloud.example.org DJANGO_SETTINGS_MODULE=portal.settings_production \
+	$(PY) manage.py check --deploy --fail-level WARNING
 
 bench: venv ## print the performance figures (scheduler core, deploy latency)
 	$(PY) bench/scheduler.py
