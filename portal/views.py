@@ -2,24 +2,69 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from compute.models import Host, VirtualMachine
-from compute.states import VMState
-from portal.querysets import is_cloud_admin
+from compute.models import Cluster, Host, VirtualMachine
+from compute.states import ACTIVE, FAILURES, TRANSIENT, HostState, VMState
+from portal.querysets import is_cloud_admin, is_cloud_auditor
+from tenants import quotas
 from tenants.models import Project
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    cloud_wide = is_cloud_admin(request.user) or is_cloud_auditor(request.user)
     vms = VirtualMachine.objects.restrict(request.user, "view").exclude(state=VMState.DONE)
-    ctx = {"vm_count": vms.count(), "running": vms.filter(state=VMState.RUNNING).count()}
-    if is_cloud_admin(request.user):
-        ctx["hosts"] = Host.objects.restrict(request.user, "view")
+    if not cloud_wide:
+        vms = vms.filter(project=getattr(request, "project", None))
+    by_state = dict(vms.values("state").annotate(n=Count("pk")).values_list("state", "n"))
+    ctx: dict[str, Any] = {
+        "vm_count": sum(by_state.values()),
+        "running": by_state.get(VMState.RUNNING, 0),
+        "pending": sum(n for s, n in by_state.items() if s in TRANSIENT or s == VMState.PENDING),
+        "failed": sum(n for s, n in by_state.items() if s in FAILURES or s == VMState.UNKNOWN),
+        "active": sum(n for s, n in by_state.items() if s in ACTIVE),
+        "by_state": sorted(by_state.items()),
+        "recent": vms.select_related("host", "owner")[:8],
+        "hosts": None,
+    }
+    if cloud_wide:
+        hosts = list(Host.objects.restrict(request.user, "view"))
+        ctx["hosts"] = hosts
+        ctx["hosts_up"] = sum(h.state == HostState.MONITORED for h in hosts)
+        ctx["clusters"] = _cluster_capacity()
+    project = getattr(request, "project", None)
+    if project is not None:
+        ctx["quota_lines"] = [
+            q for q in quotas.usage(project) if q.resource in ("vms", "running_vms", "vcpu", "memory_mb")
+        ]
     return render(request, "portal/dashboard.html", ctx)
+
+
+def _cluster_capacity() -> list[dict[str, Any]]:
+    rows = []
+    sums = ("total_vcpu", "alloc_vcpu", "total_memory_mb", "alloc_memory_mb")
+    for cluster in [*Cluster.objects.all(), None]:
+        hosts = Host.objects.filter(cluster=cluster)
+        agg = hosts.aggregate(**{k: Sum(k) for k in sums}, hosts=Count("pk"))
+        if not agg["hosts"]:
+            continue
+        rows.append(
+            {
+                "name": cluster.name if cluster else "(no cluster)",
+                "policy": cluster.placement_policy if cluster else "default",
+                **{k: agg[k] or 0 for k in sums},
+                "hosts": agg["hosts"],
+            }
+        )
+    return rows
 
 
 @login_required
@@ -28,4 +73,7 @@ def switch_project(request: HttpRequest) -> HttpResponse:
     project = Project.objects.restrict(request.user, "view").filter(pk=request.POST.get("project")).first()
     if project is not None:
         request.session["project_id"] = project.pk
-    return redirect(request.POST.get("next") or "dashboard")
+    nxt = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}):
+        nxt = "dashboard"
+    return redirect(nxt)

@@ -1,0 +1,73 @@
+"""Forms for the compute pages; they validate input, the services decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .models import MAX_MEMORY_MB, MAX_VCPU, BootImage, Cluster, VMTemplate
+
+
+class CreateVMForm(forms.Form):
+    name = forms.CharField(max_length=63, help_text="Letters, digits, space and . _ ' & < > \" -")
+    template = forms.ModelChoiceField(queryset=VMTemplate.objects.none(), empty_label=None)
+    count = forms.IntegerField(min_value=1, max_value=100, initial=1)
+    vcpu = forms.IntegerField(
+        min_value=1, max_value=MAX_VCPU, required=False, label="vCPU", help_text="Leave empty for the template's"
+    )
+    memory_mb = forms.IntegerField(min_value=16, max_value=MAX_MEMORY_MB, required=False, label="Memory (MiB)")
+    hold = forms.BooleanField(required=False, label="Create on hold (do not schedule yet)")
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = VMTemplate.objects.restrict(user, "view").order_by("name")  # type: ignore[attr-defined]
+
+
+class TemplateForm(forms.ModelForm):
+    labels = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required host labels, one key=value per line",
+    )
+
+    class Meta:
+        model = VMTemplate
+        fields = ["name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image", "hypervisor", "cluster"]
+        widgets = {"description": forms.TextInput()}
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["boot_image"].queryset = BootImage.objects.restrict(user, "view")  # type: ignore[attr-defined]
+        self.fields["cluster"].queryset = Cluster.objects.all()  # type: ignore[attr-defined]
+
+    def clean_labels(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("labels", ""))
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for n, line in enumerate((text or "").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise forms.ValidationError(f"line {n}: write labels as key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+class HostForm(forms.Form):
+    name = forms.CharField(max_length=63)
+    uri = forms.CharField(
+        max_length=255,
+        label="libvirt URI",
+        help_text="qemu:///system, qemu+ssh://root@host/system or test:///path/node.xml",
+    )
+    hypervisor = forms.ChoiceField(choices=[("qemu", "QEMU/KVM"), ("test", "libvirt test (simulated)")])
+    cluster = forms.ModelChoiceField(queryset=Cluster.objects.all(), required=False)
+    labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="key=value per line")
+
+    def clean_labels(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("labels", ""))
