@@ -3,14 +3,14 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("vms/", views.vm_list, name="vm-list"),
+    path("vms/", views.vm_list, name="ui-vm-list"),
     path("vms/create/", views.vm_create, name="vm-create"),
-    path("vms/<int:pk>/", views.vm_detail, name="vm-detail"),
+    path("vms/<int:pk>/", views.vm_detail, name="ui-vm-detail"),
     path("vms/<int:pk>/live/", views.vm_live, name="vm-live"),
     path("vms/<int:pk>/action/", views.vm_action, name="vm-action"),
     path("templates/", views.template_list, name="template-list"),
-    path("hosts/", views.host_list, name="host-list"),
+    path("hosts/", views.host_list, name="ui-host-list"),
     path("hosts/register/", views.host_register, name="host-register"),
-    path("hosts/<int:pk>/", views.host_detail, name="host-detail"),
+    path("hosts/<int:pk>/", views.host_detail, name="ui-host-detail"),
     path("hosts/<int:pk>/action/", views.host_action, name="host-action"),
 ]

@@ -91,7 +91,7 @@ def vm_create(request: HttpRequest) -> HttpResponse:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             messages.success(request, f"{len(vms)} VM(s) created; the scheduler is placing them.")
-            return redirect("vm-list")
+            return redirect("ui-vm-list")
     vms = VirtualMachine.objects.restrict(request.user, "view").filter(project=project).exclude(state=VMState.DONE)
     ctx = {"vms": vms.select_related("host", "owner"), "create_form": form, **_project_context(request)}
     return render(request, "compute/vm_list.html", ctx, status=400)
@@ -148,7 +148,7 @@ def vm_action(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, note)
     else:
         messages.success(request, f"{req.action} requested for {vm.name}.")
-    return redirect("vm-detail", pk=pk)
+    return redirect("ui-vm-detail", pk=pk)
 
 
 @login_required
@@ -203,7 +203,7 @@ def host_register(request: HttpRequest) -> HttpResponse:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             messages.success(request, f"Host {host.name} registered; probing it now.")
-            return redirect("host-list")
+            return redirect("ui-host-list")
     return host_list(request, form=form)
 
 
@@ -230,7 +230,7 @@ def host_action(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponse(html)
     if note:
         messages.error(request, note)
-    return redirect("host-list")
+    return redirect("ui-host-list")
 
 
 @login_required

@@ -63,7 +63,8 @@ def mib(value: int) -> str:
 
 
 HARD_VARIANTS = {"poweroff", "reboot", "terminate", "undeploy"}
-SIMPLE = ("hold", "release", "suspend", "resume", "poweroff", "reboot", "stop", "undeploy", "terminate", "deploy")
+# deploy, migrate, resize and recover take input: they have forms of their own on the VM page
+SIMPLE = ("hold", "release", "suspend", "resume", "poweroff", "reboot", "stop", "undeploy", "terminate")
 
 
 @register.filter
