@@ -9,7 +9,7 @@ from .settings import REDIS_URL  # noqa: E402
 
 # Keep test queues apart from a `make run` on the same Redis.
 _base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") >= 3 else REDIS_URL
-REDIS_URL = f"{_base}/15"
+REDIS_URL = f"{_base}/{os.environ.get('NEPHELE_TEST_REDIS_DB', '15')}"
 CELERY_BROKER_URL = REDIS_URL
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}

@@ -27,6 +27,22 @@ def _clean_broker() -> None:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_stray_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """At the end, end database sessions left by server processes and worker threads, so the
+    test database can be dropped."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _state_dir(tmp_path: Any, settings: Any) -> None:
     settings.NEPHELE_STATE_DIR = tmp_path / "state"
