@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
 from tenants import twofactor
+from tenants import views as tenant_views
 from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSet, SSHKeyViewSet, UserAdminViewSet
 from tenants.forms import LoginForm
 
@@ -31,6 +32,10 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("project/switch/", views.switch_project, name="switch-project"),
     path("account/2fa/", twofactor.account_2fa, name="account-2fa"),
+    path("account/", tenant_views.account, name="account"),
+    path("account/action/", tenant_views.account_action, name="account-action"),
+    path("identity/", tenant_views.identity, name="identity"),
+    path("identity/action/", tenant_views.identity_action, name="identity-action"),
     path("compute/", include("compute.urls")),
     path("api/v1/", include(api_router.urls)),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

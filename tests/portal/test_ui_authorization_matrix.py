@@ -42,18 +42,34 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ),
     ("POST", "/compute/hosts/{H}/action/", {"action": "disable"}, E(302, 404, 404, 404, 404, 302)),
     ("GET", "/account/2fa/", None, PAGE_ANY),
+    ("GET", "/account/", None, PAGE_ANY),
+    ("POST", "/account/action/", {"what": "token-create", "name": "t", "days": 5}, E(302, 302, 302, 302, 302, 302)),
+    ("GET", "/identity/", None, PAGE_ANY),
+    ("POST", "/identity/action/", {"what": "org-create", "name": "neworg"}, E(302, 302, 302, 302, 302, 302)),
+    (
+        "POST",
+        "/identity/action/",
+        {"what": "grant", "project": "{P}", "username": "newbie", "role": "admin"},
+        E(302, 302, 302, 302, 302, 302),
+    ),
     ("POST", "/project/switch/", {"project": "{P}"}, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/login/", None, E(200, 200, 200, 200, 200, 200)),
     ("POST", "/logout/", None, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/admin/", None, E(302, 302, 302, 302, 302, 200)),
 ]
 # which roles' refusals are "denied" (must change nothing), per row
-DENIED_CHANGES = {("POST", "/compute/vms/{V}/action/"): {"anon", "viewer", "other"}}
+DENIED_CHANGES = {
+    ("POST", "/compute/vms/{V}/action/"): {"anon", "viewer", "other"},
+    ("POST", "/identity/action/"): {"anon", "viewer", "member", "other"},  # org-create: also padmin (below)
+}
 
 
 @pytest.fixture
 def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin: Any, other_tenant: Any,
           template: Any, make_sim_host: Any) -> dict[str, Any]:  # fmt: skip
+    from tests.factories import UserFactory
+
+    UserFactory(username="newbie")
     (vm,) = services.create_vms(member, project=project, template=template, name="held", hold=True)
     host = make_sim_host("h1", cluster=ClusterFactory())
     users = {"anon": None, "viewer": viewer, "member": member, "padmin": project_admin, "other": other_tenant,
@@ -76,6 +92,8 @@ def test_ui_matrix(method: str, path: str, body: Any, expected: dict[str, int], 
     if role == "anon" and resp.status_code == 302:
         assert resp["Location"].startswith(("/login/", "/admin/login/")) or path == "/logout/"
     denied = resp.status_code in (400, 403, 404) or role in DENIED_CHANGES.get((method, path), set())
+    if body and body.get("what") == "org-create" and role != "admin":
+        denied = True
     if method == "POST" and denied and path not in ("/logout/", "/project/switch/"):
         assert _state() == before, "a refused request changed rows or quota usage"
         assert queued == []

@@ -1,0 +1,138 @@
+"""Browser pages for identity: the user's account (API tokens, SSH keys, second factor) and
+administration of organizations, projects, members and users. Changes go through services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.errors import ServiceError
+from portal.querysets import is_cloud_admin
+
+from . import credentials
+from . import services as tenancy
+from .models import ApiToken, Membership, Organization, Project, SSHKey
+from .roles import Role
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.strip().isdigit() else None
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    ctx: dict[str, Any] = {
+        "tokens": ApiToken.objects.filter(user=request.user).select_related("project"),
+        "keys": SSHKey.objects.filter(user=request.user),
+        "projects": Project.objects.restrict(request.user, "view"),
+        "new_token": request.session.pop("nephele_new_token", None),
+    }
+    return render(request, "tenants/account.html", ctx)
+
+
+@login_required
+@require_POST
+def account_action(request: HttpRequest) -> HttpResponse:
+    p = request.POST
+    try:
+        what = p.get("what")
+        if what == "token-create":
+            project = Project.objects.restrict(request.user, "view").filter(pk=_int(p.get("project"))).first()
+            _token, secret = credentials.create_token(
+                request.user, name=p.get("name", ""), days=_int(p.get("days")), project=project
+            )
+            request.session["nephele_new_token"] = secret  # shown once, on the next page
+        elif what == "token-revoke":
+            credentials.revoke_token(request.user, _int(p.get("id")) or 0)
+            messages.success(request, "Token revoked.")
+        elif what == "key-add":
+            key = credentials.add_ssh_key(request.user, name=p.get("name", ""), public_key=p.get("public_key", ""))
+            messages.success(request, f"Key {key.name} added ({key.fingerprint}).")
+        elif what == "key-delete":
+            credentials.delete_ssh_key(request.user, _int(p.get("id")) or 0)
+            messages.success(request, "Key removed.")
+        else:
+            messages.error(request, "unknown request")
+    except ServiceError as exc:
+        messages.error(request, f"{exc.field}: {exc.message}" if exc.field else exc.message)
+    return redirect("account")
+
+
+@login_required
+def identity(request: HttpRequest) -> HttpResponse:
+    """Organizations, projects and members the caller administers; users for cloud admins."""
+    orgs = Organization.objects.restrict(request.user, "view").prefetch_related("projects")
+    admin_orgs = set(Organization.objects.restrict(request.user, "admin").values_list("pk", flat=True))
+    admin_projects = Project.objects.restrict(request.user, "admin").select_related("organization")
+    if not orgs.exists() and not is_cloud_admin(request.user):
+        raise Http404("nothing to administer")
+    selected = admin_projects.filter(pk=_int(request.GET.get("project"))).first() or admin_projects.first()
+    ctx = {
+        "orgs": orgs,
+        "admin_orgs": admin_orgs,
+        "admin_projects": admin_projects,
+        "selected": selected,
+        "members": Membership.objects.filter(project=selected).select_related("user") if selected else [],
+        "roles": Role.choices,
+        "users": get_user_model().objects.order_by("username") if is_cloud_admin(request.user) else None,
+        "owned": tenancy.owned_resources(selected) if selected else [],
+    }
+    return render(request, "tenants/identity.html", ctx)
+
+
+@login_required
+@require_POST
+def identity_action(request: HttpRequest) -> HttpResponse:
+    p, user = request.POST, request.user
+    back = "identity"
+    try:
+        what = p.get("what")
+        if what == "org-create":
+            org = tenancy.create_organization(user, name=p.get("name", ""), require_2fa=bool(p.get("require_2fa")))
+            messages.success(request, f"Organization {org.name} created.")
+        elif what == "org-2fa":
+            org = tenancy.update_organization(user, _int(p.get("id")) or 0, require_2fa=p.get("require_2fa") == "1")
+            messages.success(request, f"{org.name}: second factor {'required' if org.require_2fa else 'optional'}.")
+        elif what == "project-create":
+            org = Organization.objects.restrict(user, "admin").filter(pk=_int(p.get("organization"))).first()
+            if org is None:
+                raise tenancy.NotFound("organization not found", field="organization")
+            project = tenancy.create_project(user, organization=org, name=p.get("name", ""))
+            messages.success(request, f"Project {project} created.")
+        elif what == "project-delete":
+            tenancy.delete_project(user, _int(p.get("id")) or 0)
+            messages.success(request, "Project deleted.")
+        elif what == "grant":
+            project = Project.objects.restrict(user, "admin").filter(pk=_int(p.get("project"))).first()
+            target = get_user_model().objects.filter(username=p.get("username", "").strip(), is_active=True).first()
+            if project is None or target is None:
+                raise tenancy.NotFound("user not found" if project else "project not found", field="username")
+            role = p.get("role") or None
+            tenancy.grant_project_role(user, project=project, user=target, role=role)
+            messages.success(request, f"{target.username}: {role or 'removed'} in {project}.")
+            return redirect(f"/identity/?project={project.pk}")
+        elif what == "user-create":
+            new = tenancy.create_user(
+                user, username=p.get("username", ""), email=p.get("email", ""), password=p.get("password") or None
+            )
+            messages.success(request, f"User {new.username} created.")
+        elif what in ("user-enable", "user-disable"):
+            tenancy.set_user_active(user, _int(p.get("id")) or 0, what == "user-enable")
+            messages.success(request, "Done.")
+        elif what == "user-reset":
+            tenancy.reset_credentials(user, _int(p.get("id")) or 0, password=p.get("password", ""))
+            messages.success(request, "Password reset; the user's tokens are revoked and second factor cleared.")
+        elif what == "user-delete":
+            tenancy.delete_user(user, _int(p.get("id")) or 0)
+            messages.success(request, "User deleted.")
+        else:
+            messages.error(request, "unknown request")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect(back)

@@ -1,0 +1,78 @@
+"""Identity pages: the account (tokens shown once, SSH keys) and administration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from tenants.models import ApiToken, Membership, Organization, OrgMembership, Project, SSHKey
+from tests.factories import UserFactory
+
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPvDAmcYNL3ht2uz0zIJ2om+PBjfx10nIzQ3CUHuvzYM alice@example"
+
+
+def browser(user: Any) -> Client:
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def test_token_is_shown_once_in_the_ui_and_revoked_there(member: Any, project: Any) -> None:
+    c = browser(member)
+    c.post("/account/action/", {"what": "token-create", "name": "laptop", "days": 30, "project": project.pk})
+    first = c.get("/account/").content.decode()
+    token = ApiToken.objects.get()
+    assert f"nph_{token.prefix}_" in first and token.project_id == project.pk
+    assert f"nph_{token.prefix}_" not in c.get("/account/").content.decode()  # once
+    c.post("/account/action/", {"what": "token-revoke", "id": token.pk})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_ssh_keys_in_the_ui(member: Any) -> None:
+    c = browser(member)
+    page = c.post("/account/action/", {"what": "key-add", "name": "k", "public_key": "ssh-rsa nonsense"}, follow=True)
+    assert b"public_key" in page.content and not SSHKey.objects.exists()
+    page = c.post("/account/action/", {"what": "key-add", "name": "k", "public_key": ED25519}, follow=True)
+    assert b"SHA256:1Ax+htc8T3GU/OveExH2fTOPUh/zgelKMtrJC18j+oc" in page.content
+
+
+def test_org_admin_creates_a_project_and_grants_a_role(db: Any) -> None:
+    org = Organization.objects.create(name="acme")
+    boss = UserFactory(username="boss")
+    OrgMembership.objects.create(user=boss, organization=org)
+    UserFactory(username="carol")
+    c = browser(boss)
+    c.post("/identity/action/", {"what": "project-create", "organization": org.pk, "name": "web"})
+    project = Project.objects.get(name="web")
+    c.post("/identity/action/", {"what": "grant", "project": project.pk, "username": "carol", "role": "member"})
+    assert Membership.objects.get(user__username="carol").role == "member"
+    assert b"carol" in c.get(f"/identity/?project={project.pk}").content
+
+
+def test_member_cannot_administer(member: Any, project: Any) -> None:
+    UserFactory(username="dave")
+    c = browser(member)
+    page = c.post(
+        "/identity/action/", {"what": "grant", "project": project.pk, "username": "dave", "role": "admin"}, follow=True
+    )
+    assert b"not found" in page.content
+    assert not Membership.objects.filter(user__username="dave").exists()
+    c.post("/identity/action/", {"what": "org-create", "name": "mine"})
+    assert not Organization.objects.filter(name="mine").exists()
+
+
+def test_cloud_admin_manages_users(admin_user: Any, member: Any) -> None:
+    c = browser(admin_user)
+    page = c.post("/identity/action/", {"what": "user-create", "username": "erin", "password": "short"}, follow=True)
+    assert b"password" in page.content and not get_user_model().objects.filter(username="erin").exists()
+    c.post("/identity/action/", {"what": "user-create", "username": "erin", "password": "a-long-enough-pass-7"})
+    erin = get_user_model().objects.get(username="erin")
+    c.post("/identity/action/", {"what": "user-disable", "id": erin.pk})
+    erin.refresh_from_db()
+    assert not erin.is_active
+    c.post("/identity/action/", {"what": "user-reset", "id": member.pk, "password": "another-good-pass-8"})
+    member.refresh_from_db()
+    assert member.check_password("another-good-pass-8")
