@@ -61,6 +61,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if html:
             await self.send(text_data=html)
 
+    async def event_new(self, event: dict[str, Any]) -> None:
+        html = await self._render_event(event["event"])
+        if html:
+            await self.send(text_data=html)
+
+    @database_sync_to_async
+    def _render_event(self, pk: int) -> str:
+        from monitoring.models import Event
+
+        e = Event.objects.restrict(self.user, "view").filter(pk=pk).first()
+        return render_to_string("monitoring/_event_live.html", {"e": e}) if e is not None else ""
+
     @database_sync_to_async
     def _render_vm(self, pk: int) -> str:
         vm = (

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "images",
     "federation",
     "billing",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -199,6 +200,9 @@ NEPHELE_STATE_DIR = Path(os.environ.get("NEPHELE_STATE_DIR", BASE_DIR / ".run"))
 NEPHELE_DOMAIN_PREFIX = os.environ.get("NEPHELE_DOMAIN_PREFIX", "nephele")
 # Seconds an ACPI shutdown may take before the VM goes back to RUNNING (OpenNebula's shutdown timeout).
 NEPHELE_SHUTDOWN_TIMEOUT = int(os.environ.get("NEPHELE_SHUTDOWN_TIMEOUT", "60"))
+
+# First retry delay of a failed webhook delivery; doubles at every attempt.
+NEPHELE_WEBHOOK_BACKOFF_S = float(os.environ.get("NEPHELE_WEBHOOK_BACKOFF_S", "2"))
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
+from monitoring import views as monitoring_views
+from monitoring.api.views import EventViewSet, WebhookViewSet
 from tenants import twofactor
 from tenants import views as tenant_views
 from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSet, SSHKeyViewSet, UserAdminViewSet
@@ -16,6 +18,8 @@ from . import views
 
 api_router = DefaultRouter()
 api_router.registry.extend(compute_router.registry)
+api_router.register("events", EventViewSet, basename="event")
+api_router.register("webhooks", WebhookViewSet, basename="webhook")
 api_router.register("organizations", OrganizationViewSet, basename="organization")
 api_router.register("projects", ProjectAdminViewSet, basename="project")
 api_router.register("users", UserAdminViewSet, basename="user")
@@ -37,6 +41,8 @@ urlpatterns = [
     path("identity/", tenant_views.identity, name="identity"),
     path("identity/action/", tenant_views.identity_action, name="identity-action"),
     path("compute/", include("compute.urls")),
+    path("events/", monitoring_views.events, name="events"),
+    path("webhooks/", monitoring_views.webhooks, name="webhooks"),
     path("api/v1/", include(api_router.urls)),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_host
 from portal.querysets import is_cloud_admin
@@ -95,7 +96,9 @@ def set_host_state(actor: Any, host_id: int, action: str, *, ip: str | None = No
         resident = VirtualMachine.objects.filter(host=host).exclude(state=S.DONE).count()
         if resident:
             raise Conflict(f"host {host.name} still has {resident} VM(s); migrate or terminate them first")
+    before = host.state
     host.state = HOST_ADMIN_STATES[action]
+    emit(f"host.state.{host.state}", host, actor=actor, from_state=before)
     host.state_message = f"{action}d by {getattr(actor, 'username', 'system')}"
     host.save(update_fields=["state", "state_message"])
     record_action(actor, host, action, ip=ip)
@@ -125,6 +128,7 @@ def record_probe(host_id: int, info: HostInfo | None, error: str = "") -> Host |
     if host is None:
         return None
     host.last_probe_at = timezone.now()
+    before = host.state
     if host.state in (HostState.DISABLED, HostState.OFFLINE):
         fields = ["last_probe_at"]
     elif info is None:
@@ -141,6 +145,8 @@ def record_probe(host_id: int, info: HostInfo | None, error: str = "") -> Host |
         host.cpu_load = info.cpu_load
         fields += ["total_vcpu", "total_memory_mb", "total_disk_gb", "free_memory_mb", "cpu_load"]
     host.save(update_fields=fields)
+    if host.state != before:
+        emit(f"host.state.{host.state}", host, from_state=before, message=host.state_message)
     publish_host(host.pk)
     return host
 

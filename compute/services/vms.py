@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_vm
 from portal.querysets import is_cloud_admin
@@ -65,7 +66,8 @@ def record_action(
     project: Project | None = None,
     **detail: Any,
 ) -> AuditRecord:
-    """Write the audit row for an action on ``obj``."""
+    """Write the audit row for an action on ``obj``, and its event."""
+    emit(f"{obj._meta.model_name}.action.{action}", obj, actor=actor, project=project, result=result, **detail)
     return AuditRecord.objects.create(
         project=project if project is not None else getattr(obj, "project", None),
         actor=actor if getattr(actor, "pk", None) else None,
@@ -113,6 +115,7 @@ def _set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: b
     if old != new:
         vm.state_changed_at = timezone.now()
         VMStateChange.objects.create(vm=vm, from_state=old, to_state=new, reason=reason[:255])
+        emit(f"virtualmachine.state.{new}", vm, from_state=old, reason=reason[:255], host=vm.host_id)
     vm.save()
     publish_vm(vm.pk, vm.project_id)
 
@@ -227,6 +230,7 @@ def create_vms(
             state=S.HOLD if hold else S.PENDING,
         )
         VMStateChange.objects.create(vm=vm, from_state="", to_state=vm.state, reason="created")
+        emit(f"virtualmachine.state.{vm.state}", vm, actor=actor, from_state="", reason="created")
         record_action(actor, vm, "create", ip=ip, template=template.pk, vcpu=vcpu, memory_mb=memory_mb)
         publish_vm(vm.pk, vm.project_id)
         vms.append(vm)

@@ -103,6 +103,17 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ),
     ("POST", "/api/v1/vms/{V}/action/", {"action": "terminate"}, E(401, 404, 202, 202, 404, 202)),
     ("POST", "/api/v1/vms/{V}/action/", {"action": "deploy", "host": "{H}"}, E(401, 404, 403, 403, 404, 202)),
+    ("GET", "/api/v1/events/", None, READ_ANY),
+    ("GET", "/api/v1/events/{EV}/", None, READ_PROJECT),
+    ("GET", "/api/v1/webhooks/", None, ADMIN_ONLY_READ),
+    ("GET", "/api/v1/webhooks/{W}/", None, ADMIN_ONLY_READ),
+    ("GET", "/api/v1/webhooks/{W}/deliveries/", None, ADMIN_ONLY_READ),
+    (
+        "POST",
+        "/api/v1/webhooks/",
+        {"name": "w", "url": "http://127.0.0.1:9/", "event_types": ["x.*"]},
+        E(401, 403, 403, 403, 403, 201),
+    ),
     ("GET", "/api/v1/audit/", None, READ_ANY),
     ("GET", "/api/v1/audit/{A}/", None, READ_PROJECT),
     ("GET", "/api/v1/schema/", None, E(200, 200, 200, 200, 200, 200)),  # the API description is public
@@ -116,6 +127,8 @@ def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin
     from tenants import credentials
 
     UserFactory(username="newbie")
+    from monitoring.models import Event, Webhook
+
     token, _secret = credentials.create_token(member, name="mine")
     key = credentials.add_ssh_key(member, name="k", public_key=ED25519)
     (vm,) = services.create_vms(member, project=project, template=template, name="held", hold=True)
@@ -125,13 +138,15 @@ def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin
              "admin": admin_user}  # fmt: skip
     ids = {"P": project.pk, "O": project.organization_id, "T": template.pk, "V": vm.pk, "H": host.pk,
            "C": host.cluster_id, "B": image.pk, "U": member.pk,
+           "EV": Event.objects.filter(project=project).first().pk,
+           "W": Webhook.objects.create(name="w0", url="http://127.0.0.1:9/", event_types=["none"]).pk,
            "K": token.pk, "S": key.pk, "A": AuditRecord.objects.get(object_type="virtualmachine", object_id=str(vm.pk)).pk}  # fmt: skip
     return {"users": users, "ids": ids}
 
 
 def _fill(value: Any, ids: dict[str, int]) -> Any:
     if isinstance(value, str):
-        m = re.fullmatch(r"\{(\w)\}", value)
+        m = re.fullmatch(r"\{(\w+)\}", value)
         return ids[m.group(1)] if m else value.format(**ids)
     if isinstance(value, dict):
         return {k: _fill(v, ids) for k, v in value.items()}
@@ -185,7 +200,7 @@ def _normalise(route: str) -> str:
 
 
 def test_every_endpoint_is_in_the_matrix() -> None:
-    covered = {re.sub(r"\{\w\}", "{}", p) for _m, p, _b, _e in MATRIX} | {"/api/v1/", "/api/v1/docs/"}
+    covered = {re.sub(r"\{\w+\}", "{}", p) for _m, p, _b, _e in MATRIX} | {"/api/v1/", "/api/v1/docs/"}
     covered |= {p.rstrip("/") + "/" for p in covered}
     missing = sorted(
         r for r in map(_normalise, _api_routes()) if r not in covered and r.rstrip("/") + "/" not in covered

@@ -43,6 +43,8 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/compute/hosts/{H}/action/", {"action": "disable"}, E(302, 404, 404, 404, 404, 302)),
     ("GET", "/account/2fa/", None, PAGE_ANY),
     ("GET", "/account/", None, PAGE_ANY),
+    ("GET", "/events/", None, PAGE_ANY),
+    ("GET", "/webhooks/", None, PAGE_ADMIN),
     ("POST", "/account/action/", {"what": "token-create", "name": "t", "days": 5}, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/identity/", None, PAGE_ANY),
     ("POST", "/identity/action/", {"what": "org-create", "name": "neworg"}, E(302, 302, 302, 302, 302, 302)),

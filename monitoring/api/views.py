@@ -1,0 +1,100 @@
+"""REST API of the information manager: the event stream and webhooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from portal.querysets import is_cloud_admin
+
+from ..models import Event, Webhook, WebhookDelivery
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Event
+        fields = ["id", "type", "object_type", "object_id", "object_name", "project", "actor", "payload", "created_at"]
+
+
+class EventFilter(filters.FilterSet):
+    type = filters.CharFilter(method="filter_type", help_text="exact type, or a prefix ending in '.' or '*'")
+    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    after = filters.NumberFilter(field_name="id", lookup_expr="gt", help_text="events newer than this id (follow)")
+
+    class Meta:
+        model = Event
+        fields = ["type", "object_type", "object_id", "project", "actor", "since", "after"]
+
+    def filter_type(self, qs: QuerySet[Event], name: str, value: str) -> QuerySet[Event]:
+        if value.endswith(("*", ".")):
+            return qs.filter(type__startswith=value.rstrip("*"))
+        return qs.filter(type=value)
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Every state change and every action in the caller's projects (all of them for admins)."""
+
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+
+    def get_queryset(self) -> QuerySet[Event]:
+        return Event.objects.restrict(self.request.user, "view")
+
+
+class AdminOnly(permissions.BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return is_cloud_admin(request.user)
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Webhook
+        fields = ["id", "name", "url", "event_types", "secret", "enabled", "max_attempts", "created_at"]
+        read_only_fields = ["created_at"]
+        extra_kwargs = {"secret": {"required": False}}
+
+    def validate_event_types(self, value: Any) -> list[str]:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise serializers.ValidationError('a non-empty list of event type patterns, e.g. ["vm.state.*_FAILURE"]')
+        return value
+
+    def validate_max_attempts(self, value: int) -> int:
+        if not 1 <= value <= 20:
+            raise serializers.ValidationError("max_attempts must be between 1 and 20")
+        return value
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    event_type = serializers.CharField(source="event.type", read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ["id", "event", "event_type", "status", "attempts", "response_code", "last_error", "log",
+                  "next_attempt_at", "delivered_at", "created_at"]  # fmt: skip
+
+
+class WebhookViewSet(viewsets.ModelViewSet):
+    """Webhooks on event types (cloud administrators); deliveries are signed and retried."""
+
+    serializer_class = WebhookSerializer
+    permission_classes = [AdminOnly]
+
+    def get_queryset(self) -> QuerySet[Webhook]:
+        return Webhook.objects.restrict(self.request.user, "view")
+
+    def perform_create(self, serializer: Any) -> None:
+        serializer.save(created_by=self.request.user)
+
+    @extend_schema(responses={200: DeliverySerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request: Request, pk: str | None = None) -> Response:
+        hook = self.get_object()
+        page = self.paginate_queryset(hook.deliveries.select_related("event"))
+        return self.get_paginated_response(DeliverySerializer(page, many=True).data)
