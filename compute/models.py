@@ -14,7 +14,7 @@ from django.db import models
 from portal.querysets import AdminOnlyQuerySet, RestrictedQuerySet, ShareableQuerySet
 from tenants.models import Project
 
-from .states import ON_HOST, HostState, PlacementPolicy, VMState
+from .states import ON_HOST, HostState, PlacementPolicy, RestartPolicy, VMState
 
 name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9 ._'&<>\"-]{0,62}$",
@@ -156,6 +156,8 @@ class VMTemplate(models.Model):
     hypervisor = models.CharField(max_length=16, blank=True)
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     public = models.BooleanField(default=False, help_text="usable by every project")
+    restart_policy = models.CharField(max_length=16, choices=RestartPolicy.choices, default=RestartPolicy.NEVER)
+    ha = models.BooleanField(default=False, help_text="restart on another host when its host fails")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ShareableQuerySet.as_manager()
@@ -194,6 +196,11 @@ class VirtualMachine(models.Model):
     schedule_message = models.CharField(max_length=255, blank=True)
     last_error = models.TextField(blank=True)
     saved_state_path = models.CharField(max_length=1024, blank=True)
+    restart_policy = models.CharField(max_length=16, choices=RestartPolicy.choices, default=RestartPolicy.NEVER)
+    restart_max = models.PositiveSmallIntegerField(default=3, help_text="restarts allowed within the window")
+    restart_window_s = models.PositiveIntegerField(default=600)
+    restart_times = models.JSONField(default=list, blank=True, help_text="epoch seconds of recent automatic restarts")
+    ha = models.BooleanField(default=False, help_text="restart on another host when its host fails")
     created_at = models.DateTimeField(auto_now_add=True)
     state_changed_at = models.DateTimeField(auto_now_add=True)
 

@@ -34,13 +34,16 @@ class VMState(models.TextChoices):
     BOOT_FAILURE = "BOOT_FAILURE", "Boot failure"
     MIGRATE_FAILURE = "MIGRATE_FAILURE", "Migration failure"
     EPILOG_FAILURE = "EPILOG_FAILURE", "Epilog failure"
+    CRASH_FAILURE = "CRASH_FAILURE", "Crashed too often"
     DONE = "DONE", "Done"
 
 
 S = VMState
 
 TRANSIENT: frozenset[str] = frozenset({S.PROLOG, S.BOOT, S.MIGRATE, S.SHUTDOWN, S.SAVE, S.EPILOG})
-FAILURES: frozenset[str] = frozenset({S.PROLOG_FAILURE, S.BOOT_FAILURE, S.MIGRATE_FAILURE, S.EPILOG_FAILURE})
+FAILURES: frozenset[str] = frozenset(
+    {S.PROLOG_FAILURE, S.BOOT_FAILURE, S.MIGRATE_FAILURE, S.EPILOG_FAILURE, S.CRASH_FAILURE}
+)
 # The step whose failure parks the VM in each failure state (recover --retry re-runs it).
 FAILURE_OF_STEP: dict[str, str] = {
     S.PROLOG: S.PROLOG_FAILURE,
@@ -49,6 +52,7 @@ FAILURE_OF_STEP: dict[str, str] = {
     S.EPILOG: S.EPILOG_FAILURE,
 }
 STEP_OF_FAILURE: dict[str, str] = {v: k for k, v in FAILURE_OF_STEP.items()}
+STEP_OF_FAILURE[S.CRASH_FAILURE] = S.BOOT  # retry = boot it again
 # States in which the VM holds capacity on its host.
 ON_HOST: frozenset[str] = frozenset(
     {S.PROLOG, S.BOOT, S.RUNNING, S.MIGRATE, S.SHUTDOWN, S.SAVE, S.EPILOG, S.SUSPENDED, S.POWEROFF, S.UNKNOWN}
@@ -126,6 +130,11 @@ def allowed_actions(state: str, *, busy: bool, admin: bool) -> list[str]:
             continue
         result.append(str(name))
     return result
+
+
+class RestartPolicy(models.TextChoices):
+    NEVER = "never", "Never (a crashed VM stays powered off)"
+    ON_CRASH = "on-crash", "Restart when it crashes"
 
 
 class HostState(models.TextChoices):

@@ -7,6 +7,7 @@ host's libvirt connection open. Scheduling and fan-out run on the default queue.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import shared_task
@@ -90,13 +91,31 @@ def probe_hosts() -> int:
     return Host.objects.count()
 
 
+_watchers: dict[int, Callable[[str, str], None]] = {}
+
+
+def _lifecycle_watcher(host_id: int) -> Callable[[str, str], None]:
+    """One callback per host: a domain that stopped or crashed gets reconciled at once
+    (crash detection from libvirt's lifecycle events; the periodic loop is the safety net)."""
+    if host_id not in _watchers:
+
+        def on_event(domain: str, event: str) -> None:
+            if event in ("stopped", "crashed"):
+                reconcile_host.apply_async((host_id,), queue=f"host.{host_id}")
+
+        _watchers[host_id] = on_event
+    return _watchers[host_id]
+
+
 @shared_task(name="compute.probe_host")
 def probe_host(host_id: int) -> str:
     host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
     if host is None:
         return "gone"
     try:
-        info = get_driver(host["driver"], host["uri"]).host_info()
+        drv = get_driver(host["driver"], host["uri"])
+        drv.watch(_lifecycle_watcher(host_id))
+        info = drv.host_info()
     except DriverError as exc:
         if isinstance(exc, HostUnreachable):
             forget(host["driver"], host["uri"])

@@ -7,7 +7,7 @@ the ORM. They translate their library's errors into ``DriverError`` subclasses.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -69,6 +69,15 @@ class DomainInfo:
     vcpu: int
     memory_mb: int
     cpu_time_ns: int = 0
+    # why it is in that state, for SHUTOFF: "shutdown" (the guest), "destroyed", "crashed", "failed", …
+    reason: str = ""
+
+    @property
+    def crashed(self) -> bool:
+        """Stopped without the guest shutting down, or reported crashed: restart material."""
+        if self.power_state == PowerState.CRASHED:
+            return True
+        return self.power_state == PowerState.SHUTOFF and self.reason in ("crashed", "destroyed", "failed", "unknown")
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,9 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def host_info(self) -> HostInfo:
         """Capacity and load of the host."""
+
+    def watch(self, callback: Callable[[str, str], None]) -> None:  # noqa: B027 - optional capability
+        """Call ``callback(domain_name, event)`` when a domain starts, stops or crashes."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
         """Release the connection."""

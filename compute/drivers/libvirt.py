@@ -40,6 +40,44 @@ _POWER = {
     libvirt.VIR_DOMAIN_CRASHED: PowerState.CRASHED,
     libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.PMSUSPENDED,
 }
+_SHUTOFF_REASONS = {
+    libvirt.VIR_DOMAIN_SHUTOFF_UNKNOWN: "unknown",
+    libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED: "destroyed",
+    libvirt.VIR_DOMAIN_SHUTOFF_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED: "migrated",
+    libvirt.VIR_DOMAIN_SHUTOFF_SAVED: "saved",
+    libvirt.VIR_DOMAIN_SHUTOFF_FAILED: "failed",
+    libvirt.VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT: "from-snapshot",
+}
+_LIFECYCLE = {
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+}
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def _ensure_event_loop() -> None:
+    """libvirt's default event loop in a daemon thread; must exist before connections open."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
 METADATA_NS = "https://nephele.example/xmlns/domain/1.0"
 
 # libvirt prints every error on stderr by default; our callers get them as exceptions instead.
@@ -104,6 +142,8 @@ class LibvirtComputeDriver(ComputeDriver):
         super().__init__(uri)
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.RLock()
+        self._watchers: list[Callable[[str, str], None]] = []
+        _ensure_event_loop()
         self._last_cpu: tuple[int, int] | None = None
         self.is_test = uri.startswith("test:")
         self.domain_type = "test" if self.is_test else os.environ.get("NEPHELE_VIRT_TYPE", "qemu")
@@ -130,7 +170,25 @@ class LibvirtComputeDriver(ComputeDriver):
                 self._conn = libvirt.open(self.uri)
             except libvirt.libvirtError as exc:
                 raise HostUnreachable(f"cannot connect to {self.uri}: {exc.get_error_message()}") from exc
+            if self._watchers:
+                self._subscribe(self._conn)
             return self._conn
+
+    def watch(self, callback: Callable[[str, str], None]) -> None:
+        """Lifecycle events of every domain on this host, as (domain name, event) calls."""
+        with self._lock:
+            if callback in self._watchers:
+                return
+            self._watchers.append(callback)
+            if len(self._watchers) == 1 and self._conn is not None:
+                self._subscribe(self._conn)
+
+    def _subscribe(self, conn: libvirt.virConnect) -> None:
+        def on_event(_conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
+            for cb in list(self._watchers):
+                cb(dom.name(), _LIFECYCLE.get(event, str(event)))
+
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_event, None)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -246,6 +304,9 @@ class LibvirtComputeDriver(ComputeDriver):
     # -- observation ------------------------------------------------------------------------
     def _info(self, dom: libvirt.virDomain) -> DomainInfo:
         state, _max_mem, mem_kib, vcpus, cpu_time = self._call(dom.info)
+        reason = ""
+        if state == libvirt.VIR_DOMAIN_SHUTOFF:
+            reason = _SHUTOFF_REASONS.get(self._call(dom.state)[1], "unknown")
         return DomainInfo(
             name=dom.name(),
             uuid=dom.UUIDString(),
@@ -253,6 +314,7 @@ class LibvirtComputeDriver(ComputeDriver):
             vcpu=vcpus,
             memory_mb=mem_kib // 1024,
             cpu_time_ns=cpu_time,
+            reason=reason,
         )
 
     def get_info(self, name: str) -> DomainInfo:

@@ -167,7 +167,7 @@ def reconcile(host_id: int, domains: list[DomainInfo]) -> dict[str, list[str]]:
         known.add(vm.domain_name)
         dom = by_name.get(vm.domain_name)
         before = vm.state
-        after = observe_domain(vm.pk, dom.power_state if dom else None)
+        after = observe_domain(vm.pk, dom.power_state if dom else None, crashed=bool(dom and dom.crashed))
         if after is not None and after.state != before:
             report["changed"].append(f"{vm.domain_name}: {before} -> {after.state}")
     busy = {vm.domain_name for vm in VirtualMachine.objects.filter(host_id=host_id).exclude(state=S.DONE).only("pk")}

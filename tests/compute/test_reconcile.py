@@ -11,6 +11,7 @@ from compute.drivers.registry import get_driver
 from compute.models import AuditRecord, Host, VirtualMachine, VMStateChange
 from compute.states import VMState as S
 from compute.tasks import reconcile_host
+from monitoring.models import Event
 
 from .helpers import settle
 
@@ -26,11 +27,49 @@ def test_guest_that_powered_itself_off_goes_poweroff(
 ) -> None:
     make_sim_host("a")
     vm = _running_vm(member, project, template)
-    get_driver("libvirt", vm.host.uri).destroy(vm.domain_name)  # behind Nephele's back
+    assert get_driver("libvirt", vm.host.uri).shutdown(vm.domain_name, 5)  # the guest shuts itself down
     reconcile_host(vm.host.pk)
     vm.refresh_from_db()
     assert (vm.state, vm.hv_state) == (S.POWEROFF, "shutoff")
     assert VMStateChange.objects.filter(vm=vm, to_state=S.POWEROFF, reason__icontains="powered off").exists()
+
+
+def test_crash_without_restart_policy_powers_off(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+    make_sim_host("a")
+    vm = _running_vm(member, project, template)
+    get_driver("libvirt", vm.host.uri).destroy(vm.domain_name)  # the process died / destroyed outside Nephele
+    reconcile_host(vm.host.pk)
+    vm.refresh_from_db()
+    assert vm.state == S.POWEROFF
+    assert Event.objects.filter(type="virtualmachine.crashed", object_id=str(vm.pk)).exists()
+
+
+def test_crashed_vm_is_restarted_at_most_n_times_in_the_window(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
+    make_sim_host("a")
+    template.restart_policy = "on-crash"
+    template.save()
+    vm = _running_vm(member, project, template)
+    VirtualMachine.objects.filter(pk=vm.pk).update(restart_max=2)
+    drv = get_driver("libvirt", vm.host.uri)
+    for attempt in (1, 2):
+        drv.destroy(vm.domain_name)
+        reconcile_host(vm.host.pk)
+        settle()
+        vm.refresh_from_db()
+        assert vm.state == S.RUNNING, (attempt, vm.state, vm.last_error)
+        assert drv.get_info(vm.domain_name).power_state.value == "running"
+    drv.destroy(vm.domain_name)
+    reconcile_host(vm.host.pk)
+    vm.refresh_from_db()
+    assert vm.state == S.CRASH_FAILURE
+    assert Event.objects.filter(type="virtualmachine.restart_given_up", object_id=str(vm.pk)).exists()
+    assert Event.objects.filter(type="virtualmachine.restarted", object_id=str(vm.pk)).count() == 2
+    # an administrator may try again
+    services.perform_action(None, vm.pk, services.ActionRequest(action="recover", recover="retry"))
+    settle()
+    assert VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING
 
 
 def test_vanished_domain_goes_unknown_and_back_when_found(

@@ -110,3 +110,52 @@ def test_guest_boots_on_the_real_qemu_host(
         api.post(f"/api/v1/vms/{pk}/action/", {"action": "terminate", "hard": True}, format="json")
         wait_for(lambda: VirtualMachine.objects.get(pk=pk).state == S.DONE, timeout=90)
     assert all(d.name != vm.domain_name for d in get_driver("libvirt", "qemu:///system").list_domains())
+
+
+def test_killed_guest_is_restarted(
+    real_host_ready: None, agent: Any, admin_user: Any, member: Any, project: Any, settings: Any
+) -> None:
+    """Kill the QEMU process of a guest: libvirt reports the crash, the VM is booted again and
+    its marker appears a second time; the event log tells the story."""
+    import os
+    import signal
+
+    from compute.models import BootImage, VMTemplate
+    from monitoring.models import Event
+
+    admin = client_for(admin_user)
+    host_id = admin.post(
+        "/api/v1/hosts/", {"name": "local-qemu", "uri": "qemu:///system", "hypervisor": "qemu"}, format="json"
+    ).json()["id"]
+    wait_for(lambda: Host.objects.filter(pk=host_id, state="MONITORED").exists(), timeout=60)
+    image = BootImage.objects.create(
+        project=project, owner=admin_user, name="tiny", kind="kernel", public=True, kernel_path=str(GUEST / "vmlinuz"),
+        initrd_path=str(GUEST / "initrd.img"), cmdline="console=ttyS0 quiet nephele.marker=vm-{vm_name}",
+    )  # fmt: skip
+    tpl = VMTemplate.objects.create(project=project, owner=admin_user, name="tiny", vcpu=1, memory_mb=256,
+                                    boot_image=image, hypervisor="qemu", restart_policy="on-crash")  # fmt: skip
+    pk = (
+        client_for(member)
+        .post("/api/v1/vms/", {"name": "phoenix", "project": project.pk, "template": tpl.pk}, format="json")
+        .json()[0]["id"]
+    )
+    vm = wait_for(lambda: VirtualMachine.objects.filter(pk=pk, state=S.RUNNING).first(), timeout=120)
+    marker = f"NEPHELE-MARKER vm-{pk}"
+    try:
+        wait_for(lambda: marker in _serial(vm), timeout=180, interval=1)
+        pid = int(Path(f"/run/libvirt/qemu/{vm.domain_name}.pid").read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: Event.objects.filter(type="virtualmachine.crashed", object_id=str(pk)).exists(), timeout=60)
+        wait_for(lambda: Event.objects.filter(type="virtualmachine.restarted", object_id=str(pk)).exists(), timeout=60)
+        wait_for(lambda: _serial(vm).count(marker) >= 2, timeout=180, interval=1)
+        assert VirtualMachine.objects.get(pk=pk).state == S.RUNNING
+        story = list(
+            Event.objects.filter(object_id=str(pk), object_type="virtualmachine")
+            .order_by("pk")
+            .values_list("type", flat=True)
+        )
+        i = story.index("virtualmachine.crashed")
+        assert story[i:].count("virtualmachine.restarted") == 1 and story[-1] == "virtualmachine.state.RUNNING"
+    finally:
+        client_for(member).post(f"/api/v1/vms/{pk}/action/", {"action": "terminate", "hard": True}, format="json")
+        wait_for(lambda: VirtualMachine.objects.get(pk=pk).state in (S.DONE, S.EPILOG_FAILURE), timeout=90)
