@@ -65,6 +65,7 @@ class Host(models.Model):
     free_memory_mb = models.PositiveBigIntegerField(default=0, help_text="measured by the probe")
     cpu_load = models.FloatField(default=0.0, help_text="measured by the probe, 0..1")
     unknown_domains = models.JSONField(default=list, blank=True, help_text="domains found that Nephele did not create")
+    failed_probes = models.PositiveIntegerField(default=0, help_text="failed probes in a row")
     last_probe_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -138,12 +138,52 @@ def reconcile_host(host_id: int) -> dict[str, list[str]]:
     host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
     if host is None:
         return {}
+    drv = get_driver(host["driver"], host["uri"])
     try:
-        domains = get_driver(host["driver"], host["uri"]).list_domains()
+        domains = drv.list_domains()
     except DriverError as exc:
-        services.record_probe(host_id, None, str(exc))
         return {"error": [str(exc)]}
-    return services.reconcile(host_id, domains)
+    report = services.reconcile(host_id, domains)
+    for name in report.get("stale_domains", []):
+        try:
+            drv.destroy(name)
+            drv.undefine(name)
+        except DriverError as exc:
+            log.warning("could not remove stale domain %s on host %s: %s", name, host_id, exc)
+    return report
+
+
+@shared_task(name="compute.host_failover")
+def host_failover(host_id: int) -> str:
+    """A host went ERROR: fence it (when configured; it must succeed), then restart its HA VMs
+    elsewhere. When the host comes back, reconciliation removes their old domains."""
+    import subprocess
+
+    from monitoring.events import emit
+
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None or host.state != HostState.ERROR:
+        return "not in ERROR"
+    vms = list(
+        VirtualMachine.objects.filter(
+            host=host, ha=True, state__in=[S.RUNNING, S.UNKNOWN, S.BOOT, S.PROLOG]
+        ).values_list("pk", flat=True)
+    )
+    if not vms:
+        return "no HA VMs"
+    cmd = services.hosts.fence_command(host)
+    if cmd is not None:
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+            ok, detail = result.returncode == 0, (result.stdout + result.stderr)[-500:]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ok, detail = False, str(exc)
+        with transaction.atomic():
+            emit("host.fenced" if ok else "host.fence_failed", host, command=" ".join(cmd), output=detail)
+        if not ok:
+            return "fencing failed: nothing moved"
+    moved = sum(services.hosts.evacuate_vm(pk, host_id) for pk in vms)
+    return f"{moved} VM(s) rescheduled"
 
 
 @shared_task(name="compute.cleanup_domain")

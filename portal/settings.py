@@ -201,6 +201,11 @@ NEPHELE_DOMAIN_PREFIX = os.environ.get("NEPHELE_DOMAIN_PREFIX", "nephele")
 # Seconds an ACPI shutdown may take before the VM goes back to RUNNING (OpenNebula's shutdown timeout).
 NEPHELE_SHUTDOWN_TIMEOUT = int(os.environ.get("NEPHELE_SHUTDOWN_TIMEOUT", "60"))
 
+# Failed probes in a row before a host is ERROR (and its HA VMs fail over).
+NEPHELE_HOST_FAILED_PROBES = int(os.environ.get("NEPHELE_HOST_FAILED_PROBES", "3"))
+# Fencing before failover, e.g. "ipmitool -H {name}-bmc -U admin -P secret power off"; it must exit 0
+# before any VM moves. Empty: no fencing (only safe where a failed host cannot keep running VMs).
+NEPHELE_FENCE_COMMAND = os.environ.get("NEPHELE_FENCE_COMMAND", "")
 # First retry delay of a failed webhook delivery; doubles at every attempt.
 NEPHELE_WEBHOOK_BACKOFF_S = float(os.environ.get("NEPHELE_WEBHOOK_BACKOFF_S", "2"))
 

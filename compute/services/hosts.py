@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -123,20 +124,31 @@ def delete_host(actor: Any, host_id: int, *, ip: str | None = None) -> None:
 
 @transaction.atomic
 def record_probe(host_id: int, info: HostInfo | None, error: str = "") -> Host | None:
-    """A probe's result: capacity and load, or the error that makes the host ERROR."""
+    """A probe's result: capacity and load, or a failure. ``NEPHELE_HOST_FAILED_PROBES`` failures
+    in a row make the host ERROR, which starts the failover of its HA VMs."""
+    from .. import tasks
+
     host = Host.objects.select_for_update().filter(pk=host_id).first()
     if host is None:
         return None
     host.last_probe_at = timezone.now()
     before = host.state
+    fields = ["last_probe_at", "failed_probes"]
+    if info is None:
+        host.failed_probes += 1
+    else:
+        host.failed_probes = 0
     if host.state in (HostState.DISABLED, HostState.OFFLINE):
-        fields = ["last_probe_at"]
+        pass
     elif info is None:
-        host.state, host.state_message = HostState.ERROR, error[:1000]
-        fields = ["last_probe_at", "state", "state_message"]
+        limit = settings.NEPHELE_HOST_FAILED_PROBES
+        if host.failed_probes >= limit:
+            host.state = HostState.ERROR
+        host.state_message = f"{error[:900]} ({host.failed_probes} failed probe(s) in a row, ERROR at {limit})"
+        fields += ["state", "state_message"]
     else:
         host.state, host.state_message = HostState.MONITORED, ""
-        fields = ["last_probe_at", "state", "state_message"]
+        fields += ["state", "state_message"]
     if info is not None:
         host.total_vcpu = info.vcpu
         host.total_memory_mb = info.memory_mb
@@ -147,6 +159,8 @@ def record_probe(host_id: int, info: HostInfo | None, error: str = "") -> Host |
     host.save(update_fields=fields)
     if host.state != before:
         emit(f"host.state.{host.state}", host, from_state=before, message=host.state_message)
+        if host.state == HostState.ERROR:
+            transaction.on_commit(lambda: tasks.host_failover.delay(host.pk))
     publish_host(host.pk)
     return host
 
@@ -158,7 +172,7 @@ def reconcile(host_id: int, domains: list[DomainInfo]) -> dict[str, list[str]]:
     running again go RUNNING; domains Nephele did not create are reported on the host.
     """
     by_name = {d.name: d for d in domains}
-    report: dict[str, list[str]] = {"changed": [], "unknown_domains": []}
+    report: dict[str, list[str]] = {"changed": [], "unknown_domains": [], "stale_domains": []}
     vms = VirtualMachine.objects.filter(
         host_id=host_id, state__in=[S.RUNNING, S.SUSPENDED, S.POWEROFF, S.UNKNOWN], operation=""
     ).only("pk", "state")
@@ -171,7 +185,17 @@ def reconcile(host_id: int, domains: list[DomainInfo]) -> dict[str, list[str]]:
         if after is not None and after.state != before:
             report["changed"].append(f"{vm.domain_name}: {before} -> {after.state}")
     busy = {vm.domain_name for vm in VirtualMachine.objects.filter(host_id=host_id).exclude(state=S.DONE).only("pk")}
-    report["unknown_domains"] = sorted(n for n in by_name if n not in known and n not in busy)
+    leftover = sorted(n for n in by_name if n not in known and n not in busy)
+    # Domains of our own VMs that live elsewhere now (evacuated while this host was down) or
+    # are gone: the host came back, the VM must not run twice. The task destroys them.
+    prefix = f"{settings.NEPHELE_DOMAIN_PREFIX}-"
+    ours = {int(n[len(prefix) :]): n for n in leftover if n.startswith(prefix) and n[len(prefix) :].isdigit()}
+    elsewhere = set(VirtualMachine.objects.filter(pk__in=ours).exclude(host_id=host_id).values_list("pk", flat=True))
+    report["stale_domains"] = sorted(ours[pk] for pk in elsewhere)
+    report["unknown_domains"] = [n for n in leftover if n not in report["stale_domains"]]
+    if report["stale_domains"]:
+        host_obj = Host.objects.get(pk=host_id)
+        emit("host.stale_domains", host_obj, domains=",".join(report["stale_domains"]))
     with transaction.atomic():
         host = Host.objects.select_for_update().filter(pk=host_id).first()
         if host is not None and host.unknown_domains != report["unknown_domains"]:
@@ -181,3 +205,31 @@ def reconcile(host_id: int, domains: list[DomainInfo]) -> dict[str, list[str]]:
             host.save(update_fields=["unknown_domains"])
             publish_host(host.pk)
     return report
+
+
+def fence_command(host: Host) -> list[str] | None:
+    """The configured fencing command for ``host`` (NEPHELE_FENCE_COMMAND with {name}, {uri})."""
+    import shlex
+
+    template = getattr(settings, "NEPHELE_FENCE_COMMAND", "")
+    if not template:
+        return None
+    return [part.format(name=host.name, uri=host.uri) for part in shlex.split(template)]
+
+
+@transaction.atomic
+def evacuate_vm(vm_id: int, host_id: int) -> bool:
+    """Take an HA VM off its failed host and give it back to the scheduler (PENDING)."""
+    from .vms import _finish
+
+    vm = VirtualMachine.objects.select_for_update().filter(pk=vm_id).first()
+    if vm is None or vm.host_id != host_id or not vm.ha or vm.state not in (S.RUNNING, S.UNKNOWN, S.BOOT, S.PROLOG):
+        return False
+    host = Host.objects.get(pk=host_id)
+    vm.operation = "evacuate"  # closes the placement with this reason
+    _finish(vm, S.PENDING, f"host {host.name} failed; rescheduled elsewhere", saved_state_path="")
+    emit("virtualmachine.evacuated", vm, from_host=host.name)
+    from .. import tasks
+
+    transaction.on_commit(lambda: tasks.schedule_vm.delay(vm.pk))
+    return True

@@ -102,7 +102,8 @@ def test_domains_nephele_did_not_create_are_reported(
     assert Host.objects.get(pk=host.pk).unknown_domains == ["rogue"]
 
 
-def test_probe_of_unreachable_host_sets_error(admin_user: Any) -> None:
+def test_probe_of_unreachable_host_sets_error(admin_user: Any, settings: Any) -> None:
+    settings.NEPHELE_HOST_FAILED_PROBES = 1
     from compute.tasks import probe_host
 
     host = services.register_host(

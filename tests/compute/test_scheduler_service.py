@@ -63,13 +63,16 @@ def test_requirements_on_labels_hypervisor_and_cluster(
 
 
 def test_disabled_and_error_hosts_get_nothing(
-    make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any
+    make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any, settings: Any
 ) -> None:
+    settings.NEPHELE_HOST_FAILED_PROBES = 2
     host = make_sim_host("a")
     services.set_host_state(admin_user, host.pk, "disable")
     vm = _vm(member, project, template)
     assert vm.state == S.PENDING and vm.schedule_message == "no enabled and monitored host"
     services.set_host_state(admin_user, host.pk, "enable")
+    services.record_probe(host.pk, None, "connection refused")
+    assert Host.objects.get(pk=host.pk).state != "ERROR"  # one missed probe is not a failure yet
     services.record_probe(host.pk, None, "connection refused")
     assert Host.objects.get(pk=host.pk).state == "ERROR"
 
