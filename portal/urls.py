@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
+from monitoring import metrics as monitoring_metrics
 from monitoring import views as monitoring_views
 from monitoring.api.views import EventViewSet, WebhookViewSet
 from tenants import twofactor
@@ -42,6 +43,7 @@ urlpatterns = [
     path("identity/action/", tenant_views.identity_action, name="identity-action"),
     path("compute/", include("compute.urls")),
     path("events/", monitoring_views.events, name="events"),
+    path("metrics", monitoring_metrics.metrics, name="metrics"),
     path("webhooks/", monitoring_views.webhooks, name="webhooks"),
     path("api/v1/", include(api_router.urls)),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -111,4 +111,3 @@ def test_failed_fencing_moves_nothing(
     wait_for(lambda: Event.objects.filter(type="host.fence_failed").exists(), timeout=30)
     assert host_failover(a.pk) == "fencing failed: nothing moved"
     assert VirtualMachine.objects.get(pk=vm.pk).host_id == a.pk
-

@@ -44,6 +44,7 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/account/2fa/", None, PAGE_ANY),
     ("GET", "/account/", None, PAGE_ANY),
     ("GET", "/events/", None, PAGE_ANY),
+    ("GET", "/metrics", None, E(401, 401, 401, 401, 401, 200)),
     ("GET", "/webhooks/", None, PAGE_ADMIN),
     ("POST", "/account/action/", {"what": "token-create", "name": "t", "days": 5}, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/identity/", None, PAGE_ANY),
@@ -91,7 +92,7 @@ def test_ui_matrix(method: str, path: str, body: Any, expected: dict[str, int], 
         resp = client.generic(method, _fill(path, world["ids"]), data=_encode(_fill(body, world["ids"])),
                               content_type="application/x-www-form-urlencoded")  # fmt: skip
     assert resp.status_code == expected[role], (role, method, path, resp.status_code)
-    if role == "anon" and resp.status_code == 302:
+    if role == "anon" and resp.status_code == 302 and path != "/metrics":
         assert resp["Location"].startswith(("/login/", "/admin/login/")) or path == "/logout/"
     denied = resp.status_code in (400, 403, 404) or role in DENIED_CHANGES.get((method, path), set())
     if body and body.get("what") == "org-create" and role != "admin":
