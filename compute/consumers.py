@@ -1,18 +1,27 @@
 """Live state in the browser (CONVENTIONS §8).
 
-Services publish ``{"type": "vm.changed", "vm": pk}`` to ``project.<id>`` and ``cloud.admin``
-after commit. The consumer loads the VM through the access gate, renders the same partials
-the pages use, marked ``hx-swap-oob``, and htmx's websocket extension swaps them in.
+Services publish ``{"type": "vm.changed", "vm": pk, "project": id, "v": version}`` to
+``project.<id>`` and ``cloud.admin`` after commit. The consumer checks the VM's project
+against the rights of its user, renders the same partials the pages use (marked
+``hx-swap-oob``), and htmx's websocket extension swaps them in. Rendered partials are shared
+by the consumers of a process (one render per version and kind of viewer), so a change
+reaches a thousand browsers without a thousand database queries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Count, Q
 from django.template.loader import render_to_string
+from django.utils.html import escape
 
 from portal.events import ADMIN_GROUP, project_group
 from portal.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
@@ -20,6 +29,37 @@ from tenants.models import Project
 
 from .models import Host, VirtualMachine
 from .states import VMState
+
+_RENDERED: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+_RENDERED_MAX = 2048
+RIGHTS_TTL_S = 30
+
+
+_RENDERING: dict[tuple[Any, ...], asyncio.Future[str]] = {}
+
+
+async def _rendered(key: tuple[Any, ...], render: Callable[[], Awaitable[str]]) -> str:
+    """The partial for ``key``, rendered once however many consumers ask at the same moment."""
+    html = _RENDERED.get(key)
+    if html is not None:
+        return html
+    pending = _RENDERING.get(key)
+    if pending is not None:
+        return await pending
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    _RENDERING[key] = future
+    try:
+        html = await render()
+        future.set_result(html)
+    except BaseException as exc:
+        future.set_exception(exc)
+        raise
+    finally:
+        _RENDERING.pop(key, None)
+    _RENDERED[key] = html
+    if len(_RENDERED) > _RENDERED_MAX:
+        _RENDERED.popitem(last=False)
+    return html
 
 
 class _Request:
@@ -35,7 +75,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close()
             return
-        self.groups_joined = await self._groups()
+        await self._refresh_rights()
+        self.groups_joined = [ADMIN_GROUP] if self.is_admin else [project_group(pk) for pk in self.view_projects]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -45,47 +86,70 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     @database_sync_to_async
-    def _groups(self) -> list[str]:
-        if is_cloud_admin(self.user) or is_cloud_auditor(self.user):
-            return [ADMIN_GROUP]
-        ids = Project.objects.filter(pk__in=allowed_projects(self.user, "view")).values_list("pk", flat=True)
-        return [project_group(pk) for pk in ids]
+    def _load_rights(self) -> tuple[bool, set[int], set[int]]:
+        admin = is_cloud_admin(self.user) or is_cloud_auditor(self.user)
+        view = set(Project.objects.filter(pk__in=allowed_projects(self.user, "view")).values_list("pk", flat=True))
+        manage = set(Project.objects.filter(pk__in=allowed_projects(self.user, "manage")).values_list("pk", flat=True))
+        return admin, view, manage
+
+    async def _refresh_rights(self) -> None:
+        """What the user may see and do, re-read every RIGHTS_TTL_S (a revoked role stops the pushes)."""
+        self.rights_at = time.monotonic()
+        self.is_admin, self.view_projects, self.manage_projects = await self._load_rights()
+        self.is_staff = bool(self.user.is_staff)
+
+    async def _may_see(self, project: int | None) -> bool:
+        if time.monotonic() - self.rights_at > RIGHTS_TTL_S:
+            await self._refresh_rights()
+        return self.is_admin or project in self.view_projects
 
     async def vm_changed(self, event: dict[str, Any]) -> None:
-        html = await self._render_vm(event["vm"])
+        project = event.get("project")
+        if not await self._may_see(project):
+            return
+        manage = self.is_staff or project in self.manage_projects
+        key = ("vm", event["vm"], event.get("v"), manage, self.is_staff)
+        html = await _rendered(key, lambda: self._render_vm(event["vm"], manage))
+        if html:
+            await self.send(text_data=html)
+
+    async def vm_metrics(self, event: dict[str, Any]) -> None:
+        """The latest figures of a VM, for the live charts (the VM page appends them)."""
+        if not await self._may_see(event.get("project")):
+            return
+        pk, figures = int(event["vm"]), json.dumps(event["figures"])
+        await self.send(
+            text_data=f'<div id="vm-{pk}-sample" hx-swap-oob="true" data-figures="{escape(figures)}"></div>'
+        )
+
+    async def event_new(self, event: dict[str, Any]) -> None:
+        if not await self._may_see(event.get("project")):
+            return
+        html = await _rendered(("event", event["event"]), lambda: self._render_event(event["event"]))
         if html:
             await self.send(text_data=html)
 
     async def host_changed(self, event: dict[str, Any]) -> None:
+        if not self.is_admin:
+            return
         html = await self._render_host(event["host"])
         if html:
             await self.send(text_data=html)
 
-    async def event_new(self, event: dict[str, Any]) -> None:
-        html = await self._render_event(event["event"])
-        if html:
-            await self.send(text_data=html)
+    @database_sync_to_async
+    def _render_vm(self, pk: int, manage: bool) -> str:
+        vm = VirtualMachine.objects.select_related("host", "owner", "project", "template").filter(pk=pk).first()
+        if vm is None:
+            return ""
+        ctx = {"vm": vm, "user": self.user, "request": _Request(self.user), "can_manage": manage}
+        return render_to_string("compute/_partials/_vm_live.html", ctx)
 
     @database_sync_to_async
     def _render_event(self, pk: int) -> str:
         from monitoring.models import Event
 
-        e = Event.objects.restrict(self.user, "view").filter(pk=pk).first()
+        e = Event.objects.filter(pk=pk).first()
         return render_to_string("monitoring/_event_live.html", {"e": e}) if e is not None else ""
-
-    @database_sync_to_async
-    def _render_vm(self, pk: int) -> str:
-        vm = (
-            VirtualMachine.objects.restrict(self.user, "view")
-            .select_related("host", "owner", "project", "template")
-            .filter(pk=pk)
-            .first()
-        )
-        if vm is None:
-            return ""
-        return render_to_string(
-            "compute/_partials/_vm_live.html", {"vm": vm, "user": self.user, "request": _Request(self.user)}
-        )
 
     @database_sync_to_async
     def _render_host(self, pk: int) -> str:

@@ -32,6 +32,7 @@ class Cluster(models.Model):
 
     name = models.CharField(max_length=63, unique=True, validators=[host_name_validator])
     placement_policy = models.CharField(max_length=16, choices=PlacementPolicy.choices, default=PlacementPolicy.PACKING)
+    monitor_interval_s = models.PositiveIntegerField(default=10, help_text="seconds between probes of its hosts")
     description = models.TextField(blank=True)
 
     objects = AdminOnlyQuerySet.as_manager()

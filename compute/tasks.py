@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -84,9 +86,13 @@ def attach_host_queue(host_id: int) -> None:
 def probe_hosts() -> int:
     """Fan a probe out to every host's agent; hosts whose agent stopped answering go ERROR."""
     stale_before = timezone.now() - timedelta(seconds=PROBE_INTERVAL_S * MISSED_PROBES_FOR_ERROR)
-    for host in Host.objects.exclude(state__in=[HostState.OFFLINE, HostState.DISABLED]):
+    now = timezone.now()
+    for host in Host.objects.exclude(state__in=[HostState.OFFLINE, HostState.DISABLED]).select_related("cluster"):
         if host.state == HostState.MONITORED and host.last_probe_at and host.last_probe_at < stale_before:
             services.record_probe(host.pk, None, f"no probe answer for {MISSED_PROBES_FOR_ERROR} intervals")
+        interval = host.cluster.monitor_interval_s if host.cluster else 10
+        if host.last_probe_at and (now - host.last_probe_at).total_seconds() < interval - 1:
+            continue  # the cluster's monitoring interval has not elapsed
         probe_host.apply_async((host.pk,), queue=host.queue, expires=PROBE_INTERVAL_S)
     return Host.objects.count()
 
@@ -121,8 +127,34 @@ def probe_host(host_id: int) -> str:
             forget(host["driver"], host["uri"])
         services.record_probe(host_id, None, str(exc))
         return f"error: {exc}"
-    services.record_probe(host_id, info)
+    host_obj = services.record_probe(host_id, info)
+    if host_obj is not None:
+        _collect(host_obj, drv, info)
     return "ok"
+
+
+def _collect(host: Host, drv: Any, info: Any) -> None:
+    """Store the host's and its VMs' samples, and push the VMs' latest figures to browsers."""
+    from monitoring import collect, store
+    from portal.events import project_group, publish
+
+    vms = dict(VirtualMachine.objects.filter(host=host).exclude(state=S.DONE).values_list("pk", "project_id"))
+    names = {f"{settings.NEPHELE_DOMAIN_PREFIX}-{pk}": pk for pk in vms}
+    try:
+        stats = drv.domain_stats() if names else []
+    except DriverError as exc:
+        log.warning("no domain stats from host %s: %s", host.name, exc)
+        stats = []
+    rows = collect.host_rows(host.pk, info, host.alloc_vcpu, host.alloc_memory_mb)
+    rows += collect.vm_rows(host.uri, stats, names)
+    with transaction.atomic():
+        store.ingest(rows)
+        latest: dict[int, dict[str, float]] = {}
+        for ts, kind, oid, metric, value in rows:
+            if kind == 2:
+                latest.setdefault(oid, {"ts": ts.timestamp()})[str(metric)] = round(value, 2)
+        for pk, figures in latest.items():
+            publish([project_group(vms[pk])], {"type": "vm.metrics", "vm": pk, "project": vms[pk], "figures": figures})
 
 
 @shared_task(name="compute.reconcile_hosts")

@@ -120,6 +120,27 @@ def vm_live(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+def vm_metrics(request: HttpRequest, pk: int) -> HttpResponse:
+    """The VM's series for its charts (same data as the API's /vms/<id>/metrics/)."""
+    from datetime import timedelta
+
+    from django.http import JsonResponse
+    from django.utils import timezone
+
+    from monitoring import store
+    from monitoring.models import Kind, Metric
+
+    vm = _vm_or_404(request, pk)
+    since = timezone.now() - timedelta(hours=1)
+    data = {
+        label: [[t.timestamp(), v] for t, v in store.series(Kind.VM, vm.pk, code, since)[1]]
+        for code, label in Metric.choices
+        if code < 10
+    }
+    return JsonResponse(data)
+
+
+@login_required
 @require_POST
 def vm_action(request: HttpRequest, pk: int) -> HttpResponse:
     vm = _vm_or_404(request, pk)

@@ -29,7 +29,7 @@ def emit(event_type: str, obj: Any, *, actor: Any = None, project: Any = None, *
         payload={k: v if isinstance(v, (int, float, bool, type(None))) else str(v) for k, v in payload.items()},
     )
     groups = [ADMIN_GROUP] + ([project_group(project.pk)] if project is not None else [])
-    publish(groups, {"type": "event.new", "event": event.pk})
+    publish(groups, {"type": "event.new", "event": event.pk, "project": event.project_id})
     _queue_deliveries(event)
     return event
 

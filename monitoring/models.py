@@ -91,3 +91,63 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-pk"]
+
+
+class Kind(models.IntegerChoices):
+    HOST = 1, "host"
+    VM = 2, "vm"
+    DATASTORE = 3, "datastore"
+    NETWORK = 4, "network"
+
+
+class Metric(models.IntegerChoices):
+    CPU_PCT = 1, "cpu_pct"
+    MEMORY_MB = 2, "memory_mb"
+    NET_RX_BPS = 3, "net_rx_bps"
+    NET_TX_BPS = 4, "net_tx_bps"
+    DISK_RD_BPS = 5, "disk_rd_bps"
+    DISK_WR_BPS = 6, "disk_wr_bps"
+    DISK_RD_IOPS = 7, "disk_rd_iops"
+    DISK_WR_IOPS = 8, "disk_wr_iops"
+    HOST_CPU_LOAD = 10, "host_cpu_load"
+    HOST_FREE_MEMORY_MB = 11, "host_free_memory_mb"
+    HOST_ALLOC_VCPU = 12, "host_alloc_vcpu"
+    HOST_ALLOC_MEMORY_MB = 13, "host_alloc_memory_mb"
+
+
+class Sample(models.Model):
+    """One raw measurement. Append-only: inserted in batches (COPY on PostgreSQL), indexed by
+    (kind, object, metric, time) for chart queries and by a BRIN index on time for roll-ups and
+    retention (migration 0003)."""
+
+    id = models.BigAutoField(primary_key=True)
+    ts = models.DateTimeField()
+    kind = models.SmallIntegerField(choices=Kind.choices)
+    object_id = models.IntegerField()
+    metric = models.SmallIntegerField(choices=Metric.choices)
+    value = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "object_id", "metric", "ts"], name="sample_series_idx")]
+
+
+class Rollup(models.Model):
+    """Samples averaged per minute (resolution 60) or per hour (3600), kept longer than raw ones."""
+
+    id = models.BigAutoField(primary_key=True)
+    resolution = models.IntegerField()
+    bucket = models.DateTimeField()
+    kind = models.SmallIntegerField(choices=Kind.choices)
+    object_id = models.IntegerField()
+    metric = models.SmallIntegerField(choices=Metric.choices)
+    avg = models.FloatField()
+    min = models.FloatField()
+    max = models.FloatField()
+    n = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["resolution", "kind", "object_id", "metric", "bucket"], name="rollup_series_uniq"
+            )
+        ]

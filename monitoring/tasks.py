@@ -79,3 +79,11 @@ def deliver_webhook(self, delivery_id: int) -> str:  # type: ignore[no-untyped-d
     d.status, d.next_attempt_at = d.Status.RETRYING, timezone.now() + timedelta(seconds=countdown)
     d.save()
     raise self.retry(countdown=countdown)
+
+
+@shared_task(name="monitoring.rollup")
+def rollup() -> dict[str, int]:
+    """Fold raw samples into per-minute and per-hour series, and apply retention."""
+    from . import store
+
+    return store.rollup()

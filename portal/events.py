@@ -63,8 +63,13 @@ def publish(groups: list[str], message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: _send(groups, message))
 
 
-def publish_vm(vm_id: int, project_id: int) -> None:
-    publish([project_group(project_id), ADMIN_GROUP], {"type": "vm.changed", "vm": vm_id})
+def publish_vm(vm: Any) -> None:
+    """A VM changed. ``v`` names this version of it, so consumers render it once per process."""
+    v = f"{vm.state}:{vm.operation}:{vm.operation_seq}:{vm.host_id}:{vm.vcpu}:{vm.memory_mb}:{hash(vm.schedule_message)}:{hash(vm.last_error)}:{vm.hv_state}"
+    publish(
+        [project_group(vm.project_id), ADMIN_GROUP],
+        {"type": "vm.changed", "vm": vm.pk, "project": vm.project_id, "v": v},
+    )
 
 
 def publish_host(host_id: int) -> None:

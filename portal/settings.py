@@ -164,13 +164,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "compute.schedule_pending": {"task": "compute.schedule_pending", "schedule": 15.0},
-    "compute.probe_hosts": {"task": "compute.probe_hosts", "schedule": 20.0},
+    "compute.probe_hosts": {"task": "compute.probe_hosts", "schedule": 5.0},
     "compute.reconcile_hosts": {"task": "compute.reconcile_hosts", "schedule": 30.0},
+    "monitoring.rollup": {"task": "monitoring.rollup", "schedule": 60.0},
 }
 
+# Pub/sub layer: Redis fans a group message out once per process, which fans it out to its
+# sockets (bench/events.py: one change to 1,000 subscribers).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": os.environ.get("NEPHELE_CHANNEL_LAYER", "channels_redis.pubsub.RedisPubSubChannelLayer"),
         "CONFIG": {"hosts": [REDIS_URL]},
     }
 }
@@ -206,6 +209,8 @@ NEPHELE_HOST_FAILED_PROBES = int(os.environ.get("NEPHELE_HOST_FAILED_PROBES", "3
 # Fencing before failover, e.g. "ipmitool -H {name}-bmc -U admin -P secret power off"; it must exit 0
 # before any VM moves. Empty: no fencing (only safe where a failed host cannot keep running VMs).
 NEPHELE_FENCE_COMMAND = os.environ.get("NEPHELE_FENCE_COMMAND", "")
+# Raw monitoring samples are kept this long; per-minute roll-ups 7 days, per-hour ones 400 days.
+NEPHELE_RAW_RETENTION_S = int(os.environ.get("NEPHELE_RAW_RETENTION_S", str(6 * 3600)))
 # First retry delay of a failed webhook delivery; doubles at every attempt.
 NEPHELE_WEBHOOK_BACKOFF_S = float(os.environ.get("NEPHELE_WEBHOOK_BACKOFF_S", "2"))
 

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api import client_ip
-from portal.errors import NotFound, PermissionDenied
+from portal.errors import InvalidInput, NotFound, PermissionDenied
 from portal.querysets import is_cloud_admin
 from tenants.models import Project
 
@@ -71,6 +71,11 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
 
     def perform_destroy(self, instance: Host) -> None:
         services.delete_host(self.request.user, instance.pk, ip=client_ip(self.request))
+
+    @action(detail=True, methods=["get"])
+    def metrics(self, request: Request, pk: str | None = None) -> Response:
+        """Monitoring series of the host: host_cpu_load, host_free_memory_mb, host_alloc_vcpu …"""
+        return _metrics_response(request, 1, self.get_object().pk)
 
     @extend_schema(request=s.HostActionSerializer, responses={200: s.HostSerializer})
     @action(detail=True, methods=["post"], url_path="action")
@@ -210,6 +215,11 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         vm.refresh_from_db()
         return Response(s.VMSerializer(vm, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
+    @action(detail=True, methods=["get"])
+    def metrics(self, request: Request, pk: str | None = None) -> Response:
+        """Monitoring series of the VM: cpu_pct, memory_mb, net_rx_bps, net_tx_bps, disk_* …"""
+        return _metrics_response(request, 2, self.get_object().pk)
+
     @extend_schema(responses={200: s.PlacementSerializer(many=True)})
     @action(detail=True, methods=["get"])
     def history(self, request: Request, pk: str | None = None) -> Response:
@@ -221,6 +231,31 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
                 "state_changes": s.StateChangeSerializer(vm.state_changes.all(), many=True).data,
             }
         )
+
+
+def _metrics_response(request: Request, kind: int, object_id: int) -> Response:
+    """?metric=cpu_pct&hours=24 (or &since=ISO): the series at the finest resolution kept."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django.utils.dateparse import parse_datetime
+
+    from monitoring import store
+    from monitoring.models import Metric
+
+    names = {label: value for value, label in Metric.choices}
+    metric = request.query_params.get("metric", "cpu_pct")
+    if metric not in names:
+        raise InvalidInput(f"metric must be one of {', '.join(names)}", field="metric")
+    try:
+        hours = float(request.query_params.get("hours", "1"))
+    except ValueError:
+        raise InvalidInput("hours must be a number", field="hours") from None
+    if not 0 < hours <= 24 * 400:
+        raise InvalidInput("hours must be between 0 and 9600", field="hours")
+    since = parse_datetime(request.query_params.get("since", "")) or timezone.now() - timedelta(hours=hours)
+    resolution, points = store.series(kind, object_id, names[metric], since)
+    return Response({"metric": metric, "resolution_s": resolution, "points": [[t.timestamp(), v] for t, v in points]})
 
 
 class AuditViewSet(viewsets.ReadOnlyModelViewSet):

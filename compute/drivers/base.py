@@ -81,6 +81,22 @@ class DomainInfo:
 
 
 @dataclass(frozen=True)
+class DomainStats:
+    """Cumulative counters of a running domain (rates are computed by the collector)."""
+
+    name: str
+    cpu_time_ns: int
+    vcpu: int
+    memory_kb: int
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rd_bytes: int = 0
+    wr_bytes: int = 0
+    rd_reqs: int = 0
+    wr_reqs: int = 0
+
+
+@dataclass(frozen=True)
 class HostInfo:
     """A host's capacity and measured load."""
 
@@ -162,6 +178,10 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def host_info(self) -> HostInfo:
         """Capacity and load of the host."""
+
+    def domain_stats(self) -> list[DomainStats]:
+        """Counters of every running domain (empty when the driver has none)."""
+        return []
 
     def watch(self, callback: Callable[[str, str], None]) -> None:  # noqa: B027 - optional capability
         """Call ``callback(domain_name, event)`` when a domain starts, stops or crashes."""

@@ -117,7 +117,7 @@ def _set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: b
         VMStateChange.objects.create(vm=vm, from_state=old, to_state=new, reason=reason[:255])
         emit(f"virtualmachine.state.{new}", vm, from_state=old, reason=reason[:255], host=vm.host_id)
     vm.save()
-    publish_vm(vm.pk, vm.project_id)
+    publish_vm(vm)
 
 
 def _begin(vm: VirtualMachine, op: str, state: str, reason: str, *, check_quota: bool = False, **args: Any) -> None:
@@ -234,7 +234,7 @@ def create_vms(
         VMStateChange.objects.create(vm=vm, from_state="", to_state=vm.state, reason="created")
         emit(f"virtualmachine.state.{vm.state}", vm, actor=actor, from_state="", reason="created")
         record_action(actor, vm, "create", ip=ip, template=template.pk, vcpu=vcpu, memory_mb=memory_mb)
-        publish_vm(vm.pk, vm.project_id)
+        publish_vm(vm)
         vms.append(vm)
     if not hold:
         from .. import tasks
@@ -281,7 +281,7 @@ def place_vm(vm_id: int, *, host_id: int | None = None, actor: Any = None, ip: s
         if vm.schedule_message != message:
             vm.schedule_message = message
             vm.save(update_fields=["schedule_message"])
-            publish_vm(vm.pk, vm.project_id)
+            publish_vm(vm)
         return vm
     host = Host.objects.get(pk=hid)
     VMPlacement.objects.create(vm=vm, host=host, start_reason="deploy", vcpu=vm.vcpu, memory_mb=vm.memory_mb)
@@ -390,7 +390,7 @@ def _reboot(vm: VirtualMachine, req: ActionRequest) -> None:
     vm.operation_seq += 1
     vm.previous_state = vm.state
     vm.save()
-    publish_vm(vm.pk, vm.project_id)
+    publish_vm(vm)
     tasks.enqueue_step(vm)
 
 
@@ -456,7 +456,7 @@ def _resize(vm: VirtualMachine, req: ActionRequest) -> None:
             raise Conflict(f"host has not enough free capacity for +{dv} vCPU / +{dm} MiB", field="vcpu")
     vm.vcpu, vm.memory_mb = vcpu, memory_mb
     vm.save(update_fields=["vcpu", "memory_mb"])
-    publish_vm(vm.pk, vm.project_id)
+    publish_vm(vm)
 
 
 def _recover(vm: VirtualMachine, req: ActionRequest) -> None:

@@ -39,6 +39,8 @@ def vm_actions(context: Any, vm: Any) -> list[str]:
 
 
 def _can_manage(context: Any, vm: Any) -> bool:
+    if "can_manage" in context:  # the live consumer knows it already
+        return bool(context["can_manage"])
     cache = context.render_context.setdefault("nephele_manageable", {})
     if vm.pk not in cache:
         from ..models import VirtualMachine

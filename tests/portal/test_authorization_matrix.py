@@ -95,6 +95,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/api/v1/vms/", None, READ_ANY),
     ("GET", "/api/v1/vms/{V}/", None, READ_PROJECT),
     ("GET", "/api/v1/vms/{V}/history/", None, READ_PROJECT),
+    ("GET", "/api/v1/vms/{V}/metrics/", None, READ_PROJECT),
+    ("GET", "/api/v1/hosts/{H}/metrics/", None, ADMIN_ONLY_READ),
     (
         "POST",
         "/api/v1/vms/",
