@@ -122,6 +122,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
             text_data=f'<div id="vm-{pk}-sample" hx-swap-oob="true" data-figures="{escape(figures)}"></div>'
         )
 
+    async def host_metrics(self, event: dict[str, Any]) -> None:
+        if not self.is_admin:
+            return
+        pk, figures = int(event["host"]), json.dumps(event["figures"])
+        await self.send(
+            text_data=f'<div id="host-{pk}-sample" hx-swap-oob="true" data-figures="{escape(figures)}"></div>'
+        )
+
     async def event_new(self, event: dict[str, Any]) -> None:
         if not await self._may_see(event.get("project")):
             return

@@ -136,7 +136,7 @@ def probe_host(host_id: int) -> str:
 def _collect(host: Host, drv: Any, info: Any) -> None:
     """Store the host's and its VMs' samples, and push the VMs' latest figures to browsers."""
     from monitoring import collect, store
-    from portal.events import project_group, publish
+    from portal.events import ADMIN_GROUP, project_group, publish
 
     vms = dict(VirtualMachine.objects.filter(host=host).exclude(state=S.DONE).values_list("pk", "project_id"))
     names = {f"{settings.NEPHELE_DOMAIN_PREFIX}-{pk}": pk for pk in vms}
@@ -153,6 +153,11 @@ def _collect(host: Host, drv: Any, info: Any) -> None:
         for ts, kind, oid, metric, value in rows:
             if kind == 2:
                 latest.setdefault(oid, {"ts": ts.timestamp()})[str(metric)] = round(value, 2)
+        host_fig = {str(m): round(v, 2) for _t, k, _o, m, v in rows if k == 1}
+        publish(
+            [ADMIN_GROUP],
+            {"type": "host.metrics", "host": host.pk, "figures": {"ts": rows[0][0].timestamp(), **host_fig}},
+        )
         for pk, figures in latest.items():
             publish([project_group(vms[pk])], {"type": "vm.metrics", "vm": pk, "project": vms[pk], "figures": figures})
 

@@ -122,22 +122,38 @@ def vm_live(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def vm_metrics(request: HttpRequest, pk: int) -> HttpResponse:
     """The VM's series for its charts (same data as the API's /vms/<id>/metrics/)."""
-    from datetime import timedelta
-
     from django.http import JsonResponse
-    from django.utils import timezone
 
-    from monitoring import store
     from monitoring.models import Kind, Metric
 
     vm = _vm_or_404(request, pk)
+    return JsonResponse(_last_hour(Kind.VM, vm.pk, [c for c, _l in Metric.choices if c < 10]))
+
+
+def _last_hour(kind: int, object_id: int, codes: list[int]) -> dict[str, list[list[float]]]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring import store
+    from monitoring.models import Metric
+
     since = timezone.now() - timedelta(hours=1)
-    data = {
-        label: [[t.timestamp(), v] for t, v in store.series(Kind.VM, vm.pk, code, since)[1]]
-        for code, label in Metric.choices
-        if code < 10
-    }
-    return JsonResponse(data)
+    labels = dict(Metric.choices)
+    return {labels[c]: [[t.timestamp(), v] for t, v in store.series(kind, object_id, c, since)[1]] for c in codes}
+
+
+@login_required
+def host_metrics(request: HttpRequest, pk: int) -> HttpResponse:
+    from django.http import JsonResponse
+
+    from monitoring.models import Kind
+
+    _admin_or_404(request)
+    host = Host.objects.restrict(request.user, "view").filter(pk=pk).first()
+    if host is None:
+        raise Http404("host not found")
+    return JsonResponse(_last_hour(Kind.HOST, host.pk, [10, 11, 12, 13]))
 
 
 @login_required

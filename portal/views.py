@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Sum
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -40,6 +40,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ctx["hosts"] = hosts
         ctx["hosts_up"] = sum(h.state == HostState.MONITORED for h in hosts)
         ctx["clusters"] = _cluster_capacity()
+    ctx["busiest"] = _busiest_vms(request.user)
     project = getattr(request, "project", None)
     if project is not None:
         ctx["quota_lines"] = [
@@ -50,21 +51,44 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 def _cluster_capacity() -> list[dict[str, Any]]:
     rows = []
-    sums = ("total_vcpu", "alloc_vcpu", "total_memory_mb", "alloc_memory_mb")
+    sums = ("total_vcpu", "alloc_vcpu", "total_memory_mb", "alloc_memory_mb", "free_memory_mb")
     for cluster in [*Cluster.objects.all(), None]:
-        hosts = Host.objects.filter(cluster=cluster)
-        agg = hosts.aggregate(**{k: Sum(k) for k in sums}, hosts=Count("pk"))
-        if not agg["hosts"]:
+        hosts = list(Host.objects.filter(cluster=cluster))
+        if not hosts:
             continue
+        agg = {k: sum(getattr(h, k) for h in hosts) for k in sums}
         rows.append(
             {
                 "name": cluster.name if cluster else "(no cluster)",
                 "policy": cluster.placement_policy if cluster else "default",
-                **{k: agg[k] or 0 for k in sums},
-                "hosts": agg["hosts"],
+                **agg,
+                # measured: CPU load of each host times its vCPUs; memory not free
+                "used_vcpu": round(sum(h.cpu_load * h.total_vcpu for h in hosts), 1),
+                "used_memory_mb": max(0, agg["total_memory_mb"] - agg["free_memory_mb"]),
+                "hosts": len(hosts),
             }
         )
     return rows
+
+
+def _busiest_vms(user: Any, limit: int = 5) -> list[tuple[Any, float]]:
+    """The VMs with the highest CPU in the last two minutes of samples."""
+    from datetime import timedelta
+
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from monitoring.models import Kind, Metric, Sample
+
+    recent = (
+        Sample.objects.filter(kind=Kind.VM, metric=Metric.CPU_PCT, ts__gte=timezone.now() - timedelta(minutes=2))
+        .values("object_id")
+        .annotate(peak=Max("value"))
+        .order_by("-peak")[:50]
+    )
+    peaks = {r["object_id"]: r["peak"] for r in recent}
+    vms = VirtualMachine.objects.restrict(user, "view").filter(pk__in=peaks).exclude(state=VMState.DONE)
+    return sorted(((vm, round(peaks[vm.pk], 1)) for vm in vms), key=lambda p: -p[1])[:limit]
 
 
 @login_required

@@ -2,7 +2,7 @@
 (function () {
   const box = document.getElementById("vm-charts");
   if (!box) return;
-  const vm = box.dataset.vm, charts = [];
+  const sampleId = box.dataset.sample, charts = [];
   const css = getComputedStyle(document.documentElement);
   const colour = (n) => css.getPropertyValue(n).trim() || "#3558d6";
   function make(el, data) {
@@ -24,7 +24,7 @@
   });
   document.addEventListener("htmx:oobAfterSwap", (e) => {
     const el = e.detail.target;
-    if (!el || el.id !== `vm-${vm}-sample` || !el.dataset.figures) return;
+    if (!el || el.id !== sampleId || !el.dataset.figures) return;
     const f = JSON.parse(el.dataset.figures);
     charts.forEach((c) => {
       if (f[c.codes[0]] === undefined) return;

@@ -62,3 +62,9 @@ def test_probe_collects_host_and_vm_samples_and_the_api_serves_them(
     c.force_login(member)
     page = c.get(f"/compute/vms/{vm.pk}/metrics/").json()
     assert len(page["memory_mb"]) == 2
+    admin = Client()
+    admin.force_login(admin_user)
+    assert len(admin.get(f"/compute/hosts/{host.pk}/metrics/").json()["host_alloc_vcpu"]) == 2
+    assert b'data-sample="host-' in admin.get(f"/compute/hosts/{host.pk}/").content
+    dashboard = c.get("/").content.decode()
+    assert "Busiest VMs" in dashboard and f"/compute/vms/{vm.pk}/" in dashboard

@@ -35,6 +35,7 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/compute/templates/", None, PAGE_ANY),
     ("GET", "/compute/hosts/", None, PAGE_ADMIN),
     ("GET", "/compute/hosts/{H}/", None, PAGE_ADMIN),
+    ("GET", "/compute/hosts/{H}/metrics/", None, PAGE_ADMIN),
     (
         "POST",
         "/compute/hosts/register/",
