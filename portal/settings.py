@@ -214,6 +214,20 @@ NEPHELE_RAW_RETENTION_S = int(os.environ.get("NEPHELE_RAW_RETENTION_S", str(6 * 
 # First retry delay of a failed webhook delivery; doubles at every attempt.
 NEPHELE_WEBHOOK_BACKOFF_S = float(os.environ.get("NEPHELE_WEBHOOK_BACKOFF_S", "2"))
 
+# Single sign-on: LDAP / Active Directory (tenants/ldap.py) when NEPHELE_LDAP_URI is set,
+# Kerberos SPNEGO (tenants/kerberos.py) when NEPHELE_KRB5_KEYTAB is set. docs/authentication.md.
+from tenants.ldap_config import ldap_settings  # noqa: E402
+
+_ldap = ldap_settings(os.environ)
+if _ldap:
+    globals().update(_ldap)
+    AUTHENTICATION_BACKENDS.insert(0, "tenants.ldap.NepheleLDAPBackend")
+NEPHELE_KRB5_KEYTAB = os.environ.get("NEPHELE_KRB5_KEYTAB", "")
+NEPHELE_KRB5_SERVICE = os.environ.get("NEPHELE_KRB5_SERVICE", "HTTP")
+NEPHELE_KRB5_CREATE_USERS = os.environ.get("NEPHELE_KRB5_CREATE_USERS", "false").lower() == "true"
+if NEPHELE_KRB5_KEYTAB:
+    REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(0, "tenants.kerberos.NegotiateAuthentication")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
