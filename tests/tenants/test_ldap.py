@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -89,7 +90,7 @@ def ldap_on(slapd: Any, settings: Any, db: Any) -> dict[str, Any]:
         "NEPHELE_LDAP_USER_BASE": f"ou=people,{base}",
         "NEPHELE_LDAP_GROUP_BASE": f"ou=groups,{base}",
         "NEPHELE_LDAP_ADMIN_GROUP": f"cn=cloud-admins,ou=groups,{base}",
-        "NEPHELE_LDAP_GROUP_ROLES": '{"cn=devs,ou=groups,%s": [["acme", "web", "member"]]}' % base,
+        "NEPHELE_LDAP_GROUP_ROLES": json.dumps({f"cn=devs,ou=groups,{base}": [["acme", "web", "member"]]}),
     }
     for key, value in ldap_settings(env).items():
         setattr(settings, key, value)
