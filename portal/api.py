@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.response import Response
@@ -20,7 +21,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             body["field"] = exc.field
             body[exc.field] = [exc.message]
         return Response(body, status=exc.status)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code == 401 and settings.NEPHELE_KRB5_KEYTAB:
+        # offer Kerberos too: "WWW-Authenticate: Bearer realm=…, Negotiate"
+        challenge = response.get("WWW-Authenticate")
+        response["WWW-Authenticate"] = f"{challenge}, Negotiate" if challenge else "Negotiate"
+    return response
 
 
 def client_ip(request: HttpRequest) -> str | None:

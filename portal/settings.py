@@ -181,6 +181,7 @@ CHANNEL_LAYERS = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tenants.authentication.ApiTokenAuthentication",
+        "tenants.kerberos.NegotiateAuthentication",  # inactive unless NEPHELE_KRB5_KEYTAB is set
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -225,8 +226,6 @@ if _ldap:
 NEPHELE_KRB5_KEYTAB = os.environ.get("NEPHELE_KRB5_KEYTAB", "")
 NEPHELE_KRB5_SERVICE = os.environ.get("NEPHELE_KRB5_SERVICE", "HTTP")
 NEPHELE_KRB5_CREATE_USERS = os.environ.get("NEPHELE_KRB5_CREATE_USERS", "false").lower() == "true"
-if NEPHELE_KRB5_KEYTAB:
-    REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(0, "tenants.kerberos.NegotiateAuthentication")
 
 LOGGING = {
     "version": 1,

@@ -10,7 +10,7 @@ from compute.api.urls import router as compute_router
 from monitoring import metrics as monitoring_metrics
 from monitoring import views as monitoring_views
 from monitoring.api.views import EventViewSet, WebhookViewSet
-from tenants import twofactor
+from tenants import kerberos, twofactor
 from tenants import views as tenant_views
 from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSet, SSHKeyViewSet, UserAdminViewSet
 from tenants.forms import LoginForm
@@ -35,6 +35,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/kerberos/", kerberos.login_kerberos, name="login-kerberos"),
     path("project/switch/", views.switch_project, name="switch-project"),
     path("account/2fa/", twofactor.account_2fa, name="account-2fa"),
     path("account/", tenant_views.account, name="account"),

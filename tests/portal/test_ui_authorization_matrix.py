@@ -59,6 +59,7 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ),
     ("POST", "/project/switch/", {"project": "{P}"}, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/login/", None, E(200, 200, 200, 200, 200, 200)),
+    ("GET", "/login/kerberos/", None, E(404, 404, 404, 404, 404, 404)),  # Kerberos not configured here
     ("POST", "/logout/", None, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/admin/", None, E(302, 302, 302, 302, 302, 200)),
 ]
