@@ -1,6 +1,7 @@
 """Compute services: the only writers of VM and host state."""
 
 from .hosts import delete_host, reconcile, record_probe, register_host, set_host_state
+from .observation import observe_domain
 from .vms import (
     ActionRequest,
     StepOrder,
@@ -8,7 +9,6 @@ from .vms import (
     complete_step,
     create_vms,
     domain_spec,
-    observe_domain,
     perform_action,
     place_vm,
     record_action,

@@ -20,7 +20,8 @@ from ..drivers.registry import names as driver_names
 from ..models import Cluster, Host, VirtualMachine, host_name_validator
 from ..states import HostState
 from ..states import VMState as S
-from .vms import observe_domain, record_action
+from .observation import observe_domain
+from .vms import record_action
 
 log = logging.getLogger(__name__)
 URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "test")
