@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model, login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 
@@ -100,3 +101,13 @@ def login_kerberos(request: HttpRequest) -> HttpResponse:
     if reply:
         response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(reply).decode()
     return response
+
+
+class NegotiateScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes Kerberos authentication."""
+
+    target_class = "tenants.kerberos.NegotiateAuthentication"
+    name = "kerberos"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "negotiate", "description": "Kerberos (SPNEGO), when configured"}
