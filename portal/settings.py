@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally: no CDN
     "channels",
     "portal",
     "tenants",
@@ -196,6 +197,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Nephele cloud OS: hosts, clusters, templates, virtual machines and their life cycle.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Where simulated hosts keep their libvirt test-driver node XML.

@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
+from typing import Any
 
 from django.conf import settings
 
@@ -26,3 +27,8 @@ def test_production_settings_pass_the_deployment_checklist() -> None:
 def test_production_refuses_a_weak_secret() -> None:
     result = run_check(NEPHELE_SECRET_KEY="short", NEPHELE_ALLOWED_HOSTS="cloud.example.org")
     assert result.returncode != 0 and "NEPHELE_SECRET_KEY" in result.stderr
+
+
+def test_api_docs_page_uses_no_cdn(client: Any, db: Any) -> None:
+    html = client.get("/api/v1/docs/").content.decode()
+    assert "swagger-ui" in html and "cdn.jsdelivr" not in html and "unpkg" not in html
