@@ -3,7 +3,8 @@
 Services publish ``{"type": "vm.changed", "vm": pk, "project": id, "v": version}`` to
 ``project.<id>`` and ``cloud.admin`` after commit. The consumer checks the VM's project
 against the rights of its user, renders the same partials the pages use (marked
-``hx-swap-oob``), and htmx's websocket extension swaps them in. Rendered partials are shared
+``hx-swap-oob``; a row and a panel go as separate frames), and htmx's websocket extension
+swaps them in where the page has them. Rendered partials are shared
 by the consumers of a process (one render per version and kind of viewer), so a change
 reaches a thousand browsers without a thousand database queries.
 """
@@ -19,7 +20,6 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
@@ -27,39 +27,39 @@ from portal.events import ADMIN_GROUP, project_group
 from portal.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
 from tenants.models import Project
 
-from .models import Host, VirtualMachine
-from .states import VMState
+from .models import VirtualMachine
 
-_RENDERED: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+Frames = tuple[str, ...]  # websocket messages, each one self-contained HTML
+_RENDERED: OrderedDict[tuple[Any, ...], Frames] = OrderedDict()
 _RENDERED_MAX = 2048
 RIGHTS_TTL_S = 30
 
 
-_RENDERING: dict[tuple[Any, ...], asyncio.Future[str]] = {}
+_RENDERING: dict[tuple[Any, ...], asyncio.Future[Frames]] = {}
 
 
-async def _rendered(key: tuple[Any, ...], render: Callable[[], Awaitable[str]]) -> str:
-    """The partial for ``key``, rendered once however many consumers ask at the same moment."""
-    html = _RENDERED.get(key)
-    if html is not None:
-        return html
+async def _rendered(key: tuple[Any, ...], render: Callable[[], Awaitable[Frames]]) -> Frames:
+    """The frames for ``key``, rendered once however many consumers ask at the same moment."""
+    frames = _RENDERED.get(key)
+    if frames is not None:
+        return frames
     pending = _RENDERING.get(key)
     if pending is not None:
         return await pending
-    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[Frames] = asyncio.get_running_loop().create_future()
     _RENDERING[key] = future
     try:
-        html = await render()
-        future.set_result(html)
+        frames = await render()
+        future.set_result(frames)
     except BaseException as exc:
         future.set_exception(exc)
         raise
     finally:
         _RENDERING.pop(key, None)
-    _RENDERED[key] = html
+    _RENDERED[key] = frames
     if len(_RENDERED) > _RENDERED_MAX:
         _RENDERED.popitem(last=False)
-    return html
+    return frames
 
 
 class _Request:
@@ -96,7 +96,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """What the user may see and do, re-read every RIGHTS_TTL_S (a revoked role stops the pushes)."""
         self.rights_at = time.monotonic()
         self.is_admin, self.view_projects, self.manage_projects = await self._load_rights()
-        self.is_staff = bool(self.user.is_staff)
+        self.is_staff = is_cloud_admin(self.user)  # sees hosts and operator forms; may act on every VM
 
     async def _may_see(self, project: int | None) -> bool:
         if time.monotonic() - self.rights_at > RIGHTS_TTL_S:
@@ -108,10 +108,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not await self._may_see(project):
             return
         manage = self.is_staff or project in self.manage_projects
+        # one render per version of the VM and kind of viewer (what the partials vary on)
         key = ("vm", event["vm"], event.get("v"), manage, self.is_staff)
-        html = await _rendered(key, lambda: self._render_vm(event["vm"], manage))
-        if html:
-            await self.send(text_data=html)
+        for frame in await _rendered(key, lambda: self._render_vm(event["vm"], manage)):
+            await self.send(text_data=frame)
 
     async def vm_metrics(self, event: dict[str, Any]) -> None:
         """The latest figures of a VM, for the live charts (the VM page appends them)."""
@@ -133,50 +133,55 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def event_new(self, event: dict[str, Any]) -> None:
         if not await self._may_see(event.get("project")):
             return
-        html = await _rendered(("event", event["event"]), lambda: self._render_event(event["event"]))
-        if html:
-            await self.send(text_data=html)
+        for frame in await _rendered(("event", event["event"]), lambda: self._render_event(event["event"])):
+            await self.send(text_data=frame)
 
     async def host_changed(self, event: dict[str, Any]) -> None:
         if not self.is_admin:
             return
-        html = await self._render_host(event["host"])
-        if html:
-            await self.send(text_data=html)
+        for frame in await self._render_host(event["host"]):
+            await self.send(text_data=frame)
 
     @database_sync_to_async
-    def _render_vm(self, pk: int, manage: bool) -> str:
-        vm = VirtualMachine.objects.select_related("host", "owner", "project", "template").filter(pk=pk).first()
-        if vm is None:
-            return ""
-        ctx = {"vm": vm, "user": self.user, "request": _Request(self.user), "can_manage": manage}
-        return render_to_string("compute/_partials/_vm_live.html", ctx)
+    def _render_vm(self, pk: int, manage: bool) -> Frames:
+        """The VM's row and its panel, loaded through the access gate as this user sees it.
 
-    @database_sync_to_async
-    def _render_event(self, pk: int) -> str:
-        from monitoring.models import Event
+        Two frames, because the ws extension parses a message as one fragment: a <tr> followed
+        by the panel would put the parser in table mode and empty the panel's forms."""
+        from .views import vm_partial_context, with_rights
 
-        e = Event.objects.filter(pk=pk).first()
-        return render_to_string("monitoring/_event_live.html", {"e": e}) if e is not None else ""
-
-    @database_sync_to_async
-    def _render_host(self, pk: int) -> str:
-        host = (
-            Host.objects.restrict(self.user, "view")
-            .annotate(vm_count=Count("vms", filter=~Q(vms__state=VMState.DONE)))
-            .select_related("cluster")
+        vm = (
+            VirtualMachine.objects.restrict(self.user, "view")
+            .select_related("host", "owner", "project__organization", "template")
             .filter(pk=pk)
             .first()
         )
-        if host is None:
-            return ""
-        from .views import HOST_ACTIONS
+        if vm is None:
+            return ()
+        with_rights(self.user, [vm], manage=None if manage else set())
+        ctx = {**vm_partial_context(self.user, vm), "user": self.user, "request": _Request(self.user), "oob": True}
+        return (
+            render_to_string("compute/_partials/_vm_row.html", ctx),
+            render_to_string("compute/_partials/_vm_panel.html", ctx),
+        )
 
-        ctx = {
-            "host": host,
-            "oob": True,
-            "user": self.user,
-            "host_actions": HOST_ACTIONS,
-            "request": _Request(self.user),
-        }
-        return render_to_string("compute/_partials/_host_row.html", ctx)
+    @database_sync_to_async
+    def _render_event(self, pk: int) -> Frames:
+        from monitoring.models import Event
+
+        e = Event.objects.filter(pk=pk).first()
+        return (render_to_string("monitoring/_event_live.html", {"e": e}),) if e is not None else ()
+
+    @database_sync_to_async
+    def _render_host(self, pk: int) -> Frames:
+        """The host's row and panel, loaded through the access gate (cloud admins and auditors)."""
+        from .views import host_partial_context, hosts_with_counts
+
+        host = hosts_with_counts(self.user).filter(pk=pk).first()
+        if host is None:
+            return ()
+        ctx = {**host_partial_context(host), "user": self.user, "request": _Request(self.user), "oob": True}
+        return (
+            render_to_string("compute/_partials/_host_row.html", ctx),
+            render_to_string("compute/_partials/_host_panel.html", ctx),
+        )

@@ -9,14 +9,38 @@ from django import forms
 from .models import MAX_MEMORY_MB, MAX_VCPU, BootImage, Cluster, VMTemplate
 
 
+class TemplateChoiceField(forms.ModelChoiceField):
+    """Templates offered with their size, so the choice is informed."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        memory = f"{obj.memory_mb / 1024:g} GiB" if obj.memory_mb >= 1024 else f"{obj.memory_mb} MiB"
+        return f"{obj.name} — {obj.vcpu} vCPU, {memory}" + (f", {obj.disk_gb} GiB disk" if obj.disk_gb else "")
+
+
 class CreateVMForm(forms.Form):
-    name = forms.CharField(max_length=63, help_text="Letters, digits, space and . _ ' & < > \" -")
-    template = forms.ModelChoiceField(queryset=VMTemplate.objects.none(), empty_label=None)
-    count = forms.IntegerField(min_value=1, max_value=100, initial=1)
-    vcpu = forms.IntegerField(
-        min_value=1, max_value=MAX_VCPU, required=False, label="vCPU", help_text="Leave empty for the template's"
+    name = forms.CharField(
+        max_length=63,
+        help_text="Letters, digits, space and . _ ' & < > \" -",
+        widget=forms.TextInput(attrs={"placeholder": "web-1", "autocomplete": "off"}),
     )
-    memory_mb = forms.IntegerField(min_value=16, max_value=MAX_MEMORY_MB, required=False, label="Memory (MiB)")
+    template = TemplateChoiceField(queryset=VMTemplate.objects.none(), empty_label=None)
+    count = forms.IntegerField(min_value=1, max_value=100, initial=1, help_text="Names get -0, -1, … when above 1")
+    vcpu = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_VCPU,
+        required=False,
+        label="vCPU",
+        help_text="Empty: the template's",
+        widget=forms.NumberInput(attrs={"placeholder": "template"}),
+    )
+    memory_mb = forms.IntegerField(
+        min_value=16,
+        max_value=MAX_MEMORY_MB,
+        required=False,
+        label="Memory (MiB)",
+        help_text="Empty: the template's",
+        widget=forms.NumberInput(attrs={"placeholder": "template", "step": 16}),
+    )
     hold = forms.BooleanField(required=False, label="Create on hold (do not schedule yet)")
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:

@@ -1,78 +1,180 @@
-"""Browser pages for compute: VMs (live), templates, hosts. Every read goes through the access
-gate; every change through a service; service refusals become messages, never a 500."""
+"""Browser pages for compute: VMs (live), templates, hosts.
+
+Every read starts from the access gate (``Model.objects.restrict``); every change goes through
+a service; a service's refusal becomes a message beside the form or button, never a 500.
+Actions posted with htmx answer with the re-rendered partials (``hx-swap-oob``), the same ones
+the websocket pushes (CONVENTIONS §8); without JavaScript they redirect back with a message.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal.api import client_ip
 from portal.errors import ServiceError
-from portal.querysets import is_cloud_admin
+from portal.querysets import is_cloud_admin, is_cloud_auditor
 from tenants import quotas
 from tenants.models import Project
 
 from . import services
 from .forms import CreateVMForm, HostForm, TemplateForm
 from .models import Host, VirtualMachine, VMTemplate
-from .states import RECOVER_OPTIONS, VMState
+from .states import FAILURES, RECOVER_OPTIONS, TRANSIENT, Action, HostState, VMState
 
 HOST_ACTIONS = [("enable", "Enable"), ("disable", "Disable"), ("offline", "Offline")]
 
+# The state filter of the VM list (Sunstone's "filter by state"), as groups a person thinks in.
+STATE_GROUPS: dict[str, tuple[str, frozenset[str]]] = {
+    "running": ("Running", frozenset({VMState.RUNNING})),
+    "busy": ("In progress", frozenset({VMState.PENDING}) | TRANSIENT),
+    "stopped": (
+        "Stopped",
+        frozenset({VMState.POWEROFF, VMState.STOPPED, VMState.UNDEPLOYED, VMState.SUSPENDED, VMState.HOLD}),
+    ),
+    "failed": ("Needs attention", FAILURES | {VMState.UNKNOWN}),
+}
+LIST_LIMIT = 500
 
-def _oob_error(note: str) -> str:
-    return format_html(
-        '<ul class="messages" id="messages" hx-swap-oob="true"><li class="error" role="alert">{}</li></ul>', note
-    )
+
+# --------------------------------------------------------------------------------------------
+# helpers shared by the pages, the htmx answers and the live consumer
+# --------------------------------------------------------------------------------------------
+def manage_project_ids(user: Any) -> set[int] | None:
+    """The projects whose VMs ``user`` may act on; ``None`` means all (cloud admins)."""
+    if is_cloud_admin(user):
+        return None
+    return set(Project.objects.restrict(user, "manage").values_list("pk", flat=True))
+
+
+def with_rights(
+    user: Any, vms: Iterable[VirtualMachine], manage: set[int] | None | bool = False
+) -> list[VirtualMachine]:
+    """Mark each VM with ``can_manage`` (the partials show buttons only then), in one query."""
+    vms = list(vms)
+    ids = manage_project_ids(user) if manage is False else manage
+    for vm in vms:
+        vm.can_manage = ids is None or vm.project_id in ids  # type: ignore[attr-defined,operator]
+    return vms
+
+
+def vm_partial_context(user: Any, vm: VirtualMachine) -> dict[str, Any]:
+    """What ``_vm_row.html`` and ``_vm_panel.html`` need beyond the VM (``vm.can_manage`` set)."""
+    admin = is_cloud_admin(user)
+    hosts: list[Host] = []
+    if admin:
+        hosts = list(Host.objects.restrict(user, "view").filter(state=HostState.MONITORED).order_by("name"))
+    return {"vm": vm, "hosts": hosts, "recover_options": RECOVER_OPTIONS, "cloud_admin": admin}
 
 
 def _vm_or_404(request: HttpRequest, pk: int) -> VirtualMachine:
     vm = (
         VirtualMachine.objects.restrict(request.user, "view")
-        .select_related("host", "owner", "project", "template")
+        .select_related("host", "owner", "project__organization", "template")
         .filter(pk=pk)
         .first()
     )
     if vm is None:
         raise Http404("virtual machine not found")
+    with_rights(request.user, [vm])
     return vm
+
+
+def _toast(note: str, level: str = "error") -> str:
+    """The page's message area, replaced out of band (an htmx answer's refusal)."""
+    return format_html(
+        '<ul class="messages" id="messages" hx-swap-oob="true" aria-live="polite"><li class="{}" role="alert">{}</li></ul>',
+        level,
+        note,
+    )
+
+
+def _back(request: HttpRequest, fallback: str, **kwargs: Any) -> HttpResponse:
+    """Redirect to the page the form was on (no-JS posts), else to ``fallback``."""
+    referer = request.META.get("HTTP_REFERER", "")
+    if referer and url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}):
+        return redirect(referer)
+    return redirect(fallback, **kwargs)
 
 
 def _project_context(request: HttpRequest) -> dict[str, Any]:
     project = getattr(request, "project", None)
     if project is None:
-        return {}
+        return {"can_create": False}
     return {
         "quota_lines": [q for q in quotas.usage(project) if q.resource in ("vms", "running_vms", "vcpu", "memory_mb")],
         "can_create": Project.objects.restrict(request.user, "manage").filter(pk=project.pk).exists(),
     }
 
 
-@login_required
-def vm_list(request: HttpRequest) -> HttpResponse:
-    show_all = is_cloud_admin(request.user) and request.GET.get("all") == "1"
-    show_done = request.GET.get("done") == "1"
-    vms = VirtualMachine.objects.restrict(request.user, "view").select_related("host", "owner")
-    if not show_all:
-        vms = vms.filter(project=getattr(request, "project", None))
+# --------------------------------------------------------------------------------------------
+# virtual machines
+# --------------------------------------------------------------------------------------------
+def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = None) -> dict[str, Any]:
+    user, get = request.user, request.GET
+    cloud_wide = is_cloud_admin(user) or is_cloud_auditor(user)
+    scope = "all" if get.get("all") == "1" else get.get("project", "")
+    show_done = get.get("done") == "1"
+    group = get.get("state", "") if get.get("state", "") in STATE_GROUPS else ""
+    query = get.get("q", "").strip()[:63]
+
+    base: QuerySet[VirtualMachine] = VirtualMachine.objects.restrict(user, "view")
+    scoped_project = getattr(request, "project", None)
+    if cloud_wide and scope == "all":
+        scoped_project = None
+    elif cloud_wide and scope.isdigit():
+        scoped_project = Project.objects.restrict(user, "view").filter(pk=int(scope)).first()
+        base = base.filter(project=scoped_project)
+    else:
+        scope = ""
+    if scope == "":
+        base = base.filter(project=getattr(request, "project", None))
     if not show_done:
-        vms = vms.exclude(state=VMState.DONE)
+        base = base.exclude(state=VMState.DONE)
+    if query:
+        base = base.filter(name__icontains=query)
+
+    by_state = dict(base.order_by().values_list("state").annotate(n=Count("pk")))
+    groups = [
+        {"key": key, "label": label, "count": sum(n for s, n in by_state.items() if s in states)}
+        for key, (label, states) in STATE_GROUPS.items()
+    ]
+    vms = base
+    if group:
+        vms = vms.filter(state__in=STATE_GROUPS[group][1])
+    rows = with_rights(user, vms.select_related("host", "owner", "project__organization")[:LIST_LIMIT])
     ctx = {
-        "vms": vms[:500],
-        "show_all": show_all,
+        "vms": rows,
+        "total": sum(by_state.values()),
+        "truncated": len(rows) == LIST_LIMIT,
+        "groups": groups,
+        "group": group,
+        "query": query,
+        "scope": scope,
+        "scope_project": scoped_project,
+        "show_all": scope == "all",
         "show_done": show_done,
-        "create_form": CreateVMForm(user=request.user),
+        "cloud_wide": cloud_wide,
+        "create_form": create_form or CreateVMForm(user=user, initial={"template": get.get("template")}),
+        "create_open": create_form is not None or get.get("create") == "1",
     }
     ctx.update(_project_context(request))
-    return render(request, "compute/vm_list.html", ctx)
+    return ctx
+
+
+@login_required
+def vm_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "compute/vm_list.html", _vm_list_context(request))
 
 
 @login_required
@@ -80,7 +182,9 @@ def vm_list(request: HttpRequest) -> HttpResponse:
 def vm_create(request: HttpRequest) -> HttpResponse:
     form = CreateVMForm(request.POST, user=request.user)
     project = getattr(request, "project", None)
-    if form.is_valid() and project is not None:
+    if project is None:
+        form.add_error(None, "Choose a project first (the switcher at the top).")
+    elif form.is_valid():
         d = form.cleaned_data
         try:
             vms = services.create_vms(
@@ -90,40 +194,35 @@ def vm_create(request: HttpRequest) -> HttpResponse:
         except ServiceError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(request, f"{len(vms)} VM(s) created; the scheduler is placing them.")
+            what = vms[0].name if len(vms) == 1 else f"{len(vms)} VMs"
+            messages.success(
+                request, f"{what} created" + ("; on hold." if d["hold"] else "; the scheduler is placing it.")
+            )
             return redirect("ui-vm-list")
-    vms = VirtualMachine.objects.restrict(request.user, "view").filter(project=project).exclude(state=VMState.DONE)
-    ctx = {"vms": vms.select_related("host", "owner"), "create_form": form, **_project_context(request)}
-    return render(request, "compute/vm_list.html", ctx, status=400)
+    return render(request, "compute/vm_list.html", _vm_list_context(request, create_form=form), status=400)
 
 
 @login_required
 def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
     vm = _vm_or_404(request, pk)
-    ctx = {
-        "vm": vm,
-        "changes": vm.state_changes.order_by("-pk")[:50],
-        "placements": vm.placements.select_related("host"),
-        "recover_options": RECOVER_OPTIONS,
-        "hosts": Host.objects.restrict(request.user, "view").filter(state="MONITORED")
-        if is_cloud_admin(request.user)
-        else [],
-    }
+    ctx = vm_partial_context(request.user, vm)
+    ctx["changes"] = vm.state_changes.order_by("-pk")[:50]
+    ctx["placements"] = vm.placements.select_related("host")[:50]
     return render(request, "compute/vm_detail.html", ctx)
 
 
 @login_required
 def vm_live(request: HttpRequest, pk: int) -> HttpResponse:
-    """The row and panel of one VM, as pushed over the websocket (polling fallback)."""
+    """The row and panel of one VM, exactly as the websocket pushes them: the polling fallback
+    (rows poll this every 10 s while the websocket is down) and the answer to a reconnect."""
     vm = _vm_or_404(request, pk)
-    return HttpResponse(render_to_string("compute/_partials/_vm_live.html", {"vm": vm}, request=request))
+    html = render_to_string("compute/_partials/_vm_live.html", vm_partial_context(request.user, vm), request=request)
+    return HttpResponse(html)
 
 
 @login_required
 def vm_metrics(request: HttpRequest, pk: int) -> HttpResponse:
     """The VM's series for its charts (same data as the API's /vms/<id>/metrics/)."""
-    from django.http import JsonResponse
-
     from monitoring.models import Kind, Metric
 
     vm = _vm_or_404(request, pk)
@@ -143,17 +242,9 @@ def _last_hour(kind: int, object_id: int, codes: list[int]) -> dict[str, list[li
     return {labels[c]: [[t.timestamp(), v] for t, v in store.series(kind, object_id, c, since)[1]] for c in codes}
 
 
-@login_required
-def host_metrics(request: HttpRequest, pk: int) -> HttpResponse:
-    from django.http import JsonResponse
-
-    from monitoring.models import Kind
-
-    _admin_or_404(request)
-    host = Host.objects.restrict(request.user, "view").filter(pk=pk).first()
-    if host is None:
-        raise Http404("host not found")
-    return JsonResponse(_last_hour(Kind.HOST, host.pk, [10, 11, 12, 13]))
+def _int_or_none(value: str | None) -> int | None:
+    value = (value or "").strip()
+    return int(value) if value.lstrip("-").isdigit() else None
 
 
 @login_required
@@ -161,33 +252,34 @@ def host_metrics(request: HttpRequest, pk: int) -> HttpResponse:
 def vm_action(request: HttpRequest, pk: int) -> HttpResponse:
     vm = _vm_or_404(request, pk)
     p = request.POST
-
-    def num(key: str) -> int | None:
-        return int(p[key]) if p.get(key, "").strip().lstrip("-").isdigit() else None
-
     req = services.ActionRequest(
         action=p.get("action", ""), hard=bool(p.get("hard")), live=bool(p.get("live")),
-        host_id=num("host"), recover=p.get("recover", ""), vcpu=num("vcpu"), memory_mb=num("memory_mb"),
+        host_id=_int_or_none(p.get("host")), recover=p.get("recover", ""),
+        vcpu=_int_or_none(p.get("vcpu")), memory_mb=_int_or_none(p.get("memory_mb")),
     )  # fmt: skip
     try:
-        vm = services.perform_action(request.user, vm.pk, req, ip=client_ip(request))
-        status, note = 200, ""
+        services.perform_action(request.user, vm.pk, req, ip=client_ip(request))
+        status, note = 202, ""
     except ServiceError as exc:
         status, note = exc.status, exc.message
+    label = str(dict(Action.choices).get(req.action, req.action)) + (" (hard)" if req.hard else "")
     if request.headers.get("HX-Request"):
         vm = _vm_or_404(request, pk)
-        html = render_to_string("compute/_partials/_vm_live.html", {"vm": vm}, request=request)
-        if note:
-            html += _oob_error(note)
-        # 200 so htmx swaps the out-of-band parts; the refusal is in the message
+        ctx = {**vm_partial_context(request.user, vm), "note": note}
+        html = render_to_string("compute/_partials/_vm_live.html", ctx, request=request)
+        html += _toast(note) if note else _toast(f"{label} requested for {vm.name}.", "success")
+        # 200 so htmx swaps the out-of-band parts; the service's verdict is in the header and the message
         return HttpResponse(html, headers={"X-Nephele-Status": str(status)})
     if note:
-        messages.error(request, note)
+        messages.error(request, f"{vm.name}: {note}")
     else:
-        messages.success(request, f"{req.action} requested for {vm.name}.")
-    return redirect("ui-vm-detail", pk=pk)
+        messages.success(request, f"{label} requested for {vm.name}.")
+    return _back(request, "ui-vm-detail", pk=pk)
 
 
+# --------------------------------------------------------------------------------------------
+# templates
+# --------------------------------------------------------------------------------------------
 @login_required
 def template_list(request: HttpRequest) -> HttpResponse:
     project = getattr(request, "project", None)
@@ -201,26 +293,73 @@ def template_list(request: HttpRequest) -> HttpResponse:
             tpl.save()
             messages.success(request, f"Template {tpl.name} created.")
             return redirect("template-list")
+    elif request.method == "POST":
+        messages.error(request, "You cannot create templates in this project.")
     templates = (
-        VMTemplate.objects.restrict(request.user, "view").select_related("boot_image", "cluster").order_by("name")
+        VMTemplate.objects.restrict(request.user, "view")
+        .select_related("boot_image", "cluster", "project__organization")
+        # count only the VMs the user may see: a public template must not reveal other tenants' use
+        .annotate(
+            vm_count=Count(
+                "vms",
+                filter=~Q(vms__state=VMState.DONE) & Q(vms__project__in=Project.objects.restrict(request.user, "view")),
+            )
+        )
+        .order_by("name")
     )
-    return render(request, "compute/template_list.html", {"templates": templates, "form": form})
+    ctx = {
+        "templates": templates,
+        "form": form,
+        "form_open": form is not None and bool(form.errors),
+        "can_create_vm": _project_context(request)["can_create"],
+    }
+    status = 400 if form is not None and form.errors else 200
+    return render(request, "compute/template_list.html", ctx, status=status)
 
 
+# --------------------------------------------------------------------------------------------
+# hosts (cloud admins)
+# --------------------------------------------------------------------------------------------
 def _admin_or_404(request: HttpRequest) -> None:
     if not is_cloud_admin(request.user):
         raise Http404("not found")
 
 
+def hosts_with_counts(user: Any) -> QuerySet[Host]:
+    """Hosts through the gate, with their resident VMs counted (one query for the list)."""
+    return (
+        Host.objects.restrict(user, "view")
+        .select_related("cluster")
+        .annotate(vm_count=Count("vms", filter=~Q(vms__state=VMState.DONE)))
+        .order_by("name")  # Meta.ordering does not apply to aggregating queries
+    )
+
+
+def decorate_host(host: Host) -> Host:
+    """Measured use beside allocation (the second bar of each resource); ``None`` until probed."""
+    probed = host.last_probe_at is not None
+    host.used_vcpu = round(host.cpu_load * host.total_vcpu, 1) if probed else None  # type: ignore[attr-defined]
+    host.load_pct = min(100, round(100 * host.cpu_load)) if probed else None  # type: ignore[attr-defined]
+    host.used_memory_mb = max(0, host.total_memory_mb - host.free_memory_mb) if probed else None  # type: ignore[attr-defined]
+    return host
+
+
+def host_partial_context(host: Host) -> dict[str, Any]:
+    """What ``_host_row.html`` and ``_host_panel.html`` need."""
+    return {"host": decorate_host(host), "host_actions": HOST_ACTIONS}
+
+
 @login_required
 def host_list(request: HttpRequest, form: HostForm | None = None) -> HttpResponse:
     _admin_or_404(request)
-    hosts = (
-        Host.objects.restrict(request.user, "view")
-        .select_related("cluster")
-        .annotate(vm_count=Count("vms", filter=~Q(vms__state=VMState.DONE)))
-    )
-    ctx = {"hosts": hosts, "form": form or HostForm(), "host_actions": HOST_ACTIONS}
+    hosts = [decorate_host(h) for h in hosts_with_counts(request.user)]
+    ctx = {
+        "hosts": hosts,
+        "form": form or HostForm(),
+        "form_open": form is not None,
+        "host_actions": HOST_ACTIONS,
+        "up": sum(h.state == HostState.MONITORED for h in hosts),
+    }
     return render(request, "compute/host_list.html", ctx, status=400 if form is not None else 200)
 
 
@@ -248,33 +387,46 @@ def host_register(request: HttpRequest) -> HttpResponse:
 @require_POST
 def host_action(request: HttpRequest, pk: int) -> HttpResponse:
     _admin_or_404(request)
+    action = request.POST.get("action", "")
     try:
-        services.set_host_state(request.user, pk, request.POST.get("action", ""), ip=client_ip(request))
+        host = services.set_host_state(request.user, pk, action, ip=client_ip(request))
         note = ""
     except ServiceError as exc:
         note = exc.message
+        host = None
     if request.headers.get("HX-Request"):
-        host = Host.objects.annotate(vm_count=Count("vms", filter=~Q(vms__state=VMState.DONE))).filter(pk=pk).first()
-        if host is None:
+        fresh = hosts_with_counts(request.user).filter(pk=pk).first()
+        if fresh is None:
             raise Http404("host not found")
         html = render_to_string(
-            "compute/_partials/_host_row.html",
-            {"host": host, "oob": True, "host_actions": HOST_ACTIONS},
-            request=request,
+            "compute/_partials/_host_live.html", {**host_partial_context(fresh), "note": note}, request=request
         )
-        if note:
-            html += _oob_error(note)
+        html += _toast(note) if note else _toast(f"Host {fresh.name}: {action} done.", "success")
         return HttpResponse(html)
     if note:
         messages.error(request, note)
-    return redirect("ui-host-list")
+    elif host is not None:
+        messages.success(request, f"Host {host.name}: {action} done.")
+    return _back(request, "ui-host-list")
 
 
 @login_required
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     _admin_or_404(request)
-    host = Host.objects.restrict(request.user, "view").select_related("cluster").filter(pk=pk).first()
+    host = hosts_with_counts(request.user).filter(pk=pk).first()
     if host is None:
         raise Http404("host not found")
-    vms = VirtualMachine.objects.filter(host=host).exclude(state=VMState.DONE).select_related("owner", "host")
-    return render(request, "compute/host_detail.html", {"host": host, "vms": vms})
+    vms = VirtualMachine.objects.restrict(request.user, "view").filter(host=host).exclude(state=VMState.DONE)
+    vms = with_rights(request.user, vms.select_related("owner", "host", "project__organization"), manage=None)
+    return render(request, "compute/host_detail.html", {**host_partial_context(host), "vms": vms})
+
+
+@login_required
+def host_metrics(request: HttpRequest, pk: int) -> HttpResponse:
+    from monitoring.models import Kind
+
+    _admin_or_404(request)
+    host = Host.objects.restrict(request.user, "view").filter(pk=pk).first()
+    if host is None:
+        raise Http404("host not found")
+    return JsonResponse(_last_hour(Kind.HOST, host.pk, [10, 11, 12, 13]))

@@ -1,4 +1,9 @@
-"""In Chromium: log in, create a VM, watch it go PENDING → RUNNING without reloading, power it off."""
+"""In Chromium: log in, create a VM, watch it go PENDING → RUNNING without reloading, power it off.
+
+The live server is daphne on the test database; the Celery agent is a real worker in this
+process; hosts are simulated (libvirt's test driver). Screenshots go to artifacts/screenshots/
+and one of the VM list to docs/screenshots/vm-list.png (the README's).
+"""
 
 from __future__ import annotations
 
@@ -17,87 +22,190 @@ from tests.conftest import wait_for
 from .conftest import ARTIFACTS
 
 pytestmark = pytest.mark.browser
+PASSWORD = "pw-123456789"  # tests.factories.UserFactory's
+
+
+def log_in(page: Any, base: str, username: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def wait_live(page: Any, name: str) -> None:
+    """Wait for the websocket; on failure keep a screenshot and the console."""
+    try:
+        page.wait_for_selector("#live-indicator.on", timeout=15_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / f"{name}-ws-failed.png"), full_page=True)
+        raise AssertionError(page.url + "\n" + "\n".join(page.nephele_logs)) from None
 
 
 def test_create_watch_live_and_power_off(
     browser_page: Any, live_server_url: str, agent: Any, member: Any, project: Any, template: Any, make_sim_host: Any
 ) -> None:
-    page = browser_page
-    page.goto(f"{live_server_url}/login/")
-    page.fill("#id_username", "member")
-    page.fill("#id_password", "pw-123456789")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server_url}/")
+    page, base = browser_page, live_server_url
+    log_in(page, base, "member")
+    page.screenshot(path=str(ARTIFACTS / "00-dashboard-empty.png"))
 
-    page.goto(f"{live_server_url}/compute/vms/")
+    # create a VM from the form (no host yet, so it will wait)
+    page.click("nav[aria-label=Main] >> text=Virtual machines")
+    page.click("a[data-open=create-vm]")
     page.fill("#id_name", "web-1")
     page.select_option("#id_template", str(template.pk))
+    page.screenshot(path=str(ARTIFACTS / "01-create-form.png"))
     page.click("#create-vm button[type=submit]")
-    page.wait_for_load_state()
-    if not VirtualMachine.objects.filter(name="web-1").exists():
-        page.screenshot(path=str(ARTIFACTS / "create-failed.png"), full_page=True)
-        raise AssertionError(page.content()[:3000])
+    page.wait_for_selector("#messages li.success")
     vm = VirtualMachine.objects.get(name="web-1")
     row = page.locator(f"#vm-{vm.pk}")
-    # no host yet: it waits, and says why
-    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).schedule_message)
-    try:
-        page.wait_for_selector("#live-indicator.on", timeout=15_000)  # the websocket is connected
-    except Exception:
-        page.screenshot(path=str(ARTIFACTS / "ws-failed.png"), full_page=True)
-        raise AssertionError(page.url + "\n" + "\n".join(page.nephele_logs) + page.content()[-1500:]) from None
-    page.evaluate("window.__noReload = 'still here'")
-    row.locator("text=PENDING").wait_for()
-    page.screenshot(path=str(ARTIFACTS / "01-pending.png"))
+    assert row.get_attribute("data-state") == S.PENDING
 
-    # capacity appears: the scheduler places the VM and the row turns RUNNING, pushed over the websocket
+    wait_live(page, "list")
+    page.evaluate("window.__noReload = 'still here'")
+    # the scheduler finds no host: the row says why, pushed over the websocket
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).schedule_message)
+    row.locator(".why").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "02-pending.png"))
+
+    # capacity appears: the scheduler places the VM and the row turns RUNNING without a reload
     make_sim_host("sim-a")
     schedule_pending()
-    page.wait_for_selector(f'#vm-{vm.pk}[data-state="RUNNING"]')
+    page.wait_for_selector(f'#vm-{vm.pk}[data-state="RUNNING"]', timeout=30_000)
     assert page.evaluate("window.__noReload") == "still here"
-    page.screenshot(path=str(ARTIFACTS / "02-running.png"))
+    assert row.locator("button[aria-label='Power off web-1']").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "03-running.png"))
 
-    # power it off from the VM page
-    page.click(f"#vm-{vm.pk} a")
-    page.wait_for_url(f"{live_server_url}/compute/vms/{vm.pk}/")
-    page.wait_for_selector("#live-indicator.on")
+    # open it and power it off: the panel follows PENDING → … → POWEROFF, again without a reload
+    row.locator("a.name").click()
+    page.wait_for_url(f"{base}/compute/vms/{vm.pk}/")
+    wait_live(page, "detail")
+    page.evaluate("window.__noReload = 'detail'")
     page.click("button[aria-label='Power off web-1']")
-    page.wait_for_selector("[data-testid=vm-state]:text('POWEROFF')")
+    page.wait_for_selector("[data-testid=vm-state]:text-is('POWEROFF')", timeout=30_000)
     assert VirtualMachine.objects.get(pk=vm.pk).state == S.POWEROFF
-    page.screenshot(path=str(ARTIFACTS / "03-poweroff.png"), full_page=True)
+    # the state log refreshes itself after the push, and the resize form appears (allowed now)
+    page.locator(f"#vm-{vm.pk}-history .timeline li").first.locator(".state:text-is('POWEROFF')").wait_for()
+    page.locator("#resize").wait_for()
+    assert page.evaluate("window.__noReload") == "detail"
+    page.screenshot(path=str(ARTIFACTS / "04-poweroff.png"), full_page=True)
+
+    # an illegal request is refused with the service's message, in place
+    page.fill(f"#rs-vcpu-{vm.pk}", "200")  # more than the host has
+    page.click("#resize button[type=submit]")
+    page.wait_for_selector("#messages li.error")
+    assert "vcpu" in page.inner_text("#messages").lower()
+    assert VirtualMachine.objects.get(pk=vm.pk).vcpu == template.vcpu
 
 
-def test_vm_list_screenshot_for_the_readme(
+def test_rows_poll_while_the_websocket_is_down(
+    browser_page: Any, live_server_url: str, agent: Any, member: Any, project: Any, template: Any, make_sim_host: Any
+) -> None:
+    """The fallback: with no websocket, a row in flux re-reads itself (hx-get every 10 s)."""
+    page, base = browser_page, live_server_url
+    page.route_web_socket("**/ws/live/", lambda ws: ws.close(code=1000, reason="blocked by the test"))
+    (vm,) = services.create_vms(member, project=project, template=template, name="offline-1")
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).schedule_message)  # no host yet
+    log_in(page, base, "member")
+    page.goto(f"{base}/compute/vms/")
+    page.evaluate("window.__noReload = 'polling'")
+    assert page.locator("#live-indicator").inner_text() == "Offline"
+    make_sim_host("sim-a")
+    schedule_pending()
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING)
+    page.wait_for_selector(f'#vm-{vm.pk}[data-state="RUNNING"]', timeout=30_000)
+    assert page.evaluate("window.__noReload") == "polling"
+    assert not page.locator("#live-indicator.on").count()
+
+
+def test_a_reconnect_catches_up_with_missed_pushes(
+    browser_page: Any, live_server_url: str, member: Any, project: Any, template: Any
+) -> None:
+    """Pushes lost while the socket was down are made good when it comes back (one re-read)."""
+    page, base = browser_page, live_server_url
+    link: dict[str, Any] = {"forward": True, "armed": False, "opened": 0}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        if link["armed"]:
+            link["opened"] += 1
+        if link["armed"] and "page_side" not in link:  # this page's first socket: the test filters it
+            link["page_side"] = ws
+            server.on_message(lambda message: ws.send(message) if link["forward"] else None)
+
+    page.route_web_socket("**/ws/live/", route)
+    (vm,) = services.create_vms(member, project=project, template=template, name="gap-1", hold=True)
+    log_in(page, base, "member")
+    link["armed"] = True
+    page.goto(f"{base}/compute/vms/")
+    wait_live(page, "gap")
+    page.evaluate("window.__noReload = 'gap'")
+    link["forward"] = False  # the network drops what the server pushes…
+    services.perform_action(member, vm.pk, services.ActionRequest(action="release"))
+    page.wait_for_timeout(1500)
+    assert page.locator(f"#vm-{vm.pk}").get_attribute("data-state") == S.HOLD
+    link["page_side"].close(code=1012, reason="server restart")  # …then the socket drops; htmx reconnects
+    page.wait_for_selector(f'#vm-{vm.pk}[data-state="PENDING"]', timeout=15_000)
+    assert link["opened"] >= 2 and page.evaluate("window.__noReload") == "gap"
+
+
+def test_screenshots_for_the_readme(
     browser_page: Any, live_server_url: str, agent: Any, member: Any, project: Any, template: Any, make_sim_host: Any,
     admin_user: Any,
 ) -> None:  # fmt: skip
-    """A VM list with VMs in several states (also docs/screenshots/vm-list.png)."""
+    """The VM list with VMs in several states (docs/screenshots/vm-list.png), and the other pages."""
     from tests.compute.helpers import act
+    from tests.factories import ClusterFactory
 
-    make_sim_host("sim-a", vcpu=8)
-    make_sim_host("sim-b", vcpu=8, labels={"ssd": "yes"})
-    vms = services.create_vms(member, project=project, template=template, name="web", count=4)
-    services.create_vms(member, project=project, template=template, name="db-primary", hold=True)
-    wait_for(lambda: VirtualMachine.objects.filter(state=S.RUNNING).count() == 4)
-    act(member, vms[1], "poweroff")
-    act(member, vms[2], "suspend")
-    services.create_vms(member, project=project, template=template, name="analytics", vcpu=32)
+    rack = ClusterFactory(name="rack-1")
+    make_sim_host("kvm-01", vcpu=16, cluster=rack)
+    make_sim_host("kvm-02", vcpu=16, cluster=rack, labels={"ssd": "yes"})
+    make_sim_host("edge-01", vcpu=8, memory_mb=16384)
+    web = services.create_vms(member, project=project, template=template, name="web", count=3)
+    (db,) = services.create_vms(member, project=project, template=template, name="db-primary", vcpu=4, memory_mb=8192)
+    (cache,) = services.create_vms(member, project=project, template=template, name="cache")
+    wait_for(lambda: VirtualMachine.objects.filter(state=S.RUNNING).count() == 5)
+    act(member, web[2], "poweroff")
+    act(member, cache, "suspend")
+    services.create_vms(member, project=project, template=template, name="ci-runner", hold=True)
+    services.create_vms(member, project=project, template=template, name="analytics", vcpu=32, memory_mb=65536)
     wait_for(lambda: VirtualMachine.objects.filter(state__in=[S.POWEROFF, S.SUSPENDED]).count() == 2)
     wait_for(lambda: VirtualMachine.objects.filter(name="analytics").exclude(schedule_message="").exists())
-    admin_user.set_password("pw-123456789")
+    admin_user.set_password(PASSWORD)
     admin_user.save()
-    page = browser_page
-    page.goto(f"{live_server_url}/login/")
-    page.fill("#id_username", admin_user.username)
-    page.fill("#id_password", "pw-123456789")
-    page.click("button[type=submit]")
-    page.goto(f"{live_server_url}/compute/vms/?all=1")
-    page.wait_for_selector("#live-indicator.on")
+
+    page, base = browser_page, live_server_url
+    page.set_viewport_size({"width": 1440, "height": 760})
+    log_in(page, base, admin_user.username)
+    page.goto(f"{base}/compute/vms/?project=all")
+    wait_live(page, "readme")
     page.screenshot(path=str(ARTIFACTS / "vm-list.png"))
     docs = settings.BASE_DIR / "docs" / "screenshots"
     docs.mkdir(parents=True, exist_ok=True)
     shutil.copy(ARTIFACTS / "vm-list.png", docs / "vm-list.png")
-    page.goto(f"{live_server_url}/")
+
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{base}/")
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-    page.goto(f"{live_server_url}/compute/hosts/")
+    page.goto(f"{base}/compute/hosts/")
     page.screenshot(path=str(ARTIFACTS / "hosts.png"), full_page=True)
+    page.goto(f"{base}/compute/vms/{db.pk}/")
+    page.screenshot(path=str(ARTIFACTS / "vm-detail.png"), full_page=True)
+    page.goto(f"{base}/compute/templates/")
+    page.screenshot(path=str(ARTIFACTS / "templates.png"), full_page=True)
+    for other in ("events", "identity", "account"):  # pages of other apps share the layout
+        page.goto(f"{base}/{other}/")
+        page.screenshot(path=str(ARTIFACTS / f"{other}.png"), full_page=True)
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{base}/compute/vms/?project=all")
+    page.locator(f"#vm-{db.pk} details.more summary").click()
+    page.screenshot(path=str(ARTIFACTS / "vm-list-dark.png"))
+    page.goto(f"{base}/")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 820, "height": 900})
+    page.goto(f"{base}/compute/vms/?project=all")
+    page.screenshot(path=str(ARTIFACTS / "vm-list-narrow.png"), full_page=True)
+    page.context.clear_cookies()
+    page.goto(f"{base}/login/")
+    page.screenshot(path=str(ARTIFACTS / "login.png"))
