@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 
+from network import hostops as network_hostops
+from storage import hostops as storage_hostops
+
 from .drivers.base import ComputeDriver, DomainNotFound, DriverError, HostUnreachable, PowerState
 from .drivers.registry import forget, get_driver
 from .services.vms import StepOrder, StepResult
@@ -65,6 +68,8 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
         for path in (order.domain.kernel, order.domain.initrd, order.domain.disk_path):
             if local and path and not os.path.exists(path):
                 raise DriverError(f"boot file {path} does not exist on the host")
+        storage_hostops.prepare_disks(order.uri, order.domain)
+        network_hostops.plug_nics(order.uri, order.domain)
         return None
     if step == S.BOOT:
         if op == Action.DEPLOY:
@@ -96,6 +101,8 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
     if step == S.EPILOG:
         drv.destroy(name)
         drv.undefine(name)
+        network_hostops.unplug_nics(order.uri, order.domain)
+        storage_hostops.release_disks(order.uri, order.domain, terminate=op == Action.TERMINATE)
         if op != Action.STOP and order.save_path and os.path.exists(order.save_path):
             os.unlink(order.save_path)
         return None

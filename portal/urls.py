@@ -7,9 +7,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
+from images.api.urls import router as images_router
 from monitoring import metrics as monitoring_metrics
 from monitoring import views as monitoring_views
 from monitoring.api.views import EventViewSet, WebhookViewSet
+from network.api.urls import router as network_router
+from storage.api.urls import router as storage_router
 from tenants import kerberos, twofactor
 from tenants import views as tenant_views
 from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSet, SSHKeyViewSet, UserAdminViewSet
@@ -19,6 +22,9 @@ from . import views
 
 api_router = DefaultRouter()
 api_router.registry.extend(compute_router.registry)
+api_router.registry.extend(storage_router.registry)
+api_router.registry.extend(images_router.registry)
+api_router.registry.extend(network_router.registry)
 api_router.register("events", EventViewSet, basename="event")
 api_router.register("webhooks", WebhookViewSet, basename="webhook")
 api_router.register("organizations", OrganizationViewSet, basename="organization")
@@ -43,6 +49,9 @@ urlpatterns = [
     path("identity/", tenant_views.identity, name="identity"),
     path("identity/action/", tenant_views.identity_action, name="identity-action"),
     path("compute/", include("compute.urls")),
+    path("storage/", include("storage.urls")),
+    path("images/", include("images.urls")),
+    path("network/", include("network.urls")),
     path("events/", monitoring_views.events, name="events"),
     path("metrics", monitoring_metrics.metrics, name="metrics"),
     path("webhooks/", monitoring_views.webhooks, name="webhooks"),

@@ -42,6 +42,41 @@ class PowerState(StrEnum):
 
 
 @dataclass(frozen=True)
+class DiskSpec:
+    """One disk or CD-ROM of a domain, and how the host prepares its file before boot.
+
+    Owned by the storage manager (``storage/``): it builds these from the VM's image and
+    volumes; the agent prepares them at PROLOG and releases them at EPILOG.
+    """
+
+    target: str  # guest device name: vda, vdb, sda (cdrom)
+    path: str  # the file (or device) on the host
+    format: str = "qcow2"  # raw, qcow2, ...
+    device: str = "disk"  # disk | cdrom
+    bus: str = "virtio"  # virtio | sata | scsi
+    readonly: bool = False
+    serial: str = ""  # shown to the guest (/dev/disk/by-id), e.g. the volume id
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """One network interface of a domain.
+
+    Owned by the network manager (``network/``): it builds these from the VM's NICs.
+    """
+
+    mac: str
+    bridge: str  # the host bridge of the virtual network
+    tap: str = ""  # the tap device name on the host ('' lets libvirt choose)
+    model: str = "virtio"
+    mtu: int = 0
+    # bandwidth in KiB/s (libvirt's unit) and KiB; 0 = unlimited
+    average_kbps: int = 0
+    peak_kbps: int = 0
+    burst_kb: int = 0
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     """Everything needed to define a domain."""
 
@@ -57,6 +92,8 @@ class DomainSpec:
     disk_format: str = "qcow2"
     serial_log: str = ""  # file receiving the serial console
     metadata: Mapping[str, str] = field(default_factory=dict)
+    disks: tuple[DiskSpec, ...] = ()  # beyond ``disk_path``: image disks, volumes, the context CD-ROM
+    nics: tuple[NicSpec, ...] = ()
 
 
 @dataclass(frozen=True)

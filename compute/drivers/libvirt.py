@@ -18,6 +18,7 @@ import libvirt
 
 from .base import (
     ComputeDriver,
+    DiskSpec,
     DomainInfo,
     DomainNotFound,
     DomainSpec,
@@ -25,6 +26,7 @@ from .base import (
     DriverError,
     HostInfo,
     HostUnreachable,
+    NicSpec,
     PowerState,
     Unsupported,
 )
@@ -90,6 +92,39 @@ def _total(stats: dict[str, Any], prefix: str, field: str) -> int:
     return sum(int(stats.get(f"{prefix}.{i}.{field}", 0)) for i in range(int(stats.get(f"{prefix}.count", 0))))
 
 
+def _disk_xml(devices: ET.Element, disk: DiskSpec) -> None:
+    """A <disk> element (storage manager's part of the domain)."""
+    el = ET.SubElement(devices, "disk", {"type": "file", "device": disk.device})
+    ET.SubElement(el, "driver", {"name": "qemu", "type": disk.format})
+    ET.SubElement(el, "source", {"file": disk.path})
+    ET.SubElement(el, "target", {"dev": disk.target, "bus": disk.bus})
+    if disk.readonly or disk.device == "cdrom":
+        ET.SubElement(el, "readonly")
+    if disk.serial:
+        ET.SubElement(el, "serial").text = disk.serial
+
+
+def _nic_xml(devices: ET.Element, nic: NicSpec, domain_type: str) -> None:
+    """An <interface> element on a host bridge (network manager's part of the domain)."""
+    el = ET.SubElement(devices, "interface", {"type": "bridge"})
+    ET.SubElement(el, "mac", {"address": nic.mac})
+    ET.SubElement(el, "source", {"bridge": nic.bridge})
+    if nic.tap:
+        ET.SubElement(el, "target", {"dev": nic.tap})
+    ET.SubElement(el, "model", {"type": nic.model})
+    if nic.mtu:
+        ET.SubElement(el, "mtu", {"size": str(nic.mtu)})
+    if nic.average_kbps or nic.peak_kbps or nic.burst_kb:
+        bw = ET.SubElement(el, "bandwidth")
+        attrs = {"average": str(nic.average_kbps or nic.peak_kbps)}
+        if nic.peak_kbps:
+            attrs["peak"] = str(nic.peak_kbps)
+        if nic.burst_kb:
+            attrs["burst"] = str(nic.burst_kb)
+        ET.SubElement(bw, "inbound", attrs)
+        ET.SubElement(bw, "outbound", attrs)
+
+
 def build_domain_xml(spec: DomainSpec, domain_type: str) -> str:
     """The libvirt domain XML for ``spec``; every text goes through ElementTree's escaping."""
     dom = ET.Element("domain", {"type": domain_type})
@@ -125,6 +160,10 @@ def build_domain_xml(spec: DomainSpec, domain_type: str) -> str:
         ET.SubElement(disk, "driver", {"name": "qemu", "type": spec.disk_format})
         ET.SubElement(disk, "source", {"file": spec.disk_path})
         ET.SubElement(disk, "target", {"dev": "vda", "bus": "virtio"})
+    for disk in spec.disks:
+        _disk_xml(devices, disk)
+    for nic in spec.nics:
+        _nic_xml(devices, nic, domain_type)
     if spec.serial_log and domain_type != "test":
         serial = ET.SubElement(devices, "serial", {"type": "file"})
         # append: libvirt truncates the log at every boot otherwise, and the console history is the user's

@@ -17,9 +17,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from monitoring.events import emit
+from network.vmnics import nic_specs
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_vm
 from portal.querysets import is_cloud_admin
+from storage.vmdisks import disk_specs
 from tenants import quotas
 from tenants.models import Project
 
@@ -562,6 +564,8 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         disk_path=img.disk_path if img else "",
         serial_log=serial_log,
         metadata={"vm": str(vm.pk), "project": str(vm.project_id), "owner": vm.owner.username},
+        disks=tuple(disk_specs(vm)),
+        nics=tuple(nic_specs(vm)),
     )
 
 

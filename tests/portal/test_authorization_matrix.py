@@ -20,6 +20,8 @@ from tenants.quotas import QuotaUsage
 from tests.conftest import client_for
 from tests.factories import BootImageFactory, ClusterFactory, UserFactory
 
+from . import matrix_extensions
+
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPvDAmcYNL3ht2uz0zIJ2om+PBjfx10nIzQ3CUHuvzYM alice@example"
 ROLES = ["anon", "viewer", "member", "padmin", "other", "admin"]
 
@@ -120,6 +122,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/api/v1/audit/{A}/", None, READ_PROJECT),
     ("GET", "/api/v1/schema/", None, E(200, 200, 200, 200, 200, 200)),  # the API description is public
 ]
+MATRIX += matrix_extensions.api_rows()
 
 
 @pytest.fixture
@@ -143,6 +146,7 @@ def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin
            "EV": Event.objects.filter(project=project).first().pk,
            "W": Webhook.objects.create(name="w0", url="http://127.0.0.1:9/", event_types=["none"]).pk,
            "K": token.pk, "S": key.pk, "A": AuditRecord.objects.get(object_type="virtualmachine", object_id=str(vm.pk)).pk}  # fmt: skip
+    matrix_extensions.build_world(ids, users, project, member, admin_user)
     return {"users": users, "ids": ids}
 
 
@@ -155,9 +159,12 @@ def _fill(value: Any, ids: dict[str, int]) -> Any:
     return value
 
 
+STATE_APPS = ("compute", "tenants", "auth", "storage", "images", "network")
+
+
 def _state() -> tuple[Any, ...]:
     """Every row count of the project's models, and every quota figure."""
-    counts = tuple(m.objects.count() for m in apps.get_models() if m._meta.app_label in ("compute", "tenants", "auth"))
+    counts = tuple(m.objects.count() for m in apps.get_models() if m._meta.app_label in STATE_APPS)
     usage = tuple(QuotaUsage.objects.order_by("pk").values_list("used", flat=True))
     return counts, usage
 

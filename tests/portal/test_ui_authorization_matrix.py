@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from compute import services
 from tests.factories import ClusterFactory
 
+from . import matrix_extensions
 from .test_authorization_matrix import ROLES, E, _fill, _state
 
 PAGE_PROJECT = E(302, 200, 200, 200, 404, 200)
@@ -63,11 +64,13 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/logout/", None, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/admin/", None, E(302, 302, 302, 302, 302, 200)),
 ]
+UI += matrix_extensions.ui_rows()
 # which roles' refusals are "denied" (must change nothing), per row
 DENIED_CHANGES = {
     ("POST", "/compute/vms/{V}/action/"): {"anon", "viewer", "other"},
     ("POST", "/identity/action/"): {"anon", "viewer", "member", "other"},  # org-create: also padmin (below)
 }
+DENIED_CHANGES.update(matrix_extensions.denied_changes())
 
 
 @pytest.fixture
@@ -80,7 +83,9 @@ def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin
     host = make_sim_host("h1", cluster=ClusterFactory())
     users = {"anon": None, "viewer": viewer, "member": member, "padmin": project_admin, "other": other_tenant,
              "admin": admin_user}  # fmt: skip
-    return {"users": users, "ids": {"P": project.pk, "T": template.pk, "V": vm.pk, "H": host.pk}}
+    ids = {"P": project.pk, "T": template.pk, "V": vm.pk, "H": host.pk}
+    matrix_extensions.build_world(ids, users, project, member, admin_user)
+    return {"users": users, "ids": ids}
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -124,5 +129,5 @@ def test_every_page_is_in_the_matrix() -> None:
                 routes.add("/" + re.sub(r"<[^>]+>", "{}", prefix + str(p.pattern)))
 
     walk(get_resolver().url_patterns, "")
-    covered = {re.sub(r"\{\w\}", "{}", p) for _m, p, _b, _e in UI}
+    covered = {re.sub(r"\{\w+\}", "{}", p) for _m, p, _b, _e in UI}
     assert sorted(routes - covered) == []

@@ -1,0 +1,50 @@
+"""Rows the other managers add to the authorization matrices.
+
+Each manager keeps its own rows in ``tests/<app>/authz.py`` (so the matrices grow without one
+shared file): ``API`` and ``UI`` lists of (method, path, body, expected) rows, and
+``world(ids, users, project, member, admin_user)`` that creates the objects its rows name
+(adding placeholders to ``ids``). ``DENIED_CHANGES`` (optional) as in the UI matrix.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+APPS = ("storage", "images", "network")
+
+
+def _modules() -> list[ModuleType]:
+    out = []
+    for app in APPS:
+        try:
+            out.append(importlib.import_module(f"tests.{app}.authz"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tests.{app}.authz" and exc.name != f"tests.{app}":
+                raise
+    return out
+
+
+MODULES = _modules()
+
+
+def api_rows() -> list[tuple[str, str, dict[str, Any] | None, dict[str, int]]]:
+    return [row for m in MODULES for row in getattr(m, "API", [])]
+
+
+def ui_rows() -> list[tuple[str, str, dict[str, Any] | None, dict[str, int]]]:
+    return [row for m in MODULES for row in getattr(m, "UI", [])]
+
+
+def denied_changes() -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for m in MODULES:
+        out.update(getattr(m, "DENIED_CHANGES", {}))
+    return out
+
+
+def build_world(ids: dict[str, Any], users: dict[str, Any], project: Any, member: Any, admin_user: Any) -> None:
+    for m in MODULES:
+        if hasattr(m, "world"):
+            m.world(ids, users, project, member, admin_user)
