@@ -14,3 +14,8 @@ from compute.drivers.base import NicSpec
 def nic_specs(vm: Any) -> list[NicSpec]:
     """The NICs of ``vm`` (none until the network manager lands)."""
     return []
+
+
+def network_config(vm: Any) -> dict[str, Any]:
+    """cloud-init network configuration (version 2) for ``vm``'s NICs, matched by MAC; {} when it has none."""
+    return {}

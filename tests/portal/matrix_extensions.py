@@ -1,6 +1,6 @@
 """Rows the other managers add to the authorization matrices.
 
-Each manager keeps its own rows in ``tests/<app>/authz.py`` (so the matrices grow without one
+Each manager keeps its own rows in ``tests/<app>/authz*.py`` (one module per area) (so the matrices grow without one
 shared file): ``API`` and ``UI`` lists of (method, path, body, expected) rows, and
 ``world(ids, users, project, member, admin_user)`` that creates the objects its rows name
 (adding placeholders to ``ids``). ``DENIED_CHANGES`` (optional) as in the UI matrix.
@@ -9,20 +9,19 @@ shared file): ``API`` and ``UI`` lists of (method, path, body, expected) rows, a
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 APPS = ("storage", "images", "network")
+TESTS = Path(__file__).resolve().parent.parent
 
 
 def _modules() -> list[ModuleType]:
     out = []
     for app in APPS:
-        try:
-            out.append(importlib.import_module(f"tests.{app}.authz"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tests.{app}.authz" and exc.name != f"tests.{app}":
-                raise
+        for f in sorted((TESTS / app).glob("authz*.py")):
+            out.append(importlib.import_module(f"tests.{app}.{f.stem}"))
     return out
 
 
