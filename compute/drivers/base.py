@@ -56,6 +56,12 @@ class DiskSpec:
     bus: str = "virtio"  # virtio | sata | scsi
     readonly: bool = False
     serial: str = ""  # shown to the guest (/dev/disk/by-id), e.g. the volume id
+    # how the host makes ``path`` at PROLOG (storage.hostops; all empty: the file exists already)
+    backing: str = ""  # a copy-on-write overlay on this file …
+    backing_format: str = ""  # … of this format (pinned, never probed)
+    copy_from: str = ""  # a full copy of this file
+    create_size_bytes: int = 0  # an empty disk of this size, or the size an overlay / copy is grown to
+    delete_on_release: bool = False  # removed at EPILOG when the VM is terminated (volatile)
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,19 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def undefine(self, name: str) -> None:
         """Remove the definition. Undefining a missing domain is a no-op."""
+
+    def attach_disk(self, name: str, disk: DiskSpec, live: bool) -> None:
+        """Add ``disk`` to the domain: to the running guest and its definition (``live``), or
+        to the definition only. Capability ``hotplug_disk`` says whether ``live`` works."""
+        raise Unsupported(f"{self.name} cannot attach disks")
+
+    def detach_disk(self, name: str, target: str, live: bool) -> None:
+        """Remove the disk at ``target`` (vdb …) from the domain; a missing one is a no-op."""
+        raise Unsupported(f"{self.name} cannot detach disks")
+
+    def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
+        """Grow the disk at ``target`` of a running domain to ``size_bytes`` (the guest sees it)."""
+        raise Unsupported(f"{self.name} cannot resize disks of running domains")
 
     @abc.abstractmethod
     def get_info(self, name: str) -> DomainInfo:

@@ -92,9 +92,10 @@ def _total(stats: dict[str, Any], prefix: str, field: str) -> int:
     return sum(int(stats.get(f"{prefix}.{i}.{field}", 0)) for i in range(int(stats.get(f"{prefix}.count", 0))))
 
 
-def _disk_xml(devices: ET.Element, disk: DiskSpec) -> None:
-    """A <disk> element (storage manager's part of the domain)."""
-    el = ET.SubElement(devices, "disk", {"type": "file", "device": disk.device})
+def _disk_xml(devices: ET.Element | None, disk: DiskSpec) -> ET.Element:
+    """A <disk> element (storage manager's part of the domain), appended to ``devices`` if given."""
+    attrs = {"type": "file", "device": disk.device}
+    el = ET.Element("disk", attrs) if devices is None else ET.SubElement(devices, "disk", attrs)
     ET.SubElement(el, "driver", {"name": "qemu", "type": disk.format})
     ET.SubElement(el, "source", {"file": disk.path})
     ET.SubElement(el, "target", {"dev": disk.target, "bus": disk.bus})
@@ -102,6 +103,7 @@ def _disk_xml(devices: ET.Element, disk: DiskSpec) -> None:
         ET.SubElement(el, "readonly")
     if disk.serial:
         ET.SubElement(el, "serial").text = disk.serial
+    return el
 
 
 def _nic_xml(devices: ET.Element, nic: NicSpec, domain_type: str) -> None:
@@ -199,6 +201,8 @@ class LibvirtComputeDriver(ComputeDriver):
             "cold_migrate": True,
             # libvirt's test driver has no migration; QEMU hosts migrate live over libvirt.
             "live_migrate": not self.is_test,
+            # the test driver has no device hotplug (virDomainAttachDeviceFlags is unsupported)
+            "hotplug_disk": not self.is_test,
         }
 
     # -- connection -------------------------------------------------------------------------
@@ -345,6 +349,48 @@ class LibvirtComputeDriver(ComputeDriver):
             return
         flags = 0 if self.is_test else libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
         self._call(lambda: dom.undefineFlags(flags))
+
+    # -- disks ------------------------------------------------------------------------------
+    def _affect(self, dom: libvirt.virDomain, live: bool) -> int:
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if live and self._power(dom) in (PowerState.RUNNING, PowerState.BLOCKED, PowerState.PAUSED):
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        return flags
+
+    def attach_disk(self, name: str, disk: DiskSpec, live: bool) -> None:
+        if live and not self.capabilities["hotplug_disk"]:
+            raise Unsupported(f"{self.uri} cannot attach disks to running domains")
+        dom = self._domain(name)
+        if self._disk_element(dom, disk.target, live) is not None:
+            return  # already there (a retried task)
+        xml = ET.tostring(_disk_xml(None, disk), encoding="unicode")
+        flags = self._affect(dom, live)
+        self._call(lambda: dom.attachDeviceFlags(xml, flags))
+
+    def detach_disk(self, name: str, target: str, live: bool) -> None:
+        if live and not self.capabilities["hotplug_disk"]:
+            raise Unsupported(f"{self.uri} cannot detach disks from running domains")
+        dom = self._domain(name)
+        el = self._disk_element(dom, target, live)
+        if el is None:
+            return
+        xml = ET.tostring(el, encoding="unicode")
+        flags = self._affect(dom, live)
+        self._call(lambda: dom.detachDeviceFlags(xml, flags))
+
+    def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
+        dom = self._domain(name)
+        self._call(lambda: dom.blockResize(target, size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES))
+
+    def _disk_element(self, dom: libvirt.virDomain, target: str, live: bool) -> ET.Element | None:
+        """The domain's <disk> at ``target`` (the live definition when ``live``, else the persistent one)."""
+        flags = 0 if live and self._power(dom) != PowerState.SHUTOFF else libvirt.VIR_DOMAIN_XML_INACTIVE
+        root = ET.fromstring(self._call(lambda: dom.XMLDesc(flags)))
+        for el in root.iterfind("./devices/disk"):
+            tgt = el.find("target")
+            if tgt is not None and tgt.get("dev") == target:
+                return el
+        return None
 
     # -- observation ------------------------------------------------------------------------
     def _info(self, dom: libvirt.virDomain) -> DomainInfo:
