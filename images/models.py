@@ -65,6 +65,17 @@ class Image(models.Model):
     persistent = models.BooleanField(default=False, help_text="VMs write to the image itself")
     public = models.BooleanField(default=False, help_text="published for the whole cloud")
     publish_requested = models.BooleanField(default=False, help_text="awaiting a cloud admin's approval")
+    expected_sha256 = models.CharField(max_length=64, blank=True, help_text="checksum the uploader declared")
+    upload_size_bytes = models.PositiveBigIntegerField(default=0, help_text="size the uploader declared")
+    uploaded_bytes = models.PositiveBigIntegerField(default=0, help_text="bytes received so far")
+    source_name = models.CharField(max_length=255, blank=True, help_text="the uploaded file's name (display only)")
+    derived_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="derived",
+        help_text="the image this one was cloned or converted from",
+    )  # fmt: skip
+    import_detail = models.JSONField(
+        default=dict, blank=True, help_text="OVF import: archive, member, template and disk index to convert from"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -75,3 +86,15 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def visibility(self) -> str:
+        """private, shared (per-object grants) or public (published)."""
+        if self.public:
+            return "public"
+        from guardian.models import GroupObjectPermission, UserObjectPermission
+
+        key = {"object_pk": str(self.pk), "content_type__app_label": "images"}
+        if GroupObjectPermission.objects.filter(**key).exists() or UserObjectPermission.objects.filter(**key).exists():
+            return "shared"
+        return "private"
