@@ -69,4 +69,24 @@ def rank_for(vm: VirtualMachine, exclude: int | None = None) -> tuple[list[int],
     hosts = host_views(exclude)
     if not hosts:
         return [], "no enabled and monitored host"
-    return ranked_hosts(vm_request(vm), hosts, policy_for(vm))
+    ranked, reason = ranked_hosts(vm_request(vm), hosts, policy_for(vm))
+    return _reaching_system_datastore(vm, hosts, ranked, reason)
+
+
+def _reaching_system_datastore(vm: VirtualMachine, hosts: list[HostView], ranked: list[int],
+                               reason: str) -> tuple[list[int], str]:  # fmt: skip
+    """Keep the hosts that reach a READY system datastore with room for the VM's disk (a host
+    reaches a datastore with no clusters, or one listing the host's cluster). A cloud without
+    any system datastore places as before (storage.services.datastores.system_reach)."""
+    from storage.services.datastores import GIB, system_reach
+
+    if not ranked:
+        return ranked, reason
+    reach = system_reach(vm.disk_gb * GIB)
+    if reach is None:
+        return ranked, reason
+    cluster_of = {h.id: h.cluster_id for h in hosts}
+    kept = [hid for hid in ranked if reach.allows(cluster_of[hid])]
+    if not kept:
+        return [], f"no host reaches a system datastore with {vm.disk_gb} GiB free"
+    return kept, ""

@@ -2,4 +2,7 @@
 
 from rest_framework.routers import DefaultRouter
 
+from .datastores import DatastoreViewSet
+
 router = DefaultRouter()
+router.register("datastores", DatastoreViewSet, basename="datastore")

@@ -1,0 +1,1 @@
+"""Storage pool drivers (no Django): ``base`` is the contract, ``libvirt`` the implementation."""
