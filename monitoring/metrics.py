@@ -55,6 +55,14 @@ def exposition() -> str:
         "nephele_scheduler_unplaceable_vms", "pending VMs that fit nowhere now", "gauge",
         [({}, float(pending.exclude(schedule_message="").count()))],
     )  # fmt: skip
+    from storage.models import Datastore
+
+    stores = list(Datastore.objects.all())
+    for attr, help_text in (("total", "capacity of the datastore, bytes"), ("used", "bytes in use"),
+                            ("free", "bytes free")):  # fmt: skip
+        lines += _family(f"nephele_datastore_{attr}_bytes", help_text, "gauge",
+                         [({"datastore": d.name, "kind": d.kind, "driver": d.driver, "state": d.state},
+                           float(getattr(d, f"{attr}_bytes"))) for d in stores])  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

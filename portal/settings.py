@@ -168,6 +168,7 @@ CELERY_BEAT_SCHEDULE = {
     "compute.probe_hosts": {"task": "compute.probe_hosts", "schedule": 5.0},
     "compute.reconcile_hosts": {"task": "compute.reconcile_hosts", "schedule": 30.0},
     "monitoring.rollup": {"task": "monitoring.rollup", "schedule": 60.0},
+    "storage.monitor_datastores": {"task": "storage.monitor_datastores", "schedule": 60.0},
 }
 
 # Pub/sub layer: Redis fans a group message out once per process, which fans it out to its
