@@ -81,6 +81,14 @@ class Command(BaseCommand):
                     labels["ssd"] = "yes"
                 services.register_host(admin, name=name, uri=uri, hypervisor="test", cluster=sim, labels=labels)
 
+        from storage.models import Datastore
+        from storage.services import create_datastore
+
+        for ds_name, kind in (("default-images", "image"), ("default-system", "system")):
+            if not Datastore.objects.filter(name=ds_name).exists():
+                path = str(Path(settings.NEPHELE_STATE_DIR) / "datastores" / kind)
+                create_datastore(admin, name=ds_name, kind=kind, driver="dir", path=path)
+
         sim_image, _ = BootImage.objects.get_or_create(
             name="sim-image", defaults={"project": project, "owner": admin, "kind": "disk", "public": True}
         )
