@@ -13,7 +13,8 @@ import os
 from network import hostops as network_hostops
 from storage import hostops as storage_hostops
 
-from .drivers.base import ComputeDriver, DomainNotFound, DriverError, HostUnreachable, PowerState
+from . import context as seed
+from .drivers.base import ComputeDriver, DomainNotFound, DomainSpec, DriverError, HostUnreachable, PowerState
 from .drivers.registry import forget, get_driver
 from .services.vms import StepOrder, StepResult
 from .states import Action
@@ -34,6 +35,16 @@ def _power(drv: ComputeDriver, name: str) -> PowerState | None:
         return drv.get_info(name).power_state
     except DomainNotFound:
         return None
+
+
+def _write_seed(domain: DomainSpec) -> None:
+    """(Re)write the VM's NoCloud seed where its CD-ROM points (idempotent: unchanged, untouched)."""
+    if domain.context is None or not domain.context_path:
+        return
+    try:
+        seed.build_nocloud_seed(domain.context, domain.context_path)
+    except (OSError, seed.UserDataError) as exc:
+        raise DriverError(f"cannot write the context seed {domain.context_path}: {exc}") from None
 
 
 def execute(order: StepOrder) -> StepResult:
@@ -68,6 +79,7 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
         for path in (order.domain.kernel, order.domain.initrd, order.domain.disk_path):
             if local and path and not os.path.exists(path):
                 raise DriverError(f"boot file {path} does not exist on the host")
+        _write_seed(order.domain)
         storage_hostops.prepare_disks(order.uri, order.domain)
         network_hostops.plug_nics(order.uri, order.domain)
         return None
@@ -81,6 +93,7 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
         elif _power(drv, name) == PowerState.PAUSED:
             drv.resume(name)
         else:  # POWEROFF or UNKNOWN (perhaps vanished): (re)define — a resize may have changed it — and boot
+            _write_seed(order.domain)
             drv.define(order.domain)
             drv.start(name)
         return None
@@ -103,6 +116,8 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
         drv.undefine(name)
         network_hostops.unplug_nics(order.uri, order.domain)
         storage_hostops.release_disks(order.uri, order.domain, terminate=op == Action.TERMINATE)
+        if order.domain.context_path:  # the VM leaves the host; PROLOG writes it again wherever it lands
+            seed.remove_seed(order.domain.context_path)
         if op != Action.STOP and order.save_path and os.path.exists(order.save_path):
             os.unlink(order.save_path)
         return None
@@ -114,6 +129,7 @@ def _run(drv: ComputeDriver, order: StepOrder) -> str | bool | None:
 
 def _migrate(drv: ComputeDriver, order: StepOrder) -> None:
     name = order.domain.name
+    _write_seed(order.domain)  # the destination's QEMU opens the seed too
     if order.live:
         drv.migrate(name, order.dest_uri, live=True)
         return None

@@ -42,6 +42,14 @@ class CreateVMForm(forms.Form):
         widget=forms.NumberInput(attrs={"placeholder": "template", "step": 16}),
     )
     hold = forms.BooleanField(required=False, label="Create on hold (do not schedule yet)")
+    user_data = forms.CharField(
+        required=False,
+        strip=False,
+        label="User-data (cloud-init)",
+        help_text="Optional, at most 16 KiB: #cloud-config (merged with the hostname and your SSH keys), "
+        "a script (#!…) or MIME multipart",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "#cloud-config"}),
+    )
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -203,6 +203,7 @@ class VirtualMachine(models.Model):
     restart_window_s = models.PositiveIntegerField(default=600)
     restart_times = models.JSONField(default=list, blank=True, help_text="epoch seconds of recent automatic restarts")
     ha = models.BooleanField(default=False, help_text="restart on another host when its host fails")
+    user_data = models.TextField(blank=True, default="", help_text="cloud-init user-data for the VM's seed (≤ 16 KiB)")
     created_at = models.DateTimeField(auto_now_add=True)
     state_changed_at = models.DateTimeField(auto_now_add=True)
 

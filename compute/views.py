@@ -30,6 +30,7 @@ from tenants.models import Project
 from . import services
 from .forms import CreateVMForm, HostForm, TemplateForm
 from .models import Host, VirtualMachine, VMTemplate
+from .services.context import context_summary
 from .states import FAILURES, RECOVER_OPTIONS, TRANSIENT, Action, HostState, VMState
 
 HOST_ACTIONS = [("enable", "Enable"), ("disable", "Disable"), ("offline", "Offline")]
@@ -190,6 +191,7 @@ def vm_create(request: HttpRequest) -> HttpResponse:
             vms = services.create_vms(
                 request.user, project=project, template=d["template"], name=d["name"], count=d["count"],
                 vcpu=d["vcpu"], memory_mb=d["memory_mb"], hold=d["hold"], ip=client_ip(request),
+                user_data=d["user_data"],
             )  # fmt: skip
         except ServiceError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
@@ -208,6 +210,7 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ctx = vm_partial_context(request.user, vm)
     ctx["changes"] = vm.state_changes.order_by("-pk")[:50]
     ctx["placements"] = vm.placements.select_related("host")[:50]
+    ctx["vm_context"] = context_summary(vm)
     return render(request, "compute/vm_detail.html", ctx)
 
 

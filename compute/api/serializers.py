@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.querysets import is_cloud_admin
@@ -105,6 +106,38 @@ class VMCreateSerializer(serializers.Serializer):
     vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
     memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)
     hold = serializers.BooleanField(default=False)
+    user_data = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False,
+        help_text="cloud-init user-data for the VM's NoCloud seed: #cloud-config (merged with ours), "
+        "a script (#!...) or a MIME multipart; at most 16 KiB",
+    )  # fmt: skip
+
+
+class VMContextSerializer(serializers.Serializer):
+    """A VM's NoCloud seed as people see it (docs/contextualization.md)."""
+
+    hostname = serializers.CharField()
+    keys = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    user_data_set = serializers.BooleanField()
+    user_data_bytes = serializers.IntegerField()
+    network_configured = serializers.BooleanField()
+
+
+class VMDetailSerializer(VMSerializer):
+    """One VM with its context (hostname, owner's key fingerprints) and user-data."""
+
+    context = serializers.SerializerMethodField()
+
+    class Meta(VMSerializer.Meta):
+        fields = [*VMSerializer.Meta.fields, "user_data", "context"]
+        read_only_fields = fields
+
+    @extend_schema_field(VMContextSerializer)
+    def get_context(self, vm: VirtualMachine) -> dict[str, Any]:
+        from ..services.context import context_summary
+
+        summary = context_summary(vm)
+        return VMContextSerializer(summary).data
 
 
 class VMActionSerializer(serializers.Serializer):

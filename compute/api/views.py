@@ -161,6 +161,9 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
     serializer_class = s.VMSerializer
     filterset_class = VMFilter
 
+    def get_serializer_class(self) -> Any:
+        return s.VMDetailSerializer if self.action == "retrieve" else s.VMSerializer
+
     def get_queryset(self) -> QuerySet[VirtualMachine]:
         qs = VirtualMachine.objects.restrict(self.request.user, "view").select_related("host", "owner")
         if self.action == "list" and "state" not in self.request.query_params:
@@ -188,6 +191,7 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
             memory_mb=d.get("memory_mb"),
             hold=d["hold"],
             ip=client_ip(request),
+            user_data=d["user_data"],
         )
         data = s.VMSerializer(vms, many=True, context={"request": request}).data
         return Response(data, status=status.HTTP_202_ACCEPTED)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ..context import ContextSpec
+
 
 class DriverError(Exception):
     """A driver operation failed; the message is the hypervisor's own."""
@@ -100,6 +102,10 @@ class DomainSpec:
     metadata: Mapping[str, str] = field(default_factory=dict)
     disks: tuple[DiskSpec, ...] = ()  # beyond ``disk_path``: image disks, volumes, the context CD-ROM
     nics: tuple[NicSpec, ...] = ()
+    # the NoCloud seed (compute/context.py): the agent writes it to ``context_path`` at PROLOG;
+    # ``disks`` carries it as the read-only CD-ROM
+    context: ContextSpec | None = None
+    context_path: str = ""
 
 
 @dataclass(frozen=True)

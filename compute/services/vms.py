@@ -51,6 +51,7 @@ from ..states import (
     HostState,
 )
 from ..states import VMState as S
+from . import context
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,11 @@ def create_vms(
     memory_mb: int | None = None,
     hold: bool = False,
     ip: str | None = None,
+    user_data: str = "",
 ) -> list[VirtualMachine]:
-    """Instantiate ``template`` ``count`` times in ``project``; VMs enter PENDING (or HOLD)."""
+    """Instantiate ``template`` ``count`` times in ``project``; VMs enter PENDING (or HOLD).
+
+    ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see compute/context.py)."""
     if not Project.objects.restrict(actor, "manage").filter(pk=project.pk).exists():
         raise NotFound("project not found", field="project")
     if not VMTemplate.objects.restrict(actor, "view").filter(pk=template.pk).exists():
@@ -198,6 +202,7 @@ def create_vms(
     vcpu = template.vcpu if vcpu is None else vcpu
     memory_mb = template.memory_mb if memory_mb is None else memory_mb
     _validate_capacity(vcpu, memory_mb, template.disk_gb)
+    context.validate_user_data(user_data)
     from django.core.exceptions import ValidationError
 
     from ..models import name_validator
@@ -232,6 +237,7 @@ def create_vms(
             hypervisor=template.hypervisor,
             cluster=template.cluster,
             state=S.HOLD if hold else S.PENDING,
+            user_data=user_data,
         )
         VMStateChange.objects.create(vm=vm, from_state="", to_state=vm.state, reason="created")
         emit(f"virtualmachine.state.{vm.state}", vm, actor=actor, from_state="", reason="created")
@@ -549,6 +555,7 @@ class StepResult:
 def domain_spec(vm: VirtualMachine) -> DomainSpec:
     """The domain definition for ``vm``."""
     img = vm.boot_image
+    seed = context.seed_path(vm)
     serial_log = ""
     if vm.host is not None and not vm.host.uri.startswith("test:"):
         serial_log = str(settings.NEPHELE_STATE_DIR / "consoles" / f"{vm.domain_name}.log")
@@ -564,8 +571,10 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         disk_path=img.disk_path if img else "",
         serial_log=serial_log,
         metadata={"vm": str(vm.pk), "project": str(vm.project_id), "owner": vm.owner.username},
-        disks=tuple(disk_specs(vm)),
+        disks=(*disk_specs(vm), context.seed_disk(seed)),
         nics=tuple(nic_specs(vm)),
+        context=context.context_spec(vm),
+        context_path=seed,
     )
 
 
