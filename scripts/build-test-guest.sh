@@ -18,6 +18,9 @@
 # Guest behaviour (see the /init heredoc below), everything on the serial console:
 #   NEPHELE-GUEST-READY hostname=<hostname>
 #   NEPHELE-MARKER <value>                 if `nephele.marker=<value>` is on the cmdline
+#   NEPHELE-SEED dev=<dev> fs=<fs> files=<names>   a NoCloud seed was found (and mounted read-only)
+#   NEPHELE-SSHKEY fingerprint=SHA256:<b64>  the seed's first SSH key, fingerprinted in the guest
+#   NEPHELE-PARTITIONS <names>             /proc/partitions at boot, and again whenever it changes
 #   NEPHELE-HEARTBEAT seq=<n> uptime=<s>   every $nephele.heartbeat (default 5) seconds
 #   NEPHELE-GUEST-POWEROFF reason=...      on ACPI power button (busybox acpid), then poweroff
 # Optional cmdline knobs: nephele.hostname=<name>, nephele.dhcp=1, nephele.heartbeat=<sec>,
@@ -298,6 +301,18 @@ while [ $i -lt 15 ] && [ $stable -lt 3 ]; do
     usleep 200000; i=$((i + 1))
 done
 
+# OpenSSH's SHA256 fingerprint of a base64 key blob, computed here from the seed's key:
+# sha256 of the decoded blob, hex -> bytes (printf \xHH), base64 without '=' padding
+ssh_fingerprint() {
+    hex="$(echo "$1" | base64 -d 2>/dev/null | sha256sum | cut -d' ' -f1)"
+    echo "SHA256:$(printf "$(echo "$hex" | sed 's/../\\x&/g')" | base64 | tr -d '=\n')"
+}
+
+# the block devices and partitions the kernel knows (volumes hot-attached later show up here)
+partitions() {
+    awk 'NR > 2 && $4 != "" { print $4 }' /proc/partitions | tr '\n' ' ' | sed 's/ $//'
+}
+
 # --- hostname: cmdline > NoCloud seed (meta-data local-hostname) > /etc/hostname ---
 SEED_HOST=""
 for dev in /dev/sr[0-9]* /dev/vd[a-z] /dev/sd[a-z]; do
@@ -307,6 +322,11 @@ for dev in /dev/sr[0-9]* /dev/vd[a-z] /dev/sd[a-z]; do
             if [ -f /mnt/seed/meta-data ]; then
                 SEED_HOST="$(sed -n 's/^[[:space:]]*\(local-hostname\|hostname\):[[:space:]]*//p' /mnt/seed/meta-data | head -n1 | tr -d '"'"'"' \r')"
                 say "NEPHELE-SEED dev=$dev fs=$fs files=$(ls /mnt/seed | tr '\n' ',' | sed 's/,$//')"
+                # the first SSH public key of the seed (meta-data public-keys, else user-data)
+                blob="$(cat /mnt/seed/meta-data /mnt/seed/user-data 2>/dev/null \
+                    | grep -o -E '(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp[0-9]+|sk-[a-z0-9@.-]+) AAAA[A-Za-z0-9+/]+=*' \
+                    | head -n1 | cut -d' ' -f2)"
+                [ -n "$blob" ] && say "NEPHELE-SSHKEY fingerprint=$(ssh_fingerprint "$blob")"
             fi
             umount /mnt/seed
             break
@@ -351,12 +371,20 @@ say "NEPHELE-GUEST-READY hostname=$(hostname)"
 [ -n "$MARKER" ] && say "NEPHELE-MARKER $MARKER"
 [ "$DEBUG" = 1 ] && say "nephele-init: kernel=$KVER acpi=$ACPI uptime=$(cut -d' ' -f1 /proc/uptime)"
 
+PARTS="$(partitions)"
+say "NEPHELE-PARTITIONS $PARTS"
+
 seq=0
 while :; do
     sleep "$HEARTBEAT" &
     wait $!            # `wait` is interruptible, so traps run promptly
     seq=$((seq + 1))
     say "NEPHELE-HEARTBEAT seq=$seq uptime=$(cut -d' ' -f1 /proc/uptime)"
+    now="$(partitions)"
+    if [ "$now" != "$PARTS" ]; then
+        PARTS="$now"
+        say "NEPHELE-PARTITIONS $PARTS"
+    fi
 done
 EOF
 chmod 0755 "$R/init"
