@@ -149,6 +149,8 @@ def refuse_text_descriptor(path: str | Path) -> None:
     (and reads) the files it names."""
     with open(path, "rb") as f:
         head = f.read(64 * 1024)
+    if head.startswith(b"KDMV"):
+        return  # a sparse VMDK with its descriptor embedded: its extent is the file itself
     if b"# Disk DescriptorFile" not in head[:1024] and b"createType" not in head[:4096]:
         return
     text = head.decode("latin-1")

@@ -2,4 +2,7 @@
 
 from rest_framework.routers import DefaultRouter
 
+from . import views
+
 router = DefaultRouter()
+router.register("images", views.ImageViewSet, basename="image")
