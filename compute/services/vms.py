@@ -21,6 +21,7 @@ from network.vmnics import nic_specs
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_vm
 from portal.querysets import is_cloud_admin
+from storage import vmdisks
 from storage.vmdisks import disk_specs
 from tenants import quotas
 from tenants.models import Project
@@ -120,6 +121,8 @@ def _set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: b
         VMStateChange.objects.create(vm=vm, from_state=old, to_state=new, reason=reason[:255])
         emit(f"virtualmachine.state.{new}", vm, from_state=old, reason=reason[:255], host=vm.host_id)
     vm.save()
+    if new == S.DONE and old != S.DONE:
+        vmdisks.on_vm_done(vm)  # volumes detached, persistent images given back
     publish_vm(vm)
 
 
@@ -244,6 +247,7 @@ def create_vms(
         record_action(actor, vm, "create", ip=ip, template=template.pk, vcpu=vcpu, memory_mb=memory_mb)
         publish_vm(vm)
         vms.append(vm)
+    vmdisks.on_vms_created(vms, template)  # the template's disks (quota: system_disk_gb above)
     if not hold:
         from .. import tasks
 
@@ -555,6 +559,7 @@ class StepResult:
 def domain_spec(vm: VirtualMachine) -> DomainSpec:
     """The domain definition for ``vm``."""
     img = vm.boot_image
+    boot_files = ("", "") if img else vmdisks.boot_files(vm)  # kernel / ramdisk images of its template
     seed = context.seed_path(vm)
     serial_log = ""
     if vm.host is not None and not vm.host.uri.startswith("test:"):
@@ -565,8 +570,8 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         uuid=str(vm.uuid),
         vcpu=vm.vcpu,
         memory_mb=vm.memory_mb,
-        kernel=img.kernel_path if img else "",
-        initrd=img.initrd_path if img else "",
+        kernel=img.kernel_path if img else boot_files[0],
+        initrd=img.initrd_path if img else boot_files[1],
         cmdline=img.cmdline.replace("{vm_name}", str(vm.pk)) if img else "",
         disk_path=img.disk_path if img else "",
         serial_log=serial_log,

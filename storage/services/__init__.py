@@ -19,3 +19,5 @@ __all__ = [
     "set_datastore_state",
     "update_datastore",
 ]
+
+from . import volumes  # noqa: E402,F401  (volumes, VM disks, template disks)

@@ -1,0 +1,169 @@
+"""VM disks from template disks: overlays, copies, empty disks, persistent images, kernels.
+
+Files are made by real ``qemu-img`` at PROLOG when a VM is deployed to a simulated host (the
+in-process agent of ``tests/compute/helpers.settle``, and once through the real Celery agent).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from compute import services as compute
+from compute.drivers.registry import get_driver
+from compute.models import VirtualMachine
+from compute.states import VMState as S
+from images.models import Image
+from portal.errors import Conflict, InvalidInput
+from storage import vmdisks
+from storage.models import VMDisk
+from storage.services import volumes
+from tests.compute.helpers import act, settle
+from tests.conftest import client_for, wait_for
+
+from .volumes_support import MIB, make_image, qemu_info, read_at, write_pattern
+
+
+def _vm(member: Any, project: Any, template: Any, name: str = "vm") -> VirtualMachine:
+    (vm,) = compute.create_vms(member, project=project, template=template, name=name)
+    settle()
+    vm.refresh_from_db()
+    assert vm.state == S.RUNNING, (vm.state, vm.last_error)
+    return vm
+
+
+def test_overlay_and_empty_disk_created_on_deploy_and_removed_on_terminate(
+    make_sim_host: Any, member: Any, project: Any, template: Any, image_ds: Any, system_ds: Any
+) -> None:
+    host = make_sim_host()
+    base = make_image(member, project, image_ds, "debian", pattern=0xAB)
+    volumes.add_template_disk(member, template.pk, image=base.pk)
+    volumes.add_template_disk(member, template.pk, size_bytes=32 * MIB)
+    vm = _vm(member, project, template)
+
+    vda, vdb = VMDisk.objects.filter(vm=vm).order_by("target")
+    assert (vda.target, vda.clone, vdb.target, vdb.clone) == ("vda", "cow", "vdb", "empty")
+    assert vda.path.startswith(system_ds.path) and os.path.exists(vda.path)
+    info = qemu_info(vda.path)
+    assert info["format"] == "qcow2" and info["backing-filename"] == base.path
+    assert info["backing-filename-format"] == "qcow2"
+    assert qemu_info(vdb.path)["virtual-size"] == 32 * MIB
+    xml = get_driver(host.driver, host.uri)._domain(vm.domain_name).XMLDesc(0)
+    assert vda.path in xml and vdb.path in xml
+
+    # the guest writes to its overlay; the image stays clean
+    write_pattern(vda.path, "qcow2", 0, 0xCD)
+    assert read_at(vda.path, "qcow2", 0, 4) == b"\xcd" * 4
+    assert read_at(base.path, "qcow2", 0, 4) == b"\xab" * 4
+
+    act(member, vm, "terminate", hard=True)
+    settle(schedule=False)
+    assert VirtualMachine.objects.get(pk=vm.pk).state == S.DONE
+    assert not os.path.exists(vda.path) and not os.path.exists(vdb.path)
+    assert read_at(base.path, "qcow2", 0, 4) == b"\xab" * 4
+    # the next VM starts from the clean image
+    vm2 = _vm(member, project, template, "vm2")
+    assert read_at(VMDisk.objects.get(vm=vm2, target="vda").path, "qcow2", 0, 4) == b"\xab" * 4
+
+
+def test_copy_clone_mode_makes_a_full_copy_grown_to_the_template_size(
+    make_sim_host: Any, member: Any, project: Any, template: Any, image_ds: Any, system_ds: Any
+) -> None:
+    make_sim_host()
+    system_ds.clone_mode = "copy"
+    system_ds.save()
+    base = make_image(member, project, image_ds, "raw-base", fmt="raw", pattern=0x11)
+    volumes.add_template_disk(member, template.pk, image=base.pk, size_bytes=128 * MIB)
+    vm = _vm(member, project, template)
+    disk = VMDisk.objects.get(vm=vm)
+    info = qemu_info(disk.path)
+    assert "backing-filename" not in info and info["virtual-size"] == 128 * MIB
+    assert read_at(disk.path, "qcow2", 0, 2) == b"\x11\x11"
+
+
+def test_persistent_image_is_written_in_place_one_vm_at_a_time(
+    make_sim_host: Any, member: Any, project: Any, template: Any, image_ds: Any
+) -> None:
+    make_sim_host()
+    img = make_image(member, project, image_ds, "mine", persistent=True, pattern=0x01)
+    volumes.add_template_disk(member, template.pk, image=img.pk)
+    vm = _vm(member, project, template)
+    disk = VMDisk.objects.get(vm=vm)
+    assert disk.path == img.path and disk.persistent and not disk.volatile
+    assert Image.objects.get(pk=img.pk).state == "used"
+    assert [v.pk for v in vmdisks.vms_using_image(img.pk)] == [vm.pk]
+
+    with pytest.raises(Conflict, match=f"in use by VM {vm.name}"):
+        compute.create_vms(member, project=project, template=template, name="second")
+    assert VirtualMachine.objects.filter(name="second").count() == 0
+
+    write_pattern(img.path, "qcow2", 0, 0x42)  # the guest's write
+    act(member, vm, "terminate", hard=True)
+    settle(schedule=False)
+    img.refresh_from_db()
+    assert img.state == "ready" and os.path.exists(img.path)
+    assert read_at(img.path, "qcow2", 0, 2) == b"\x42\x42"  # kept
+    assert vmdisks.vms_using_image(img.pk) == []
+
+
+def test_template_with_persistent_image_makes_one_vm_at_a_time(
+    member: Any, project: Any, template: Any, image_ds: Any
+) -> None:
+    img = make_image(member, project, image_ds, "p", persistent=True)
+    volumes.add_template_disk(member, template.pk, image=img.pk)
+    with pytest.raises(InvalidInput) as exc:
+        compute.create_vms(member, project=project, template=template, name="many", count=2)
+    assert exc.value.field == "count"
+    assert not VirtualMachine.objects.exists() and Image.objects.get(pk=img.pk).state == "ready"
+
+
+def test_kernel_and_ramdisk_images_boot_the_vm(member: Any, project: Any, template: Any, image_ds: Any) -> None:
+    kernel = make_image(member, project, image_ds, "vmlinuz", type="kernel", fmt="raw", size=MIB)
+    initrd = make_image(member, project, image_ds, "initrd", type="ramdisk", fmt="raw", size=MIB)
+    volumes.add_template_disk(member, template.pk, image=kernel.pk)
+    volumes.add_template_disk(member, template.pk, image=initrd.pk)
+    (vm,) = compute.create_vms(member, project=project, template=template, name="k", hold=True)
+    spec = compute.vms.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
+    assert (spec.kernel, spec.initrd) == (kernel.path, initrd.path)
+    assert [d.target for d in spec.disks if d.path in (kernel.path, initrd.path)] == []
+
+
+def test_template_disk_checks(member: Any, viewer: Any, other_tenant: Any, project: Any, template: Any,
+                              image_ds: Any) -> None:  # fmt: skip
+    from portal.errors import NotFound
+
+    with pytest.raises(InvalidInput, match="size_bytes"):
+        volumes.add_template_disk(member, template.pk, size_bytes=template.disk_gb * 1024**3 + 1)
+    with pytest.raises(InvalidInput, match="size_bytes"):
+        volumes.add_template_disk(member, template.pk)
+    with pytest.raises(NotFound):
+        volumes.add_template_disk(viewer, template.pk, size_bytes=MIB)
+    foreign = make_image(other_tenant, other_tenant.memberships.first().project, image_ds, "theirs")
+    with pytest.raises(NotFound, match="image"):
+        volumes.add_template_disk(member, template.pk, image=foreign.pk)
+    assert not template.disks.exists()
+
+
+def test_overlay_made_by_the_real_agent(
+    agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any, image_ds: Any, system_ds: Any
+) -> None:
+    """Through the API and real Celery on Redis: deploy makes the overlay, terminate removes it."""
+    make_sim_host()
+    base = make_image(member, project, image_ds, "deb")
+    api = client_for(member)
+    resp = api.post("/api/v1/template-disks/", {"template": template.pk, "image": base.pk}, format="json")
+    assert resp.status_code == 201, resp.content
+    resp = api.post("/api/v1/vms/", {"name": "web", "project": project.pk, "template": template.pk}, format="json")
+    pk = resp.json()[0]["id"]
+    wait_for(lambda: VirtualMachine.objects.get(pk=pk).state == S.RUNNING)
+    disks = api.get(f"/api/v1/vm-disks/?vm={pk}").json()["results"]
+    assert [d["target"] for d in disks] == ["vda"]
+    path = VMDisk.objects.get(pk=disks[0]["id"]).path
+    assert qemu_info(path)["backing-filename"] == base.path
+    assert (
+        api.post(f"/api/v1/vms/{pk}/action/", {"action": "terminate", "hard": True}, format="json").status_code == 202
+    )
+    wait_for(lambda: VirtualMachine.objects.get(pk=pk).state == S.DONE)
+    wait_for(lambda: not os.path.exists(path))
