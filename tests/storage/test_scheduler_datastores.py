@@ -39,7 +39,7 @@ def test_without_system_datastores_the_constraint_does_not_apply(make_sim_host: 
     host = make_sim_host("h")
     DatastoreFactory(kind=DatastoreKind.IMAGE, free_bytes=0)  # image datastores do not count
     vm = _place(_pending(member, project, template))
-    assert (vm.state, vm.host_id, vm.schedule_message) == (S.PROLOG, host.name, "")
+    assert (vm.state, vm.host_id, vm.schedule_message) == (S.PROLOG, host.pk, "")
 
 
 def test_an_unrestricted_system_datastore_with_room_is_reached_from_every_host(
