@@ -1,21 +1,140 @@
 """The network manager's part of a VM's domain: its NICs.
 
-``nic_specs(vm)`` is called by ``compute.services.vms.domain_spec`` (ORM side);
-``network.hostops`` plugs and unplugs them on the host (agent side, no ORM).
+``nic_specs(vm)`` is called by ``compute.services.vms.domain_spec`` (ORM side): each NIC's
+``NicSpec`` carries a ``PortPlan`` (segment, addresses, resolved firewall rules, NAT) when its
+host has network settings (``HostNetwork``); ``network.hostops`` plugs and unplugs them on the
+host (agent side, no ORM). ``on_vms_created`` / ``on_vm_done`` are compute's hooks.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from compute.drivers.base import NicSpec
 
+from .drivers.base import HostTarget, NatPlan, PortPlan, RulePlan, SegmentPlan
+
+
+def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
+    """Give VMs just made from ``template`` its NICs (inside ``create_vms``'s transaction)."""
+    from .services.nics import on_vms_created as create
+
+    create(actor, vms, template)
+
+
+def on_vm_done(vm: Any) -> None:
+    """The VM reached DONE: release its NICs' leases, public IPs and quota (same transaction)."""
+    from .services.nics import on_vm_done as done
+
+    done(vm)
+
+
+def _segment(nic: Any, host: Any) -> SegmentPlan:
+    from .models import HostNetwork
+
+    net = nic.network
+    me = getattr(host, "network", None) if host is not None else None
+    peers = ()
+    if me is not None:
+        peers = tuple(
+            sorted(
+                HostNetwork.objects.exclude(pk=me.pk)
+                .exclude(underlay_ip=me.underlay_ip)
+                .values_list("underlay_ip", flat=True)
+            )
+        )
+    gw = ""
+    if net.gateway4 and net.cidr4:
+        gw = f"{net.gateway4}/{ipaddress.IPv4Network(net.cidr4).prefixlen}"
+    return SegmentPlan(bridge=net.bridge, vni=net.vni, mtu=net.mtu, peers=peers, gateway4=gw)
+
+
+def port_plan(nic: Any, host: Any = None) -> PortPlan | None:
+    """What the host must do for ``nic``; None when the VM's host has no network settings."""
+    from .models import HostNetwork, PublicIP
+    from .services.secgroups import remote_addresses
+
+    host = host if host is not None else nic.vm.host
+    if host is None:
+        return None
+    hn = HostNetwork.objects.filter(host=host).first()
+    if hn is None:
+        return None
+    rules: list[RulePlan] = []
+    groups = list(nic.security_groups.prefetch_related("rules"))
+    for group in groups:
+        for r in group.rules.all():
+            rules.append(
+                RulePlan(
+                    direction=r.direction,
+                    family=r.ethertype,
+                    protocol=r.protocol,
+                    port_min=r.port_min,
+                    port_max=r.port_max,
+                    remotes=remote_addresses(r),
+                )  # fmt: skip
+            )
+    nat = tuple(NatPlan(public_ip=p.address, private_ip=nic.ipv4) for p in PublicIP.objects.filter(nic=nic))
+    return PortPlan(
+        segment=_segment(nic, host),
+        target=HostTarget(netns=hn.netns, underlay_ip=hn.underlay_ip, public_interface=hn.public_interface),
+        tap=nic.tap,
+        mac=nic.mac,
+        ipv4=nic.ipv4,
+        ipv6=nic.ipv6,
+        anti_spoofing=nic.anti_spoofing,
+        filtered=bool(groups),
+        rules=tuple(rules),
+        nat=nat,
+        driver=nic.network.driver,
+    )
+
+
+def nic_spec(nic: Any, host: Any = None) -> NicSpec:
+    """The domain's <interface> for ``nic``, with its host plan."""
+    return NicSpec(
+        mac=nic.mac,
+        bridge=nic.network.bridge,
+        tap=nic.tap,
+        mtu=nic.network.mtu,
+        average_kbps=nic.average_kbps,
+        peak_kbps=nic.peak_kbps,
+        burst_kb=nic.burst_kb,
+        plan=port_plan(nic, host),
+    )
+
 
 def nic_specs(vm: Any) -> list[NicSpec]:
-    """The NICs of ``vm`` (none until the network manager lands)."""
-    return []
+    """The NICs of ``vm``, in order."""
+    from .models import VMNic
+
+    nics = VMNic.objects.filter(vm=vm).select_related("network", "lease").order_by("index")
+    return [nic_spec(n, vm.host) for n in nics]
 
 
 def network_config(vm: Any) -> dict[str, Any]:
     """cloud-init network configuration (version 2) for ``vm``'s NICs, matched by MAC; {} when it has none."""
-    return {}
+    from .models import VMNic
+
+    ethernets: dict[str, Any] = {}
+    for nic in VMNic.objects.filter(vm=vm).select_related("network", "lease").order_by("index"):
+        net = nic.network
+        entry: dict[str, Any] = {"match": {"macaddress": nic.mac}, "set-name": nic.name}
+        addresses = []
+        if nic.ipv4 and net.cidr4:
+            addresses.append(f"{nic.ipv4}/{ipaddress.IPv4Network(net.cidr4).prefixlen}")
+        if nic.ipv6 and net.cidr6:
+            addresses.append(f"{nic.ipv6}/{ipaddress.IPv6Network(net.cidr6).prefixlen}")
+        if addresses:
+            entry["addresses"] = addresses
+        if net.gateway4:
+            entry["gateway4"] = net.gateway4
+        if net.gateway6:
+            entry["gateway6"] = net.gateway6
+        if net.mtu:
+            entry["mtu"] = net.mtu
+        if net.dns_list:
+            entry["nameservers"] = {"addresses": net.dns_list}
+        ethernets[nic.name] = entry
+    return {"version": 2, "ethernets": ethernets} if ethernets else {}

@@ -169,6 +169,7 @@ CELERY_BEAT_SCHEDULE = {
     "compute.reconcile_hosts": {"task": "compute.reconcile_hosts", "schedule": 30.0},
     "monitoring.rollup": {"task": "monitoring.rollup", "schedule": 60.0},
     "storage.monitor_datastores": {"task": "storage.monitor_datastores", "schedule": 60.0},
+    "network.check_hosts": {"task": "network.check_hosts", "schedule": 60.0},
 }
 
 # Pub/sub layer: Redis fans a group message out once per process, which fans it out to its

@@ -82,6 +82,9 @@ class NicSpec:
     average_kbps: int = 0
     peak_kbps: int = 0
     burst_kb: int = 0
+    # the host-side plan (``network.drivers.base.PortPlan``: bridge, VNI, peers, filter rules),
+    # built by ``network.vmnics``; None when the host has no network driver (simulated hosts)
+    plan: object | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from monitoring.events import emit
+from network import vmnics
 from network.vmnics import nic_specs
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_vm
@@ -123,6 +124,7 @@ def _set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: b
     vm.save()
     if new == S.DONE and old != S.DONE:
         vmdisks.on_vm_done(vm)  # volumes detached, persistent images given back
+        vmnics.on_vm_done(vm)  # NICs removed, their addresses back in the pools
     publish_vm(vm)
 
 
@@ -248,6 +250,7 @@ def create_vms(
         publish_vm(vm)
         vms.append(vm)
     vmdisks.on_vms_created(vms, template)  # the template's disks (quota: system_disk_gb above)
+    vmnics.on_vms_created(actor, vms, template)  # the template's NICs, with their leases
     if not hold:
         from .. import tasks
 

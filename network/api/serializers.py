@@ -1,0 +1,201 @@
+"""REST representations of network objects; writes are validated again by the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from ..models import (
+    AddressRange,
+    Direction,
+    EtherType,
+    HostNetwork,
+    Lease,
+    Protocol,
+    PublicIP,
+    PublicIPPool,
+    Reservation,
+    SecurityGroup,
+    SecurityGroupRule,
+    TemplateNic,
+    VirtualNetwork,
+    Visibility,
+    VMNic,
+    VniPool,
+)
+from ..services import ipam
+
+
+class VniPoolSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VniPool
+        fields = ["id", "name", "first", "last", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class AddressRangeSerializer(serializers.ModelSerializer):
+    network = serializers.IntegerField(source="network_id")
+
+    class Meta:
+        model = AddressRange
+        fields = ["id", "network", "first", "last", "size"]
+        read_only_fields = ["size"]
+
+
+class NetworkSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id")
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    leases_used = serializers.SerializerMethodField()
+    leases_total = serializers.SerializerMethodField()
+    ranges = AddressRangeSerializer(many=True, read_only=True)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
+
+    class Meta:
+        model = VirtualNetwork
+        fields = [
+            "id", "project", "owner", "name", "description", "driver", "vni", "bridge", "mtu", "cidr4", "gateway4",
+            "cidr6", "gateway6", "dns", "visibility", "ranges", "leases_used", "leases_total", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["owner", "vni", "bridge", "created_at"]
+        extra_kwargs = {"gateway4": {"required": False}, "gateway6": {"required": False}}
+
+    def get_leases_used(self, obj: VirtualNetwork) -> int:
+        return obj.leases.count()
+
+    def get_leases_total(self, obj: VirtualNetwork) -> int:
+        return ipam.total(obj)
+
+
+class NetworkUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    dns = serializers.CharField(required=False, allow_blank=True)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+
+
+class LeaseSerializer(serializers.ModelSerializer):
+    network = serializers.IntegerField(source="network_id")
+    nic = serializers.IntegerField(source="nic_id", read_only=True)
+    vm = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lease
+        fields = ["id", "network", "address", "ipv6", "mac", "kind", "nic", "vm", "reservation", "created_at"]
+        read_only_fields = ["ipv6", "mac", "kind", "reservation", "created_at"]
+
+    def get_vm(self, obj: Lease) -> int | None:
+        return obj.nic.vm_id if obj.nic_id else None
+
+
+class ReservationSerializer(serializers.ModelSerializer):
+    network = serializers.IntegerField(source="network_id")
+    project = serializers.IntegerField(source="project_id")
+
+    class Meta:
+        model = Reservation
+        fields = ["id", "network", "project", "name", "first", "last", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class RuleSerializer(serializers.ModelSerializer):
+    group = serializers.IntegerField(source="group_id")
+    remote_group = serializers.IntegerField(source="remote_group_id", required=False, allow_null=True)
+    direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.INGRESS)
+    ethertype = serializers.ChoiceField(choices=EtherType.choices, default=EtherType.IPV4)
+    protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.ANY)
+    port_min = serializers.IntegerField(required=False, allow_null=True)
+    port_max = serializers.IntegerField(required=False, allow_null=True)
+
+    class Meta:
+        model = SecurityGroupRule
+        fields = ["id", "group", "direction", "ethertype", "protocol", "port_min", "port_max", "cidr", "remote_group"]
+        extra_kwargs = {"cidr": {"required": False, "allow_blank": True}}
+
+
+class SecurityGroupSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id")
+    rules = RuleSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = SecurityGroup
+        fields = ["id", "project", "name", "description", "is_default", "rules", "created_at"]
+        read_only_fields = ["is_default", "created_at"]
+        extra_kwargs = {"description": {"required": False}}
+
+
+class PublicIPPoolSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PublicIPPool
+        fields = ["id", "name", "cidr", "first", "last", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class PublicIPSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id")
+    pool = serializers.IntegerField(source="pool_id", required=False, allow_null=True)
+    nic = serializers.IntegerField(source="nic_id", read_only=True)
+    private_ip = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PublicIP
+        fields = ["id", "pool", "address", "project", "nic", "private_ip", "created_at"]
+        read_only_fields = ["address", "created_at"]
+
+    def get_private_ip(self, obj: PublicIP) -> str:
+        return obj.nic.ipv4 if obj.nic_id else ""
+
+
+class AssociateSerializer(serializers.Serializer):
+    nic = serializers.IntegerField()
+
+
+class NicSerializer(serializers.ModelSerializer):
+    vm = serializers.IntegerField(source="vm_id")
+    network = serializers.IntegerField(source="network_id")
+    ipv4 = serializers.CharField(read_only=True)
+    ipv6 = serializers.CharField(read_only=True)
+    security_groups = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    fixed_ip = serializers.IPAddressField(protocol="IPv4", write_only=True, required=False, allow_null=True)
+    reservation = serializers.IntegerField(write_only=True, required=False, allow_null=True)
+    groups = serializers.ListField(child=serializers.IntegerField(), write_only=True, required=False)
+
+    class Meta:
+        model = VMNic
+        fields = [
+            "id", "vm", "network", "index", "name", "mac", "ipv4", "ipv6", "security_groups", "anti_spoofing",
+            "average_kbps", "peak_kbps", "burst_kb", "fixed_ip", "reservation", "groups", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["index", "name", "mac", "anti_spoofing", "created_at"]
+
+
+class NicGroupsSerializer(serializers.Serializer):
+    security_groups = serializers.ListField(child=serializers.IntegerField())
+
+
+class TemplateNicSerializer(serializers.ModelSerializer):
+    template = serializers.IntegerField(source="template_id")
+    network = serializers.IntegerField(source="network_id")
+    security_groups = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=SecurityGroup.objects.all(), required=False
+    )
+
+    class Meta:
+        model = TemplateNic
+        fields = ["id", "template", "network", "fixed_ip", "security_groups", "average_kbps", "peak_kbps", "burst_kb"]
+
+
+class HostNetworkSerializer(serializers.ModelSerializer):
+    host = serializers.IntegerField(source="host_id")
+
+    class Meta:
+        model = HostNetwork
+        fields = ["id", "host", "underlay_ip", "netns", "public_interface"]
+
+
+def data(ser: Any) -> dict[str, Any]:
+    """A validated serializer's data with ``*_id`` sources renamed back to their field names."""
+    out = {}
+    for k, v in ser.validated_data.items():
+        out[k[:-3] if k.endswith("_id") else k] = v
+    return out

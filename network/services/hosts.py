@@ -1,0 +1,45 @@
+"""Services for the hosts' network settings (administrators)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.db import transaction
+
+from compute.models import Host
+from portal.errors import InvalidInput, NotFound
+
+from ..models import HostNetwork
+from .common import audit, lock, require_admin
+
+
+@transaction.atomic
+def set_host_network(
+    actor: Any, *, host: int, underlay_ip: str, netns: str = "", public_interface: str = ""
+) -> HostNetwork:
+    """Give a host its VXLAN underlay address (and namespace): its VMs' NICs get provisioned there."""
+    require_admin(actor, "configure host networking")
+    h = Host.objects.filter(pk=host).first()
+    if h is None:
+        raise NotFound("host not found", field="host")
+    try:
+        ipaddress.ip_address(underlay_ip)
+    except ValueError:
+        raise InvalidInput(f"underlay_ip must be an IP address, not {underlay_ip!r}", field="underlay_ip") from None
+    if len(public_interface) > 15:
+        raise InvalidInput("public_interface is at most 15 characters", field="public_interface")
+    hn, _ = HostNetwork.objects.update_or_create(
+        host=h, defaults={"underlay_ip": underlay_ip, "netns": netns, "public_interface": public_interface}
+    )
+    audit(actor, h, "set_network", underlay_ip=underlay_ip, netns=netns)
+    return hn
+
+
+@transaction.atomic
+def delete_host_network(actor: Any, host_network_id: int) -> None:
+    """Stop provisioning networks on the host."""
+    require_admin(actor, "configure host networking")
+    hn = lock(HostNetwork, actor, host_network_id, what="host network")
+    audit(actor, hn.host, "unset_network")
+    hn.delete()
