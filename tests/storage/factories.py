@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import factory
+from django.utils import timezone
 
 from storage.models import Datastore, DatastoreDriver, DatastoreKind, DatastoreState
 
@@ -36,8 +37,18 @@ class DatastoreFactory(factory.django.DjangoModelFactory):
     total_bytes = 100 * GIB
     used_bytes = 50 * GIB
     free_bytes = 50 * GIB
+    monitored_at = factory.LazyFunction(timezone.now)
 
     @factory.post_generation
     def clusters(self, create: bool, extracted: list | None, **kwargs: object) -> None:
         if create and extracted:
             self.clusters.set(extracted)
+
+
+def image_in(ds: Datastore, *, project: object, owner: object, name: str = "img") -> object:
+    """An image row stored in ``ds`` (what the image manager's upload would leave), to make the
+    datastore non-empty."""
+    from images.models import Image, ImageState
+
+    return Image.objects.create(project=project, owner=owner, name=name, datastore=ds, state=ImageState.READY,
+                                path=f"{ds.path}/{name}.qcow2")  # fmt: skip
