@@ -9,11 +9,13 @@ to ``qemu-img`` (``-f`` / ``-F``), never probed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from compute.drivers.base import DiskSpec, DomainSpec, DriverError
 
@@ -23,6 +25,22 @@ TIMEOUT_S = 3600
 
 class StorageError(DriverError):
     """A ``qemu-img`` or file operation failed; the message is the tool's own."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _file_errors(fn: F) -> F:
+    """File-system errors become StorageError (callers handle DriverErrors)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            raise StorageError(f"{fn.__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def qemu_img(*args: str) -> str:
@@ -50,6 +68,7 @@ def _tmp(path: str) -> str:
     return f"{path}.part"
 
 
+@_file_errors
 def create_empty(path: str, fmt: str, size_bytes: int) -> None:
     """An empty disk image of ``size_bytes`` (sparse). Idempotent."""
     if os.path.exists(path):
@@ -59,6 +78,7 @@ def create_empty(path: str, fmt: str, size_bytes: int) -> None:
     os.replace(_tmp(path), path)
 
 
+@_file_errors
 def create_overlay(path: str, backing: str, backing_format: str, size_bytes: int = 0) -> None:
     """A qcow2 copy-on-write overlay on ``backing`` (grown to ``size_bytes`` if larger). Idempotent."""
     if os.path.exists(path):
@@ -71,6 +91,7 @@ def create_overlay(path: str, backing: str, backing_format: str, size_bytes: int
     os.replace(_tmp(path), path)
 
 
+@_file_errors
 def convert(src: str, src_format: str, dst: str, dst_format: str, size_bytes: int = 0) -> None:
     """A full copy of ``src`` as ``dst`` in ``dst_format`` (grown to ``size_bytes`` if larger).
 
@@ -89,6 +110,7 @@ def convert(src: str, src_format: str, dst: str, dst_format: str, size_bytes: in
     os.replace(tmp, dst)
 
 
+@_file_errors
 def resize(path: str, fmt: str, size_bytes: int) -> None:
     """Grow the image to ``size_bytes``; nothing when it is that large already."""
     if virtual_size(path, fmt) >= size_bytes:
@@ -101,26 +123,30 @@ def snapshot_tags(path: str) -> set[str]:
     return {s.get("name", "") for s in info(path, "qcow2").get("snapshots", [])}
 
 
+@_file_errors
 def snapshot_create(path: str, tag: str) -> None:
     if tag not in snapshot_tags(path):
         qemu_img("snapshot", "-q", "-c", tag, path)
 
 
+@_file_errors
 def snapshot_apply(path: str, tag: str) -> None:
     if tag not in snapshot_tags(path):
         raise StorageError(f"snapshot {tag} is not in {os.path.basename(path)}")
     qemu_img("snapshot", "-q", "-a", tag, path)
 
 
+@_file_errors
 def snapshot_delete(path: str, tag: str) -> None:
     if tag in snapshot_tags(path):
         qemu_img("snapshot", "-q", "-d", tag, path)
 
 
+@_file_errors
 def remove(path: str) -> None:
     """Delete the file (and its directory if that becomes empty). Idempotent."""
     for p in (path, _tmp(path)):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.unlink(p)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(path))
@@ -140,12 +166,14 @@ def prepare_disk(disk: DiskSpec) -> None:
         raise StorageError(f"disk {disk.target}: {disk.path} does not exist on the host")
 
 
+@_file_errors
 def prepare_disks(uri: str, domain: DomainSpec) -> None:
     """Before boot (PROLOG): create the overlays, copies and empty disks ``domain.disks`` need. Idempotent."""
     for disk in domain.disks:
         prepare_disk(disk)
 
 
+@_file_errors
 def release_disks(uri: str, domain: DomainSpec, *, terminate: bool) -> None:
     """After the domain is gone (EPILOG): on terminate, remove the VM's volatile files (its
     overlays, copies and empty disks), so a non-persistent image is clean for the next VM.

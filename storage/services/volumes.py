@@ -68,7 +68,8 @@ def _lock_volume(actor: Any, volume_id: Any, action: str = "manage") -> Volume:
 
 def _lock_vm(actor: Any, vm_id: Any) -> VirtualMachine:
     try:
-        return VirtualMachine.objects.restrict(actor, "manage").select_for_update().select_related("host").get(pk=vm_id)
+        qs = VirtualMachine.objects.restrict(actor, "manage").select_related("host")
+        return qs.select_for_update(of=("self",)).get(pk=vm_id)
     except (VirtualMachine.DoesNotExist, ValueError, TypeError):
         raise NotFound("virtual machine not found", field="vm") from None
 
@@ -131,7 +132,7 @@ def _size(value: Any, field_name: str = "size_bytes") -> int:
         raise InvalidInput(f"{field_name} must be a whole number of bytes", field=field_name) from None
     if not 1 <= n <= MAX_VOLUME_BYTES:
         raise InvalidInput(f"{field_name} must be between 1 and {MAX_VOLUME_BYTES} (16 TiB)", field=field_name)
-    return n
+    return -(-n // 512) * 512  # whole sectors, as qemu-img makes them
 
 
 def _gb(n: int) -> int:

@@ -146,6 +146,8 @@ def test_attach_refusals(eager: Any, make_sim_host: Any, member: Any, project: A
     run(eager, svc.attach_volume, member, vol.pk, held.pk, target="vdc")
     with pytest.raises(Conflict, match="not available"):
         run(eager, svc.attach_volume, member, vol.pk, held.pk)
+    template.public = True
+    template.save()
     other_vm = compute.create_vms(other_tenant, project=other_tenant.memberships.first().project,
                                   template=template, name="theirs", hold=True)[0]  # fmt: skip
     run(eager, svc.detach_volume, member, vol.pk)
@@ -184,19 +186,9 @@ def test_delete_removes_file_row_and_quota(eager: Any, member: Any, project: Any
 def test_a_failed_create_is_error_and_deletable(eager: Any, member: Any, project: Any, tmp_path: Any) -> None:
     from storage.models import Datastore
 
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    ds = Datastore.objects.create(name="ro", kind="system", path=str(ro / "sub" / "deeper"))
-    try:
-        if os.geteuid() == 0:
-            # root writes anywhere: make the target path unusable instead (a file where the directory goes)
-            (ro / "sub").chmod(0o700) if (ro / "sub").exists() else None
-            ro.chmod(0o700)
-            (ro / "sub").write_text("not a directory")
-        vol = run(eager, svc.create_volume, member, project=project, name="x", size_bytes=MIB, datastore=ds.pk)
-    finally:
-        ro.chmod(0o700)
+    (tmp_path / "file").write_text("a file where the datastore's directory should be")
+    ds = Datastore.objects.create(name="broken", kind="system", path=str(tmp_path / "file" / "ds"))
+    vol = run(eager, svc.create_volume, member, project=project, name="x", size_bytes=MIB, datastore=ds.pk)
     vol.refresh_from_db()
     assert vol.state == "error" and "create failed" in vol.state_message
     run(eager, svc.delete_volume, member, vol.pk)
