@@ -169,8 +169,17 @@ class NicSerializer(serializers.ModelSerializer):
         read_only_fields = ["index", "name", "mac", "anti_spoofing", "created_at"]
 
 
+class GroupIdsField(serializers.ListField):
+    """A list of security group ids (a single id is taken as a list of one)."""
+
+    child = serializers.IntegerField()
+
+    def to_internal_value(self, data: Any) -> Any:
+        return super().to_internal_value(data if isinstance(data, list) else [data])
+
+
 class NicGroupsSerializer(serializers.Serializer):
-    security_groups = serializers.ListField(child=serializers.IntegerField())
+    security_groups = GroupIdsField()
 
 
 class TemplateNicSerializer(serializers.ModelSerializer):
