@@ -58,26 +58,27 @@ def _rule_match(rule: RulePlan, remote_key: str) -> str | None:
 
 
 def render_port(port: PortPlan) -> str:
-    """The nftables table of one port (bridge family): what the VM may send and receive."""
-    tap = port.tap
-    lines = [f"table bridge {_table(tap)} {{"]
+    """The nftables tables of one port.
+
+    ``bridge`` family, stateless: anti-spoofing on the frames the VM sends (its MAC, its
+    addresses; DHCP discovery from 0.0.0.0). ``inet`` family, stateful (conntrack; bridged
+    frames reach it through br_netfilter, where the in/out device is the bridge, so the port is
+    told by its addresses, which anti-spoofing makes trustworthy): the security-group rules.
+    ``ip`` family: the 1:1 NAT of its public addresses.
+    """
+    tap, br, t = port.tap, port.segment.bridge, _table(port.tap)
+    lines = [f"table bridge {t} {{"]
     lines += [
         "  chain forward {",
-        "    type filter hook forward priority 0; policy accept;",
+        "    type filter hook forward priority -10; policy accept;",
         f'    iifname "{tap}" jump from_vm',
-        f'    oifname "{tap}" jump to_vm',
         "  }",
         "  chain input {",
-        "    type filter hook input priority 0; policy accept;",
+        "    type filter hook input priority -10; policy accept;",
         f'    iifname "{tap}" jump from_vm',
         "  }",
-        "  chain output {",
-        "    type filter hook output priority 0; policy accept;",
-        f'    oifname "{tap}" jump to_vm',
-        "  }",
+        "  chain from_vm {",
     ]
-    # what the VM sends: first its own addresses only, then the egress rules
-    lines.append("  chain from_vm {")
     if port.anti_spoofing:
         lines.append(f"    ether saddr != {port.mac} drop")
         lines.append(f"    ether type arp arp saddr ether != {port.mac} drop")
@@ -88,44 +89,44 @@ def render_port(port: PortPlan) -> str:
             lines.append(f"    ether type ip ip saddr != {port.ipv4} drop")
         else:
             lines.append("    ether type ip drop")
-        own6 = ["fe80::/10"] + ([port.ipv6] if port.ipv6 else [])
-        lines.append(f"    ether type ip6 ip6 saddr != {_set(own6)} ip6 saddr != :: drop")
-    lines.append("    ct state established,related accept")
-    lines.append("    ct state invalid drop")
-    lines.append("    ether type arp accept")
-    lines.append("    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept")
-    egress = [r for r in port.rules if r.direction == "egress"]
-    if port.filtered:
-        for rule in egress:
-            m = _rule_match(rule, "daddr")
-            if m:
-                lines.append(f"    {m} accept")
-        lines.append("    drop")
-    lines.append("  }")
-    # what reaches the VM: replies, neighbour discovery, then the ingress rules
-    lines.append("  chain to_vm {")
-    lines.append("    ct state established,related accept")
-    lines.append("    ether type arp accept")
-    lines.append("    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept")
-    if port.dhcp:
-        lines.append("    ether type ip udp sport 67 udp dport 68 accept")
-    if port.filtered:
-        for rule in (r for r in port.rules if r.direction == "ingress"):
-            m = _rule_match(rule, "saddr")
-            if m:
-                lines.append(f"    {m} accept")
-        lines.append("    drop")
-    lines.append("  }")
-    lines.append("}")
+        own6 = ["fe80::/10", "::"] + ([port.ipv6] if port.ipv6 else [])
+        lines.append(f"    ether type ip6 ip6 saddr != {_set(own6)} drop")
+    lines += ["  }", "}"]
+    if port.filtered and (port.ipv4 or port.ipv6):
+        lines.append(f"table inet {t} {{")
+        lines.append("  chain forward {")
+        lines.append("    type filter hook forward priority 0; policy accept;")
+        for fam, addr in (("ip", port.ipv4), ("ip6", port.ipv6)):
+            if addr:
+                lines.append(f'    oifname "{br}" {fam} daddr {addr} jump to_vm')
+                lines.append(f'    iifname "{br}" {fam} saddr {addr} jump from_vm')
+        lines.append("  }")
+        for chain, direction, key in (("from_vm", "egress", "daddr"), ("to_vm", "ingress", "saddr")):
+            lines.append(f"  chain {chain} {{")
+            lines.append("    ct state established,related accept")
+            lines.append("    ct state invalid drop")
+            if chain == "to_vm":
+                lines.append("    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept")
+                if port.dhcp:
+                    lines.append("    udp sport 67 udp dport 68 accept")
+            else:
+                lines.append("    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept")
+            for rule in (r for r in port.rules if r.direction == direction):
+                m = _rule_match(rule, key)
+                if m:
+                    lines.append(f"    {m} accept")
+            lines.append("    drop")
+            lines.append("  }")
+        lines.append("}")
     if port.nat:
-        lines.append(f"table ip {_table(tap)} {{")
+        lines.append(f"table ip {t} {{")
         lines.append("  chain prerouting {")
         lines.append("    type nat hook prerouting priority -100; policy accept;")
         lines += [f"    ip daddr {n.public_ip} dnat to {n.private_ip}" for n in port.nat]
         lines.append("  }")
         lines.append("  chain postrouting {")
         lines.append("    type nat hook postrouting priority 100; policy accept;")
-        lines += [f"    ip saddr {n.private_ip} snat to {n.public_ip}" for n in port.nat]
+        lines += [f'    oifname != "{br}" ip saddr {n.private_ip} snat to {n.public_ip}' for n in port.nat]
         lines.append("  }")
         lines.append("}")
     return "\n".join(lines) + "\n"
@@ -151,22 +152,7 @@ class LinuxNetworkDriver(NetworkDriver):
             ipr.close()
 
     def _nft(self, script: str) -> str:
-        netns = self.target.netns
-
-        def enter() -> None:  # runs in the child, before exec
-            if netns:
-                setns(netns, flags=0, fork=False)
-
-        try:
-            out = subprocess.run(
-                [NFT, "-f", "-"], input=script, capture_output=True, text=True, timeout=30, preexec_fn=enter,
-                env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")},
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise NetworkDriverError(f"nft: {exc}") from exc
-        if out.returncode != 0:
-            raise NetworkDriverError(f"nft: {out.stderr.strip()}")
-        return out.stdout
+        return self._run([NFT, "-f", "-"], script)
 
     @staticmethod
     def _index(ipr: Any, ifname: str) -> int | None:
@@ -281,11 +267,41 @@ class LinuxNetworkDriver(NetworkDriver):
             br = self._index(ipr, port.segment.bridge)
             if dev is not None and br is not None:
                 ipr.link("set", index=dev, master=br, mtu=port.segment.mtu, state="up")
+            if port.nat and self.target.public_interface:
+                pub = self._index(ipr, self.target.public_interface)
+                if pub is None:
+                    raise NetworkDriverError(f"public interface {self.target.public_interface} is missing")
+                present = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=pub, family=2)}
+                for n in port.nat:  # the host answers ARP for its NAT'ed addresses
+                    if n.public_ip not in present:
+                        ipr.addr("add", index=pub, address=n.public_ip, prefixlen=32)
+        if port.nat:
+            self._forwarding()
+
+    def _forwarding(self) -> None:
+        """Let the host route between its public side and the networks' gateways."""
+        self._run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+    def _run(self, argv: list[str], stdin: str | None = None) -> str:
+        netns = self.target.netns
+
+        def enter() -> None:  # runs in the child, before exec
+            if netns:
+                setns(netns, flags=0, fork=False)
+
+        try:
+            out = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30, preexec_fn=enter,
+                                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")})  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NetworkDriverError(f"{argv[0]}: {exc}") from exc
+        if out.returncode != 0:
+            raise NetworkDriverError(f"{argv[0]}: {out.stderr.strip()}")
+        return out.stdout
 
     @staticmethod
     def _replace(tap: str) -> str:
         t = _table(tap)
-        return f"table bridge {t}\ndelete table bridge {t}\ntable ip {t}\ndelete table ip {t}\n"
+        return "".join(f"table {fam} {t}\ndelete table {fam} {t}\n" for fam in ("bridge", "inet", "ip"))
 
     def unplug_port(self, tap: str) -> None:
         self._nft(self._replace(tap))
@@ -296,14 +312,8 @@ class LinuxNetworkDriver(NetworkDriver):
 
     def port_tables(self) -> list[str]:
         """Taps that have a filter table on the host."""
-        netns = self.target.netns
-
-        def enter() -> None:
-            if netns:
-                setns(netns, flags=0, fork=False)
-
-        res = subprocess.run([NFT, "list", "tables"], capture_output=True, text=True, timeout=30, preexec_fn=enter)
-        names = [line.split()[-1] for line in res.stdout.splitlines() if line.startswith("table bridge ")]
+        out = self._run([NFT, "list", "tables"])
+        names = [line.split()[-1] for line in out.splitlines() if line.startswith("table bridge ")]
         return sorted(n[len(TABLE_PREFIX) :] for n in names if n.startswith(TABLE_PREFIX) and "gw_" not in n)
 
 
