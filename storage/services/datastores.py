@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import ProtectedError, Q, QuerySet
 from django.utils import timezone
 
 from compute.models import Cluster, host_name_validator
@@ -194,7 +194,8 @@ def _clean(name: str, kind: str, driver: str, path: str | None, source: Any, clo
         host_name_validator(name)
     except ValidationError:
         raise InvalidInput("name: 1-63 of A-Z a-z 0-9 . _ - starting with a letter or digit", field="name") from None
-    if Datastore.objects.filter(name=name).exclude(pk=exclude).exists():
+    others = Datastore.objects.exclude(pk=exclude) if exclude is not None else Datastore.objects.all()
+    if others.filter(name=name).exists():
         raise InvalidInput(f"a datastore named {name!r} exists already", field="name")
     if kind not in DatastoreKind.values:
         raise InvalidInput(f"kind must be one of {', '.join(DatastoreKind.values)}", field="kind")
@@ -208,7 +209,7 @@ def _clean(name: str, kind: str, driver: str, path: str | None, source: Any, clo
     clean = clean_source(driver, source)
     path = _clean_path(path if path else default_path(name, driver, clean), driver)
     if path and driver in (DatastoreDriver.DIR, DatastoreDriver.NETFS):
-        other = Datastore.objects.filter(path=path).exclude(pk=exclude).first()
+        other = others.filter(path=path).first()
         if other is not None:
             raise InvalidInput(f"path {path} is already datastore {other.name}'s", field="path")
     return _Clean(name, kind, driver, path, clean, clone_mode)
@@ -273,14 +274,27 @@ def _lock(ds_id: Any) -> Datastore:
     return ds
 
 
+def _referring_fields() -> list[Any]:
+    """Every foreign key to Datastore in the project (images, volumes, VM disks…), hidden
+    reverse relations (``related_name="+"``) included."""
+    from django.apps import apps
+
+    return [
+        f
+        for model in apps.get_models()
+        for f in model._meta.get_fields()
+        if getattr(f, "many_to_one", False) and f.concrete and f.related_model is Datastore
+    ]
+
+
 def contents(ds: Datastore) -> dict[str, int]:
-    """What lives in the datastore, per related table (images, volumes, …): {"image": 2}."""
+    """What lives in the datastore, per table that refers to it: {"images": 2, "volumes": 1}."""
     out: dict[str, int] = {}
-    for rel in Datastore._meta.related_objects:
-        if rel.one_to_many and rel.related_model is not None:
-            n = rel.related_model._default_manager.filter(**{rel.field.name: ds}).count()
-            if n:
-                out[rel.related_model._meta.verbose_name_plural.lower()] = n  # type: ignore[union-attr]
+    for f in _referring_fields():
+        n = f.model._default_manager.filter(**{f.name: ds}).count()
+        if n:
+            key = str(f.model._meta.verbose_name_plural).lower()
+            out[key] = out.get(key, 0) + n
     return out
 
 
@@ -360,7 +374,11 @@ def delete_datastore(actor: Any, ds_id: Any, *, ip: str | None = None) -> None:
         raise Conflict(f"datastore {ds.name} still holds {busy}; delete or move them first")
     record_action(actor, ds, "delete", ip=ip)
     name, uri = libvirt_pool_name(ds), local_uri()
-    ds.delete()
+    try:
+        with transaction.atomic():
+            ds.delete()
+    except ProtectedError as exc:  # a row that refers to it appeared since the check
+        raise Conflict(f"datastore {ds.name} is still referred to by {len(exc.protected_objects)} row(s)") from None
     transaction.on_commit(lambda: tasks.remove_pool.delay(name, uri))
 
 

@@ -287,6 +287,17 @@ def test_delete_is_refused_while_images_are_in_it(admin_client: Any, member: Any
     assert _tasks(queued) == ["delete_datastore"]  # the pool is undefined after commit
 
 
+def test_delete_is_refused_while_volumes_or_vm_disks_are_in_it(admin_client: Any, member: Any, project: Any) -> None:
+    from storage.models import Volume
+
+    ds = DatastoreFactory(name="vols", kind="system")
+    Volume.objects.create(project=project, owner=member, name="v1", datastore=ds, size_bytes=GIB)
+    resp = admin_client.delete(f"/api/v1/datastores/{ds.pk}/")
+    assert resp.status_code == 409 and "1 volumes" in resp.json()["detail"]
+    assert admin_client.get(f"/api/v1/datastores/{ds.pk}/").json()["contents"] == {"volumes": 1}
+    assert Datastore.objects.filter(pk=ds.pk).exists()
+
+
 @pytest.mark.integration
 def test_delete_undefines_the_pool_and_keeps_the_files(admin_user: Any, libvirt_pools: LibvirtPoolDriver,
                                                         tmp_path: Path) -> None:  # fmt: skip
