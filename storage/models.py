@@ -103,7 +103,8 @@ class TemplateDisk(models.Model):
     """
 
     template = models.ForeignKey("compute.VMTemplate", on_delete=models.CASCADE, related_name="disks")
-    image = models.ForeignKey("images.Image", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # deleting an image (refused while a VM uses it) takes it out of the templates that list it
+    image = models.ForeignKey("images.Image", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     size_bytes = models.PositiveBigIntegerField(default=0)
     position = models.PositiveSmallIntegerField(default=0)
 
@@ -145,7 +146,8 @@ class VMDisk(models.Model):
     """
 
     vm = models.ForeignKey("compute.VirtualMachine", on_delete=models.CASCADE, related_name="disks")
-    image = models.ForeignKey("images.Image", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # only DONE VMs' rows can still point at a deleted image (images.services checks vms_using_image)
+    image = models.ForeignKey("images.Image", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     volume = models.ForeignKey("Volume", on_delete=models.PROTECT, null=True, blank=True, related_name="vm_disks")
     datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     kind = models.CharField(max_length=8, choices=VMDiskKind.choices, default=VMDiskKind.DISK)

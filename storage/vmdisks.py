@@ -265,3 +265,10 @@ def on_vm_done(vm: Any) -> None:
         from . import tasks_volumes
 
         transaction.on_commit(lambda: tasks_volumes.remove_disk_files.delay(volatile))
+
+
+def templates_using_image(image_id: int) -> list[Any]:
+    """The templates with a disk from image ``image_id`` (deleting the image removes those disks)."""
+    from compute.models import VMTemplate
+
+    return list(VMTemplate.objects.filter(disks__image_id=image_id).distinct().order_by("pk"))

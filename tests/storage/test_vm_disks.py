@@ -167,3 +167,22 @@ def test_overlay_made_by_the_real_agent(
     )
     wait_for(lambda: VirtualMachine.objects.get(pk=pk).state == S.DONE)
     wait_for(lambda: not os.path.exists(path))
+
+
+def test_image_delete_is_refused_while_a_vm_uses_it(
+    make_sim_host: Any, member: Any, project: Any, template: Any, image_ds: Any
+) -> None:
+    from images import services as images
+
+    make_sim_host()
+    base = make_image(member, project, image_ds, "shared-base")
+    volumes.add_template_disk(member, template.pk, image=base.pk)
+    vm = _vm(member, project, template)
+    with pytest.raises(Conflict, match=f"used by VM {vm.name}"):
+        images.delete_image(member, base.pk)
+    assert [t.pk for t in vmdisks.templates_using_image(base.pk)] == [template.pk]
+    act(member, vm, "terminate", hard=True)
+    settle(schedule=False)
+    images.delete_image(member, base.pk)  # a DONE VM's disk row does not hold it
+    assert not Image.objects.filter(pk=base.pk).exists() and not template.disks.exists()
+    assert VMDisk.objects.get(vm=vm).image_id is None
