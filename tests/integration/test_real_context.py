@@ -142,3 +142,118 @@ def test_guest_reads_hostname_and_owner_key_from_its_seed(
     assert VirtualMachine.objects.get(pk=pk).state == S.DONE
     assert not seed.exists()
     assert all(d.name != vm.domain_name for d in get_driver("libvirt", "qemu:///system").list_domains())
+
+
+CHUNK = 1 << 20
+
+
+def upload_image(api: Any, project: Any, path: Path, name: str, type_: str) -> dict[str, Any]:
+    """Upload ``path`` through the image API in 1 MiB ``Content-Range`` chunks; the ready image."""
+    import hashlib
+
+    data = path.read_bytes()
+    created = api.post(
+        "/api/v1/images/",
+        {"project": project.pk, "name": name, "type": type_, "size_bytes": len(data),
+         "sha256": hashlib.sha256(data).hexdigest(), "filename": path.name},
+        format="json",
+    )  # fmt: skip
+    assert created.status_code == 201, created.content
+    pk = created.json()["id"]
+    chunks = 0
+    for start in range(0, len(data), CHUNK):
+        part = data[start : start + CHUNK]
+        resp = api.put(
+            f"/api/v1/images/{pk}/upload/",
+            data=part,
+            content_type="application/octet-stream",
+            HTTP_CONTENT_RANGE=f"bytes {start}-{start + len(part) - 1}/{len(data)}",
+        )
+        assert resp.status_code == 200, resp.content
+        chunks += 1
+    assert chunks > 1  # really in chunks
+    return wait_for(
+        lambda: (b := api.get(f"/api/v1/images/{pk}/").json()) and b["state"] in ("ready", "error") and b,
+        timeout=60,
+    )
+
+
+def partitions(vm: VirtualMachine) -> list[set[str]]:
+    """Every ``NEPHELE-PARTITIONS`` line the guest printed, in order."""
+    return [set(m.split()) for m in re.findall(r"NEPHELE-PARTITIONS ?([^\r\n]*)", _serial(vm))]
+
+
+def test_guest_from_uploaded_kernel_and_ramdisk_images_reads_its_seed_and_sees_a_hot_volume(
+    real_host_ready: None,  # noqa: F811
+    agent: Any,
+    admin_user: Any,
+    member: Any,
+    project: Any,
+) -> None:
+    """Given the guest's kernel and initrd uploaded through the image API in chunks and a
+    template booting from them, when the member deploys it on the real QEMU host, then the guest
+    prints the VM's hostname and the member's key fingerprint from its seed; and a volume
+    attached to the running guest appears in its /proc/partitions."""
+    admin = client_for(admin_user)
+    api = client_for(member)
+    key = api.post("/api/v1/ssh-keys/", {"name": "laptop", "public_key": new_public_key("m@laptop")}, format="json")
+    assert key.status_code == 201, key.content
+    for kind in ("image", "system"):
+        ds = admin.post("/api/v1/datastores/", {"name": f"{kind}-ds", "kind": kind}, format="json")
+        assert ds.status_code == 201, ds.content
+    qemu_host(admin)
+
+    kernel = upload_image(api, project, GUEST / "vmlinuz", "guest-kernel", "kernel")
+    ramdisk = upload_image(api, project, GUEST / "initrd.img", "guest-initrd", "ramdisk")
+    assert (kernel["state"], ramdisk["state"]) == ("ready", "ready"), (kernel, ramdisk)
+    tpl = api.post(
+        "/api/v1/templates/",
+        {"project": project.pk, "name": "from-images", "vcpu": 1, "memory_mb": 256, "hypervisor": "qemu"},
+        format="json",
+    )
+    assert tpl.status_code == 201, tpl.content
+    for img in (kernel, ramdisk):
+        td = api.post("/api/v1/template-disks/", {"template": tpl.json()["id"], "image": img["id"]}, format="json")
+        assert td.status_code == 201, td.content
+
+    created = api.post(
+        "/api/v1/vms/", {"name": "From Images", "project": project.pk, "template": tpl.json()["id"]}, format="json"
+    )
+    assert created.status_code == 202, created.content
+    pk = created.json()[0]["id"]
+    vm = wait_for(lambda: VirtualMachine.objects.filter(pk=pk, state__in=[S.RUNNING, *FAILED]).first(), timeout=120)
+    assert vm.state == S.RUNNING, vm.last_error
+    try:
+        assert seed_lines(vm) == ("from-images", key.json()["fingerprint"])
+        xml = domain_xml(vm)
+        assert f"<kernel>{kernel_path(kernel['id'])}</kernel>" in xml  # booted from the uploaded image
+
+        before = wait_for(lambda: partitions(vm), timeout=60, interval=1)[-1]
+        vol = api.post("/api/v1/volumes/", {"project": project.pk, "name": "data", "size_bytes": 64 << 20},
+                       format="json")  # fmt: skip
+        assert vol.status_code in (201, 202), vol.content
+        vid = vol.json()["id"]
+        wait_for(lambda: api.get(f"/api/v1/volumes/{vid}/").json()["state"] == "available", timeout=60)
+        att = api.post(f"/api/v1/volumes/{vid}/attach/", {"vm": pk}, format="json")
+        assert att.status_code in (200, 202), att.content
+        body = wait_for(
+            lambda: (b := api.get(f"/api/v1/volumes/{vid}/").json()) and b["state"] not in ("attaching",) and b,
+            timeout=90,
+        )
+        assert body["state"] == "in-use", body
+        target = body["target"]
+        wait_for(lambda: target in partitions(vm)[-1], timeout=60, interval=1)
+        assert partitions(vm)[-1] - before == {target}  # the guest saw exactly the new disk appear
+        assert VirtualMachine.objects.get(pk=pk).state == S.RUNNING  # hot: no reboot
+    finally:
+        terminate(api, pk)
+
+
+FAILED = (S.PROLOG_FAILURE, S.BOOT_FAILURE)
+
+
+def kernel_path(image_id: int) -> str:
+    from images.models import Image
+    from storage.vmdisks import image_file
+
+    return image_file(Image.objects.get(pk=image_id))
