@@ -77,7 +77,8 @@ def volume_list(request: HttpRequest) -> HttpResponse:
     qs = Volume.objects.restrict(request.user, "view").select_related("vm", "project", "datastore")
     if project is not None:
         qs = qs.filter(project=project)
-    ctx: dict[str, Any] = {"volumes": _decorate(list(qs.order_by("name", "pk")[:500])), "active_project": project}
+    vols = _decorate(list(qs.order_by("name", "pk")[:500]))
+    ctx: dict[str, Any] = {"volumes": vols, "active_project": project, "busy": any(v.operation for v in vols)}
     if project is not None:
         ctx["quota_lines"] = [q for q in quotas.usage(project) if q.resource in ("volumes", "volume_gb")]
         ctx["can_create"] = Project.objects.restrict(request.user, "manage").filter(pk=project.pk).exists()
