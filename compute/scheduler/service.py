@@ -78,15 +78,16 @@ def _reaching_system_datastore(vm: VirtualMachine, hosts: list[HostView], ranked
     """Keep the hosts that reach a READY system datastore with room for the VM's disk (a host
     reaches a datastore with no clusters, or one listing the host's cluster). A cloud without
     any system datastore places as before (storage.services.datastores.system_reach)."""
-    from storage.services.datastores import GIB, system_reach
+    from storage.services.datastores import GIB, system_reach, vm_system_needs
 
     if not ranked:
         return ranked, reason
-    reach = system_reach(vm.disk_gb * GIB)
+    need, pinned = vm_system_needs(vm)
+    reach = system_reach(need, pinned)
     if reach is None:
         return ranked, reason
     cluster_of = {h.id: h.cluster_id for h in hosts}
     kept = [hid for hid in ranked if reach.allows(cluster_of[hid])]
     if not kept:
-        return [], f"no host reaches a system datastore with {vm.disk_gb} GiB free"
+        return [], f"no host reaches a system datastore with {-(-need // GIB)} GiB free"
     return kept, ""

@@ -478,13 +478,50 @@ class SystemReach:
         return self.everywhere or (cluster_id is not None and cluster_id in self.clusters)
 
 
-def system_reach(need_bytes: int) -> SystemReach | None:
-    """For the scheduler: where a VM disk of ``need_bytes`` can live (two queries)."""
+def system_reach(need_bytes: int, pinned: Iterable[int] = ()) -> SystemReach | None:
+    """For the scheduler: which hosts reach a READY system datastore with ``need_bytes`` free.
+
+    ``pinned``: the system datastores the VM's disks already live on (chosen when it was
+    created); then the host must reach every one of them, and each must be READY with room.
+    ``None`` when the cloud has no system datastore at all (the constraint does not apply).
+    """
     if not Datastore.objects.filter(kind=DatastoreKind.SYSTEM).exists():
-        return None  # no system datastore at all: the constraint does not apply
+        return None
     roomy: QuerySet[Datastore] = Datastore.objects.filter(
         kind=DatastoreKind.SYSTEM, state=DatastoreState.READY, free_bytes__gte=max(0, need_bytes)
     )
-    rows = list(roomy.values_list("pk", "clusters"))
-    everywhere = any(c is None for _pk, c in rows)
-    return SystemReach(everywhere, frozenset(c for _pk, c in rows if c is not None))
+    wanted = set(pinned)
+    if wanted:
+        roomy = roomy.filter(pk__in=wanted)
+    reach: dict[int, set[int | None]] = {}
+    for pk, cluster in roomy.values_list("pk", "clusters"):
+        reach.setdefault(pk, set()).add(cluster)
+    if wanted:
+        if set(reach) != wanted:
+            return SystemReach(False, frozenset())
+        everywhere, clusters = True, None  # the intersection of every pinned datastore's reach
+        for ids in reach.values():
+            if None in ids:
+                continue
+            everywhere = False
+            found = {c for c in ids if c is not None}
+            clusters = found if clusters is None else clusters & found
+        return SystemReach(everywhere, frozenset(clusters or ()))
+    everywhere = any(None in ids for ids in reach.values())
+    return SystemReach(everywhere, frozenset(c for ids in reach.values() for c in ids if c is not None))
+
+
+def vm_system_needs(vm: Any) -> tuple[int, set[int]]:
+    """Bytes a VM needs on its system datastore — its ``disk_gb`` plus the disks made there from
+    its images (overlays, copies, empty disks) — and the system datastores those disks are on."""
+    from ..models import VMDisk
+
+    rows = VMDisk.objects.filter(
+        vm_id=vm.pk, datastore__kind=DatastoreKind.SYSTEM, clone__in=("cow", "copy", "empty")
+    ).values_list("datastore_id", "size_bytes")
+    pinned: set[int] = set()
+    extra = 0
+    for ds_id, size in rows:
+        pinned.add(ds_id)
+        extra += size
+    return vm.disk_gb * GIB + extra, pinned

@@ -9,7 +9,9 @@ from typing import Any
 from compute import services
 from compute.models import VirtualMachine
 from compute.states import VMState as S
+from storage.drivers.base import PoolInfo, PoolState
 from storage.models import DatastoreKind, DatastoreState
+from storage.services import record_pool_info
 from tests.conftest import client_for
 from tests.factories import ClusterFactory
 
@@ -106,3 +108,38 @@ def test_deploy_through_the_api_waits_for_a_datastore_then_places(
     assert resp.status_code == 202, resp.content
     body = admin.get(f"/api/v1/vms/{vm.pk}/").json()
     assert (body["state"], body["host"], body["schedule_message"]) == (S.PROLOG, host.name, "")
+
+
+def _disk_on(vm: VirtualMachine, ds: Any, size_bytes: int) -> None:
+    """The system disk the volume manager made for ``vm`` when it was created (an empty disk)."""
+    from storage.models import VMDisk
+
+    VMDisk.objects.create(vm=vm, datastore=ds, path=f"{ds.path}/vm-{vm.pk}/disk.0.qcow2", clone="empty",
+                          size_bytes=size_bytes, target="vdb")  # fmt: skip
+
+
+def test_a_vm_whose_disks_live_on_a_datastore_goes_where_that_datastore_is_reached(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
+    a, b = _two_clusters(make_sim_host, template)
+    DatastoreFactory(kind=DatastoreKind.SYSTEM, free_bytes=1000 * GIB)  # reached by both; packing picks a
+    only_b = DatastoreFactory(kind=DatastoreKind.SYSTEM, free_bytes=1000 * GIB, clusters=[b.cluster])
+    vm = _pending(member, project, template)
+    _disk_on(vm, only_b, 5 * GIB)
+    assert _place(vm).host_id == b.pk
+
+
+def test_the_disks_made_from_images_count_towards_the_room_needed(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
+    make_sim_host("h")
+    ds = DatastoreFactory(kind=DatastoreKind.SYSTEM, free_bytes=(template.disk_gb + 4) * GIB)
+    vm = _pending(member, project, template)
+    _disk_on(vm, ds, 5 * GIB)  # disk_gb + 5 GiB > free
+    vm = _place(vm)
+    assert vm.schedule_message == f"no host reaches a system datastore with {template.disk_gb + 5} GiB free"
+
+    room = (template.disk_gb + 5) * GIB  # the next measurement finds more room
+    record_pool_info(ds.pk, PoolInfo("p", PoolState.RUNNING, 2 * room, room, room))
+    VirtualMachine.objects.filter(pk=vm.pk).update(schedule_message="")
+    assert _place(vm).state == S.PROLOG
