@@ -162,8 +162,8 @@ def build_domain_xml(spec: DomainSpec, domain_type: str) -> str:
         ET.SubElement(disk, "driver", {"name": "qemu", "type": spec.disk_format})
         ET.SubElement(disk, "source", {"file": spec.disk_path})
         ET.SubElement(disk, "target", {"dev": "vda", "bus": "virtio"})
-    for disk in spec.disks:
-        _disk_xml(devices, disk)
+    for disk_spec in spec.disks:
+        _disk_xml(devices, disk_spec)
     for nic in spec.nics:
         _nic_xml(devices, nic, domain_type)
     if spec.serial_log and domain_type != "test":
@@ -352,9 +352,9 @@ class LibvirtComputeDriver(ComputeDriver):
 
     # -- disks ------------------------------------------------------------------------------
     def _affect(self, dom: libvirt.virDomain, live: bool) -> int:
-        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        flags = int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
         if live and self._power(dom) in (PowerState.RUNNING, PowerState.BLOCKED, PowerState.PAUSED):
-            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            flags |= int(libvirt.VIR_DOMAIN_AFFECT_LIVE)
         return flags
 
     def attach_disk(self, name: str, disk: DiskSpec, live: bool) -> None:
