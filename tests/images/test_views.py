@@ -1,0 +1,62 @@
+"""Image pages: list with filters and search, detail with actions and sharing, upload form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.test import Client
+
+from images.models import Image, ImageState
+from images.services import share_image
+
+from .factories import ready_image
+
+
+def _client(user: Any) -> Client:
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def test_list_filters_by_type_format_state_visibility_and_search(member, project, datastore, other_tenant) -> None:
+    a = ready_image(member, project, "alpha", datastore)
+    ready_image(member, project, "beta", datastore, fmt="raw")
+    c = _client(member)
+    page = c.get("/images/").content.decode()
+    assert "alpha" in page and "beta" in page and 'href="/images/"' in page  # the nav link
+    assert "beta" not in c.get("/images/?format=qcow2").content.decode()
+    assert "alpha" not in c.get("/images/?search=bet").content.decode()
+    assert "alpha" not in c.get("/images/?state=disabled").content.decode()
+    share_image(member, a.pk, username=other_tenant.username)
+    shared = c.get("/images/?visibility=shared").content.decode()
+    assert "alpha" in shared and "beta" not in shared
+    # the stranger sees the shared one only
+    theirs = _client(other_tenant).get("/images/").content.decode()
+    assert "alpha" in theirs and "beta" not in theirs
+
+
+def test_detail_actions_and_sharing_through_the_page(
+    member, project, datastore, django_capture_on_commit_callbacks
+) -> None:
+    img = ready_image(member, project, "gamma", datastore)
+    c = _client(member)
+    page = c.get(f"/images/{img.pk}/").content.decode()
+    assert "Disable" in page and "Convert (new image)" in page and "Request publication" in page
+    c.post(f"/images/{img.pk}/action/", {"action": "disable"})
+    assert Image.objects.get(pk=img.pk).state == ImageState.DISABLED
+    c.post(f"/images/{img.pk}/edit/", {"name": "gamma2", "description": "d", "type": "datablock"})
+    img.refresh_from_db()
+    assert (img.name, img.type, img.persistent) == ("gamma2", "datablock", False)
+    r = c.post(f"/images/{img.pk}/share/", {"user": "nobody-here"}, follow=True)
+    assert "user not found" in r.content.decode()
+    c.post(f"/images/{img.pk}/action/", {"action": "request_publish"})
+    assert Image.objects.get(pk=img.pk).publish_requested
+    with django_capture_on_commit_callbacks(execute=True):
+        r = c.post(f"/images/{img.pk}/action/", {"action": "delete"})
+    assert r.status_code == 302 and not Image.objects.filter(pk=img.pk).exists()
+
+
+def test_upload_page_carries_the_chunked_uploader(member, project, datastore) -> None:
+    c = _client(member)
+    page = c.get("/images/upload/").content.decode()
+    assert "js/images-upload.js" in page and 'id="image-upload-form"' in page and f'data-project="{project.pk}"' in page
