@@ -82,6 +82,7 @@ def _ensure_event_loop() -> None:
 
 
 METADATA_NS = "https://nephele.example/xmlns/domain/1.0"
+DETACH_TIMEOUT_S = 30.0
 
 # libvirt prints every error on stderr by default; our callers get them as exceptions instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -377,6 +378,13 @@ class LibvirtComputeDriver(ComputeDriver):
         xml = ET.tostring(el, encoding="unicode")
         flags = self._affect(dom, live)
         self._call(lambda: dom.detachDeviceFlags(xml, flags))
+        if flags & libvirt.VIR_DOMAIN_AFFECT_LIVE:
+            # the guest releases the device asynchronously: wait for it, so "detached" means gone
+            deadline = time.monotonic() + DETACH_TIMEOUT_S
+            while self._disk_element(dom, target, True) is not None:
+                if time.monotonic() > deadline:
+                    raise DriverError(f"the guest did not release {target} within {DETACH_TIMEOUT_S:.0f} s")
+                time.sleep(0.5)
 
     def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
         dom = self._domain(name)
