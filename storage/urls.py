@@ -10,6 +10,7 @@ urlpatterns += [
     path("datastores/create/", views_datastores.datastore_create, name="datastore-create"),
     path("datastores/<int:pk>/", views_datastores.datastore_detail, name="ui-datastore-detail"),
     path("datastores/<int:pk>/action/", views_datastores.datastore_action, name="datastore-action"),
+    path("datastores/<int:pk>/edit/", views_datastores.datastore_edit, name="datastore-edit"),
 ]
 
 from . import views_volumes  # noqa: E402

@@ -74,6 +74,16 @@ class DatastoreForm(forms.Form):
         self.add_error(field if field in self.fields else None, exc.message)
 
 
+class DatastoreEditForm(forms.Form):
+    """What may change at any time (location changes go through the API while empty)."""
+
+    name = forms.CharField(max_length=63)
+    clone_mode = forms.ChoiceField(choices=CloneMode.choices, label="VM disks")
+    clusters = forms.ModelMultipleChoiceField(queryset=Cluster.objects.all(), required=False,
+                                              help_text="none selected: every cluster reaches it")  # fmt: skip
+    path = forms.CharField(max_length=1024, required=False, help_text="only while the datastore is empty")
+
+
 def _reader_or_404(request: HttpRequest) -> None:
     if not (is_cloud_admin(request.user) or is_cloud_auditor(request.user)):
         raise Http404("not found")
@@ -137,19 +147,46 @@ def datastore_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def datastore_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def datastore_detail(request: HttpRequest, pk: int, form: DatastoreEditForm | None = None) -> HttpResponse:
     _reader_or_404(request)
     ds = _datastores(request.user).filter(pk=pk).first()
     if ds is None:
         raise Http404("datastore not found")
+    initial = {"name": ds.name, "clone_mode": ds.clone_mode, "clusters": list(ds.clusters.all()), "path": ds.path}
     ctx = {
+        "form": form or DatastoreEditForm(initial=initial),
+        "form_open": form is not None,
         "ds": decorate(ds),
         "contents": sorted(svc.contents(ds).items()),
         "can_manage": is_cloud_admin(request.user),
         "pool_name": svc.libvirt_pool_name(ds),
         "images": list(ds.images.order_by("name")[:50]),
     }
-    return render(request, "storage/datastore_detail.html", ctx)
+    return render(request, "storage/datastore_detail.html", ctx, status=400 if form is not None else 200)
+
+
+@login_required
+@require_POST
+def datastore_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Rename, change clone mode or reach (and the path while empty)."""
+    _admin_or_404(request)
+    ds = _datastores(request.user).filter(pk=pk).first()
+    if ds is None:
+        raise Http404("datastore not found")
+    form = DatastoreEditForm(request.POST)
+    if form.is_valid():
+        d = form.cleaned_data
+        changes: dict[str, Any] = {"name": d["name"], "clone_mode": d["clone_mode"], "clusters": list(d["clusters"])}
+        if d["path"] and d["path"] != ds.path:
+            changes["path"] = d["path"]
+        try:
+            svc.update_datastore(request.user, pk, ip=client_ip(request), **changes)
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Datastore {d['name']} saved.")
+            return redirect("ui-datastore-detail", pk=pk)
+    return datastore_detail(request, pk, form=form)
 
 
 @login_required

@@ -38,6 +38,12 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
         E(302, 404, 404, 404, 404, 302),
     ),
     ("POST", "/storage/datastores/{DS}/action/", {"action": "disable"}, E(302, 404, 404, 404, 404, 302)),
+    (
+        "POST",
+        "/storage/datastores/{DS}/edit/",
+        {"name": "renamed", "clone_mode": "copy"},
+        E(302, 404, 404, 404, 404, 302),
+    ),
 ]
 
 

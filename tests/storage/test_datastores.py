@@ -420,3 +420,23 @@ def test_create_form_then_detail_and_actions(admin_user: Any, django_capture_on_
     assert "disabled; disable is not possible now" in resp.content.decode()
     resp = c.post(f"/storage/datastores/{ds.pk}/action/", {"action": "delete"})
     assert resp["Location"] == "/storage/datastores/" and not Datastore.objects.exists()
+
+
+def test_edit_form_changes_reach_and_refuses_moving_a_busy_datastore(admin_user: Any, member: Any, project: Any,
+                                                                      tmp_path: Path) -> None:  # fmt: skip
+    c = _admin_browser(admin_user)
+    ds = DatastoreFactory(name="edit-me")
+    rack = ClusterFactory(name="rack9")
+    resp = c.post(f"/storage/datastores/{ds.pk}/edit/", {"name": "edited", "clone_mode": "copy", "clusters": [rack.pk],
+                                                         "path": ds.path})  # fmt: skip
+    assert resp.status_code == 302
+    ds.refresh_from_db()
+    assert (ds.name, ds.clone_mode, list(ds.clusters.all())) == ("edited", "copy", [rack])
+
+    image_in(ds, project=project, owner=member)
+    resp = c.post(f"/storage/datastores/{ds.pk}/edit/", {"name": "edited", "clone_mode": "copy",
+                                                         "path": str(tmp_path / "moved")})  # fmt: skip
+    assert resp.status_code == 400
+    assert "holds 1 images" in str(resp.context["form"].errors["path"])
+    ds.refresh_from_db()
+    assert ds.path != str(tmp_path / "moved") and list(ds.clusters.all()) == [rack]
