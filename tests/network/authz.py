@@ -101,8 +101,17 @@ PAGE_PROJECT = E(302, 200, 200, 200, 404, 200)
 # refusals come back as a message on the page the form was on (302), nothing changed
 POSTED = E(302, 302, 302, 302, 302, 302)
 
-UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = []
-DENIED_CHANGES: dict[tuple[str, str], set[str]] = {}
+RULE = {"what": "rule-add", "group": "{NSG}", "protocol": "tcp", "port_min": 22, "port_max": 22, "cidr": "10.0.0.0/8"}
+UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
+    ("GET", "/network/", None, PAGE_ANY),
+    ("GET", "/network/{NN}/", None, PAGE_PROJECT),
+    ("GET", "/network/security-groups/", None, PAGE_ANY),
+    ("GET", "/network/public-ips/", None, PAGE_ANY),
+    ("GET", "/network/topology/", None, PAGE_ANY),
+    ("GET", "/network/admin/", None, E(302, 404, 404, 404, 404, 200)),
+    ("POST", "/network/action/", RULE, POSTED),
+]
+DENIED_CHANGES: dict[tuple[str, str], set[str]] = {("POST", "/network/action/"): {"anon", "viewer", "other"}}
 
 
 def world(ids: dict[str, Any], users: dict[str, Any], project: Any, member: Any, admin_user: Any) -> None:
