@@ -63,6 +63,13 @@ def exposition() -> str:
         lines += _family(f"nephele_datastore_{attr}_bytes", help_text, "gauge",
                          [({"datastore": d.name, "kind": d.kind, "driver": d.driver, "state": d.state},
                            float(getattr(d, f"{attr}_bytes"))) for d in stores])  # fmt: skip
+    from network.services.ipam import lease_usage
+
+    usage = lease_usage()
+    lines += _family("nephele_network_leases_used", "addresses leased (NICs and holds) per network", "gauge",
+                     [({"network": n, "project": p}, float(u)) for n, p, u, _t in usage])  # fmt: skip
+    lines += _family("nephele_network_leases_total", "addresses a network can lease", "gauge",
+                     [({"network": n, "project": p}, float(t)) for n, p, _u, t in usage])  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -121,3 +121,11 @@ def _range_membership(network: VirtualNetwork, addr: int) -> Iterator[int]:
         if lo <= addr <= hi:
             yield addr
             return
+
+
+def lease_usage() -> list[tuple[str, str, int, int]]:
+    """(network, project id, leases used, leases total) of every network, for /metrics."""
+    from django.db.models import Count
+
+    nets = VirtualNetwork.objects.annotate(used=Count("leases")).prefetch_related("ranges").order_by("pk")
+    return [(f"{n.name}#{n.pk}", str(n.project_id), n.used, total(n)) for n in nets]
