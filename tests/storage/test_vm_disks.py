@@ -186,3 +186,17 @@ def test_image_delete_is_refused_while_a_vm_uses_it(
     images.delete_image(member, base.pk)  # a DONE VM's disk row does not hold it
     assert not Image.objects.filter(pk=base.pk).exists() and not template.disks.exists()
     assert VMDisk.objects.get(vm=vm).image_id is None
+
+
+def test_disks_follow_the_compute_boot_images_own_disk(member: Any, project: Any, template: Any) -> None:
+    from tests.factories import BootImageFactory
+
+    template.boot_image = BootImageFactory(project=project, kind="disk", disk_path="/var/lib/boot.qcow2")
+    template.save()
+    volumes.add_template_disk(member, template.pk, size_bytes=MIB)
+    (vm,) = compute.create_vms(member, project=project, template=template, name="b", hold=True)
+    spec = compute.vms.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
+    assert spec.disk_path == "/var/lib/boot.qcow2"
+    assert [(d.target, d.create_size_bytes, d.delete_on_release) for d in spec.disks if d.target.startswith("vd")] == [
+        ("vdb", MIB, True)
+    ]

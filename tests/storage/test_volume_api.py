@@ -158,3 +158,17 @@ def test_viewer_sees_pages_without_buttons(eager: Any, member: Any, viewer: Any,
     assert "New volume" not in c.get("/storage/volumes/").content.decode()
     detail = c.get(f"/storage/volumes/{vol.pk}/").content.decode()
     assert "seen" in detail and "Take snapshot" not in detail
+
+
+def test_template_disks_page(member: Any, viewer: Any, project: Any, template: Any) -> None:
+    c = _browser(member, project)
+    assert "Add a disk" in c.get(f"/storage/templates/{template.pk}/disks/").content.decode()
+    c.post(f"/storage/templates/{template.pk}/disks/", {"size_mb": 4})
+    td = template.disks.get()
+    assert td.size_bytes == 4 * MIB
+    page = _browser(viewer, project).get(f"/storage/templates/{template.pk}/disks/").content.decode()
+    assert "4.0\xa0MB" in page and "Add a disk" not in page
+    refused = _browser(viewer, project).post(f"/storage/template-disks/{td.pk}/remove/", follow=True)
+    assert "template disk not found" in refused.content.decode() and template.disks.exists()
+    c.post(f"/storage/template-disks/{td.pk}/remove/")
+    assert not template.disks.exists()
