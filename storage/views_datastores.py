@@ -54,6 +54,16 @@ class DatastoreForm(forms.Form):
     ceph_user = forms.CharField(required=False, label="cephx user")
     ceph_secret = forms.CharField(required=False, label="libvirt secret UUID")
 
+    GROUPS = (("logical", "LVM volume group"), ("netfs", "NFS export"), ("rbd", "Ceph RBD pool"))
+
+    def general_fields(self) -> list[Any]:
+        """The fields every driver has."""
+        return [self[f] for f in self.fields if f not in SOURCE_FIELDS]
+
+    def driver_groups(self) -> list[tuple[str, str, list[Any]]]:
+        """(driver, title, its settings' fields), shown in a fieldset per driver."""
+        return [(d, title, [self[f] for f in SOURCE_FIELDS if SOURCE_DRIVER[f] == d]) for d, title in self.GROUPS]
+
     def source(self) -> dict[str, Any]:
         """The ``source`` settings of the chosen driver (other groups' fields are ignored)."""
         d = self.cleaned_data
@@ -102,6 +112,9 @@ def decorate(ds: Datastore) -> Datastore:
     """What the partials show beside the row: state colour and the actions its state allows."""
     ds.state_css = STATE_CSS.get(ds.state, "")  # type: ignore[attr-defined]
     ds.actions = [(a, ACTION_LABELS[a]) for a, states in svc.ACTIONS.items() if ds.state in states]  # type: ignore[attr-defined]
+    # the list row offers one button: the next sensible step for the state
+    quick = {DatastoreState.READY: "disable", DatastoreState.DISABLED: "enable", DatastoreState.ERROR: "refresh"}
+    ds.quick_actions = [(a, label) for a, label in ds.actions if a == quick.get(ds.state)]  # type: ignore[attr-defined]
     ds.free_percent = 100 - ds.used_percent if ds.total_bytes else 0  # type: ignore[attr-defined]
     return ds
 
