@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError, Q, QuerySet
 from django.utils import timezone
 
@@ -256,8 +256,12 @@ def create_datastore(
     _require_admin(actor)
     c = _clean(name, kind, driver, path, source, clone_mode)
     reach = _clusters(clusters)
-    ds = Datastore.objects.create(name=c.name, kind=c.kind, driver=c.driver, path=c.path, source=c.source,
-                                  clone_mode=c.clone_mode, state=DatastoreState.READY)  # fmt: skip
+    try:
+        with transaction.atomic():  # a concurrent create of the same name loses here, not with a 500
+            ds = Datastore.objects.create(name=c.name, kind=c.kind, driver=c.driver, path=c.path, source=c.source,
+                                          clone_mode=c.clone_mode, state=DatastoreState.READY)  # fmt: skip
+    except IntegrityError:
+        raise InvalidInput(f"a datastore named {c.name!r} exists already", field="name") from None
     ds.clusters.set(reach)
     record_action(actor, ds, "create", ip=ip, kind=c.kind, driver=c.driver, path=c.path)
     _queue_monitor(ds)
@@ -327,7 +331,11 @@ def update_datastore(actor: Any, ds_id: Any, *, ip: str | None = None, **changes
     before = {f: getattr(ds, f) for f in ("name", "kind", "driver", "path", "source", "clone_mode")}
     for f, v in c.__dict__.items():
         setattr(ds, f, v)
-    ds.save()
+    try:
+        with transaction.atomic():
+            ds.save()
+    except IntegrityError:
+        raise InvalidInput(f"a datastore named {c.name!r} exists already", field="name") from None
     if "clusters" in changes:
         ds.clusters.set(_clusters(changes["clusters"]))
     changed = sorted(f for f, v in before.items() if getattr(ds, f) != v) + (

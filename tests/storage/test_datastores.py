@@ -25,7 +25,7 @@ from storage.drivers.base import DriverError
 from storage.drivers.libvirt import LibvirtPoolDriver
 from storage.models import Datastore, DatastoreKind, DatastoreState
 from storage.services import datastores as svc
-from tests.conftest import client_for
+from tests.conftest import client_for, requires_postgres
 from tests.factories import ClusterFactory
 
 from .factories import GIB, DatastoreFactory, image_in
@@ -440,3 +440,44 @@ def test_edit_form_changes_reach_and_refuses_moving_a_busy_datastore(admin_user:
     assert "holds 1 images" in str(resp.context["form"].errors["path"])
     ds.refresh_from_db()
     assert ds.path != str(tmp_path / "moved") and list(ds.clusters.all()) == [rack]
+
+
+# ------------------------------------------------------------------ concurrency (PostgreSQL row locks)
+def _race(n: int, call: Any) -> list[int]:
+    import threading
+
+    codes: list[int] = []
+    barrier = threading.Barrier(n)
+
+    def go(i: int) -> None:
+        try:
+            barrier.wait()
+            codes.append(call(i).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(codes)
+
+
+@requires_postgres()
+def test_concurrent_creates_of_one_name_make_one_datastore(transactional_db: Any, admin_user: Any,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    body = {"name": "same", "kind": "image"}
+    codes = _race(4, lambda i: client_for(admin_user).post("/api/v1/datastores/", {**body, "path": str(tmp_path / str(i))},
+                                                            format="json"))  # fmt: skip
+    assert codes == [201, 400, 400, 400]
+    assert Datastore.objects.filter(name="same").count() == 1
+
+
+@requires_postgres()
+def test_concurrent_disables_one_wins_the_other_gets_409(transactional_db: Any, admin_user: Any) -> None:
+    ds = DatastoreFactory()
+    url = f"/api/v1/datastores/{ds.pk}/action/"
+    codes = _race(2, lambda i: client_for(admin_user).post(url, {"action": "disable"}, format="json"))
+    assert codes == [200, 409]
+    assert AuditRecord.objects.filter(object_type="datastore", action="disable").count() == 1
