@@ -76,6 +76,28 @@ class PoolInfo:
     available_bytes: int
 
 
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A volume to create in a pool: a file (dir, netfs), a logical volume or an RBD image.
+
+    ``format`` is ``qcow2`` or ``raw`` for file pools; LVM and RBD volumes are always raw.
+    """
+
+    name: str
+    capacity_bytes: int
+    format: str = "raw"
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """A volume as the daemon reports it: its path (or RBD name) and sizes in bytes."""
+
+    name: str
+    path: str
+    capacity_bytes: int
+    allocation_bytes: int
+
+
 class StoragePoolDriver(abc.ABC):
     """Define, start, measure and remove storage pools on one storage daemon."""
 
@@ -101,6 +123,18 @@ class StoragePoolDriver(abc.ABC):
     @abc.abstractmethod
     def undefine_pool(self, name: str) -> None:
         """Stop the pool and forget its definition; the data stays. Idempotent."""
+
+    @abc.abstractmethod
+    def volume_xml(self, pool_type: PoolType, spec: VolumeSpec) -> str:
+        """The volume definition for ``spec`` in a pool of ``pool_type``."""
+
+    @abc.abstractmethod
+    def create_volume(self, pool: PoolSpec, spec: VolumeSpec) -> VolumeInfo:
+        """Create the volume in the (running) pool; an existing one of that name is returned. Idempotent."""
+
+    @abc.abstractmethod
+    def delete_volume(self, pool_name: str, name: str) -> None:
+        """Delete the volume and its data. Idempotent."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection, if any."""

@@ -20,6 +20,7 @@ from storage.drivers.base import (
     PoolState,
     PoolType,
     PoolUnreachable,
+    VolumeSpec,
 )
 from storage.drivers.libvirt import LibvirtPoolDriver, parse_monitors
 from storage.drivers.registry import driver_class, get_driver, names
@@ -219,3 +220,56 @@ def test_parse_monitors() -> None:
     for bad in ([], "", ["a:0"], ["a:99999"], ["a:x"], [":6789"]):
         with pytest.raises(InvalidPoolSpec):
             parse_monitors(bad)
+
+
+# ------------------------------------------------------------------ volumes
+@pytest.mark.integration
+def test_volumes_in_a_dir_pool_are_real_files(pools: tuple[LibvirtPoolDriver, list[str]], tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    drv, created = pools
+    pool = PoolSpec(_name(created), PoolType.DIR, str(tmp_path / "vols"))
+    drv.ensure_pool(pool)
+
+    vol = drv.create_volume(pool, VolumeSpec("data.qcow2", 64 * 1024**2, "qcow2"))
+    again = drv.create_volume(pool, VolumeSpec("data.qcow2", 64 * 1024**2, "qcow2"))
+
+    assert vol.path == again.path == str(tmp_path / "vols" / "data.qcow2")
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", vol.path], check=True,
+                                     capture_output=True, text=True).stdout)  # fmt: skip
+    assert (info["format"], info["virtual-size"]) == ("qcow2", 64 * 1024**2)
+    drv.delete_volume(pool.name, "data.qcow2")
+    drv.delete_volume(pool.name, "data.qcow2")
+    assert not (tmp_path / "vols" / "data.qcow2").exists()
+
+
+def test_volume_xml_per_pool_type() -> None:
+    drv = LibvirtPoolDriver(SYSTEM)
+    f = ET.fromstring(drv.volume_xml(PoolType.NETFS, VolumeSpec("d.qcow2", 1024, "qcow2")))
+    assert (f.get("type"), f.findtext("name"), f.findtext("capacity"), f.find("target/format").get("type")) == (
+        "file", "d.qcow2", "1024", "qcow2"
+    )  # fmt: skip
+    assert f.findtext("allocation") == "0"  # sparse
+    lv = ET.fromstring(drv.volume_xml(PoolType.LOGICAL, VolumeSpec("lv-1", 4096)))
+    assert (lv.get("type"), lv.findtext("capacity"), lv.findtext("allocation"), lv.find("target")) == (
+        "block", "4096", "4096", None
+    )  # fmt: skip
+    rbd = ET.fromstring(drv.volume_xml(PoolType.RBD, VolumeSpec("img-1", 2048)))
+    assert (rbd.get("type"), rbd.find("target/format").get("type")) == ("network", "raw")
+    assert rbd.find("capacity").get("unit") == "bytes"
+
+
+@pytest.mark.parametrize(
+    "ptype,spec,message",
+    [
+        (PoolType.LOGICAL, VolumeSpec("lv", 10, "qcow2"), "raw"),
+        (PoolType.RBD, VolumeSpec("i", 10, "qcow2"), "raw"),
+        (PoolType.DIR, VolumeSpec("x", 10, "vmdk"), "raw or qcow2"),
+        (PoolType.DIR, VolumeSpec("../etc/passwd", 10), "plain name"),
+        (PoolType.DIR, VolumeSpec("x", 0), "positive"),
+    ],
+)
+def test_bad_volumes_are_refused(ptype: PoolType, spec: VolumeSpec, message: str) -> None:
+    with pytest.raises(InvalidPoolSpec, match=message):
+        LibvirtPoolDriver(SYSTEM).volume_xml(ptype, spec)
