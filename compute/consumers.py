@@ -1,45 +1,57 @@
 """Live state in the browser (CONVENTIONS §8).
 
 Services publish ``{"type": "vm.changed", "vm": pk, "project": id, "v": version}`` to
-``project.<id>`` and ``cloud.admin`` after commit. The consumer checks the VM's project
-against the rights of its user, renders the same partials the pages use (marked
-``hx-swap-oob``; a row and a panel go as separate frames), and htmx's websocket extension
-swaps them in where the page has them. Rendered partials are shared
-by the consumers of a process (one render per version and kind of viewer), so a change
-reaches a thousand browsers without a thousand database queries.
+``project.<id>`` and ``cloud.admin`` after commit (``portal.events``). Each server process
+hears it once, through the one subscription of ``portal.fanout.HUB``-style fan-out below,
+with the list of its sockets that joined one of those groups. The fan-out checks every
+socket's rights in memory, renders the same partials the pages use (marked ``hx-swap-oob``;
+a row and a panel go as separate frames) **once per version and kind of viewer**, and writes
+the same frames to every socket of that kind; htmx's websocket extension swaps them in where
+the page has them. A socket's rights are re-read every ``RIGHTS_TTL_S`` by its own task
+(a revoked role stops the pushes, a new role starts them), never on the path of a push.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from portal.events import ADMIN_GROUP, project_group
+from portal.fanout import RAW_FRAMES_KEY, Hub, RawFrames, text_frame
 from portal.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
 from tenants.models import Project
 
 from .models import VirtualMachine
 
+log = logging.getLogger(__name__)
+
 Frames = tuple[str, ...]  # websocket messages, each one self-contained HTML
 _RENDERED: OrderedDict[tuple[Any, ...], Frames] = OrderedDict()
 _RENDERED_MAX = 2048
-RIGHTS_TTL_S = 30
+RIGHTS_TTL_S = 15  # a tab's rights are at most ~2× this old
+# a socket whose rights could not be re-read for this long gets nothing (fail closed)
+RIGHTS_STALE_S = 6 * RIGHTS_TTL_S
 
 
 _RENDERING: dict[tuple[Any, ...], asyncio.Future[Frames]] = {}
 
 
 async def _rendered(key: tuple[Any, ...], render: Callable[[], Awaitable[Frames]]) -> Frames:
-    """The frames for ``key``, rendered once however many consumers ask at the same moment."""
+    """The frames for ``key``, rendered once however many ask at the same moment."""
     frames = _RENDERED.get(key)
     if frames is not None:
         return frames
@@ -53,6 +65,7 @@ async def _rendered(key: tuple[Any, ...], render: Callable[[], Awaitable[Frames]
         future.set_result(frames)
     except BaseException as exc:
         future.set_exception(exc)
+        future.exception()  # retrieved: the waiters, if any, re-raise it
         raise
     finally:
         _RENDERING.pop(key, None)
@@ -69,119 +82,262 @@ class _Request:
         self.user = user
 
 
+@dataclass(frozen=True)
+class Rights:
+    """What a user may see and do, as read at ``at`` (``time.monotonic``)."""
+
+    at: float
+    admin: bool = False  # sees everything: a cloud admin or auditor
+    staff: bool = False  # a cloud admin: sees hosts and operator forms, may act on every VM
+    view: frozenset[int] = frozenset()
+    manage: frozenset[int] = frozenset()
+
+
+NO_RIGHTS = Rights(at=0.0)
+_RIGHTS: dict[int, Rights] = {}  # user pk → rights, shared by the user's tabs in this process
+_RIGHTS_LOADING: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[Rights]] = {}
+
+
+@database_sync_to_async
+def _load_rights(user_pk: int) -> Rights:
+    """Re-read the user (a deactivated or demoted user loses the pushes) and their projects."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=user_pk, is_active=True).first()
+    if user is None:
+        return Rights(at=time.monotonic())
+    view = frozenset(Project.objects.filter(pk__in=allowed_projects(user, "view")).values_list("pk", flat=True))
+    manage = frozenset(Project.objects.filter(pk__in=allowed_projects(user, "manage")).values_list("pk", flat=True))
+    staff = is_cloud_admin(user)
+    return Rights(at=time.monotonic(), admin=staff or is_cloud_auditor(user), staff=staff, view=view, manage=manage)
+
+
+async def rights_of(user_pk: int, max_age: float | None = None) -> Rights:
+    """The user's rights, read at most ``max_age`` (RIGHTS_TTL_S) seconds ago; one read at a time per user."""
+    known = _RIGHTS.get(user_pk)
+    if known is not None and time.monotonic() - known.at <= (RIGHTS_TTL_S if max_age is None else max_age):
+        return known
+    key = (asyncio.get_running_loop(), user_pk)
+    pending = _RIGHTS_LOADING.get(key)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[Rights] = asyncio.get_running_loop().create_future()
+    _RIGHTS_LOADING[key] = future
+    try:
+        rights = await _load_rights(user_pk)
+        future.set_result(rights)
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: the waiters, if any, re-raise it
+        raise
+    finally:
+        _RIGHTS_LOADING.pop(key, None)
+    _RIGHTS[user_pk] = rights
+    return rights
+
+
 class LiveConsumer(AsyncWebsocketConsumer):
+    """One browser tab's websocket: joins the hub with its groups; the fan-out writes to it."""
+
+    # Pushes come through the process's hub, not through a channel-layer channel per socket.
+    channel_layer_alias = None  # type: ignore[assignment]
+
+    rights = NO_RIGHTS
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
+        self.raw: RawFrames | None = self.scope.get(RAW_FRAMES_KEY)
         if self.user is None or not self.user.is_authenticated:
             await self.close()
             return
-        await self._refresh_rights()
-        self.groups_joined = [ADMIN_GROUP] if self.is_admin else [project_group(pk) for pk in self.view_projects]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.rights = await rights_of(self.user.pk)
+        await HUB.join(self, self.groups_wanted())  # live before the accept: nothing is missed
         await self.accept()
+        self._keeper = asyncio.get_running_loop().create_task(self._keep_rights())
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        HUB.leave(self)
+        keeper = getattr(self, "_keeper", None)
+        if keeper is not None:
+            keeper.cancel()
 
-    @database_sync_to_async
-    def _load_rights(self) -> tuple[bool, set[int], set[int]]:
-        admin = is_cloud_admin(self.user) or is_cloud_auditor(self.user)
-        view = set(Project.objects.filter(pk__in=allowed_projects(self.user, "view")).values_list("pk", flat=True))
-        manage = set(Project.objects.filter(pk__in=allowed_projects(self.user, "manage")).values_list("pk", flat=True))
-        return admin, view, manage
+    def groups_wanted(self) -> list[str]:
+        if self.rights.admin:
+            return [ADMIN_GROUP]
+        return [project_group(pk) for pk in sorted(self.rights.view)]
 
-    async def _refresh_rights(self) -> None:
-        """What the user may see and do, re-read every RIGHTS_TTL_S (a revoked role stops the pushes)."""
-        self.rights_at = time.monotonic()
-        self.is_admin, self.view_projects, self.manage_projects = await self._load_rights()
-        self.is_staff = is_cloud_admin(self.user)  # sees hosts and operator forms; may act on every VM
+    def may_see(self, project: int | None) -> bool:
+        """Whether this socket's user may see objects of ``project`` (rights held in memory)."""
+        rights = self.rights
+        if time.monotonic() - rights.at > RIGHTS_STALE_S:
+            return False
+        return rights.admin or project in rights.view
 
-    async def _may_see(self, project: int | None) -> bool:
-        if time.monotonic() - self.rights_at > RIGHTS_TTL_S:
-            await self._refresh_rights()
-        return self.is_admin or project in self.view_projects
+    def may_manage(self, project: int | None) -> bool:
+        return self.rights.staff or project in self.rights.manage
 
-    async def vm_changed(self, event: dict[str, Any]) -> None:
-        project = event.get("project")
-        if not await self._may_see(project):
+    async def _keep_rights(self) -> None:
+        """Re-read the rights every ~RIGHTS_TTL_S (spread over time; shared by a user's tabs)."""
+        while True:
+            await asyncio.sleep(RIGHTS_TTL_S * random.uniform(0.8, 1.0))
+            try:
+                self.rights = await rights_of(self.user.pk)
+            except DatabaseError as exc:
+                log.warning("live socket of %s: could not re-read rights: %s", self.user, exc)
+                continue
+            groups = self.groups_wanted()
+            if tuple(groups) != HUB.groups_of(self):
+                await HUB.join(self, groups)
+
+
+class _Outbox:
+    """The frames a batch of messages owes each socket, written in one go per socket at the end.
+
+    A frame is encoded once (``text_frame``) and the same bytes go to every socket served by
+    daphne; sockets under another ASGI server (the tests' communicator) get the ASGI send."""
+
+    def __init__(self) -> None:
+        self.raw: dict[LiveConsumer, list[bytes]] = {}
+        self.asgi: dict[LiveConsumer, list[str]] = {}
+
+    def add(self, consumers: Sequence[LiveConsumer], frames: Frames) -> None:
+        if not frames or not consumers:
             return
-        manage = self.is_staff or project in self.manage_projects
+        data = b"".join(text_frame(f) for f in frames)
+        for c in consumers:
+            if c.raw is not None:
+                self.raw.setdefault(c, []).append(data)
+            else:
+                self.asgi.setdefault(c, []).extend(frames)
+
+    async def flush(self) -> None:
+        for c, chunks in self.raw.items():
+            c.raw.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[union-attr]
+        for c, texts in self.asgi.items():
+            try:
+                for text in texts:
+                    await c.send(text_data=text)
+            except RuntimeError as exc:  # the socket closed under us
+                log.debug("live socket gone: %s", exc)
+
+
+async def _vm_changed(event: dict[str, Any], members: list[LiveConsumer], out: _Outbox) -> None:
+    project, pk = event.get("project"), int(event["vm"])
+    kinds: dict[tuple[bool, bool], list[LiveConsumer]] = {}
+    for c in members:
+        if c.may_see(project):
+            kinds.setdefault((c.may_manage(project), c.rights.staff), []).append(c)
+    for (manage, staff), consumers in kinds.items():
         # one render per version of the VM and kind of viewer (what the partials vary on)
-        key = ("vm", event["vm"], event.get("v"), manage, self.is_staff)
-        for frame in await _rendered(key, lambda: self._render_vm(event["vm"], manage)):
-            await self.send(text_data=frame)
+        render = partial(_render_vm, consumers[0].user, pk, manage)
+        out.add(consumers, await _rendered(("vm", pk, event.get("v"), manage, staff), render))
 
-    async def vm_metrics(self, event: dict[str, Any]) -> None:
-        """The latest figures of a VM, for the live charts (the VM page appends them)."""
-        if not await self._may_see(event.get("project")):
-            return
-        pk, figures = int(event["vm"]), json.dumps(event["figures"])
-        await self.send(
-            text_data=f'<div id="vm-{pk}-sample" hx-swap-oob="true" data-figures="{escape(figures)}"></div>'
-        )
 
-    async def host_metrics(self, event: dict[str, Any]) -> None:
-        if not self.is_admin:
-            return
-        pk, figures = int(event["host"]), json.dumps(event["figures"])
-        await self.send(
-            text_data=f'<div id="host-{pk}-sample" hx-swap-oob="true" data-figures="{escape(figures)}"></div>'
-        )
+async def _event_new(event: dict[str, Any], members: list[LiveConsumer], out: _Outbox) -> None:
+    consumers = [c for c in members if c.may_see(event.get("project"))]
+    if consumers:
+        pk = int(event["event"])
+        out.add(consumers, await _rendered(("event", pk), partial(_render_event, pk)))
 
-    async def event_new(self, event: dict[str, Any]) -> None:
-        if not await self._may_see(event.get("project")):
-            return
-        for frame in await _rendered(("event", event["event"]), lambda: self._render_event(event["event"])):
-            await self.send(text_data=frame)
 
-    async def host_changed(self, event: dict[str, Any]) -> None:
-        if not self.is_admin:
-            return
-        for frame in await self._render_host(event["host"]):
-            await self.send(text_data=frame)
+async def _vm_metrics(event: dict[str, Any], members: list[LiveConsumer], out: _Outbox) -> None:
+    """The latest figures of a VM, for the live charts (the VM page appends them)."""
+    consumers = [c for c in members if c.may_see(event.get("project"))]
+    pk, figures = int(event["vm"]), json.dumps(event["figures"])
+    out.add(consumers, (f'<div id="vm-{pk}-sample" hx-swap-oob="true" data-figures="{escape(figures)}"></div>',))
 
-    @database_sync_to_async
-    def _render_vm(self, pk: int, manage: bool) -> Frames:
-        """The VM's row and its panel, loaded through the access gate as this user sees it.
 
-        Two frames, because the ws extension parses a message as one fragment: a <tr> followed
-        by the panel would put the parser in table mode and empty the panel's forms."""
-        from .views import vm_partial_context, with_rights
+async def _host_metrics(event: dict[str, Any], members: list[LiveConsumer], out: _Outbox) -> None:
+    consumers = [c for c in members if c.rights.admin and c.may_see(None)]
+    pk, figures = int(event["host"]), json.dumps(event["figures"])
+    out.add(consumers, (f'<div id="host-{pk}-sample" hx-swap-oob="true" data-figures="{escape(figures)}"></div>',))
 
-        vm = (
-            VirtualMachine.objects.restrict(self.user, "view")
-            .select_related("host", "owner", "project__organization", "template")
-            .filter(pk=pk)
-            .first()
-        )
-        if vm is None:
-            return ()
-        with_rights(self.user, [vm], manage=None if manage else set())
-        ctx = {**vm_partial_context(self.user, vm), "user": self.user, "request": _Request(self.user), "oob": True}
-        return (
-            render_to_string("compute/_partials/_vm_row.html", ctx),
-            render_to_string("compute/_partials/_vm_panel.html", ctx),
-        )
 
-    @database_sync_to_async
-    def _render_event(self, pk: int) -> Frames:
-        from monitoring.models import Event
+async def _host_changed(event: dict[str, Any], members: list[LiveConsumer], out: _Outbox) -> None:
+    pk = int(event["host"])
+    kinds: dict[bool, list[LiveConsumer]] = {}
+    for c in members:
+        if c.rights.admin and c.may_see(None):
+            kinds.setdefault(c.rights.staff, []).append(c)
+    for consumers in kinds.values():
+        out.add(consumers, await _render_host(consumers[0].user, pk))
 
-        e = Event.objects.filter(pk=pk).first()
-        return (render_to_string("monitoring/_event_live.html", {"e": e}),) if e is not None else ()
 
-    @database_sync_to_async
-    def _render_host(self, pk: int) -> Frames:
-        """The host's row and panel, loaded through the access gate (cloud admins and auditors)."""
-        from .views import host_partial_context, hosts_with_counts
+_FAN_OUT: dict[str, Callable[[dict[str, Any], list[LiveConsumer], _Outbox], Awaitable[None]]] = {
+    "vm.changed": _vm_changed,
+    "event.new": _event_new,
+    "vm.metrics": _vm_metrics,
+    "host.metrics": _host_metrics,
+    "host.changed": _host_changed,
+}
 
-        host = hosts_with_counts(self.user).filter(pk=pk).first()
-        if host is None:
-            return ()
-        ctx = {**host_partial_context(host), "user": self.user, "request": _Request(self.user), "oob": True}
-        return (
-            render_to_string("compute/_partials/_host_row.html", ctx),
-            render_to_string("compute/_partials/_host_panel.html", ctx),
-        )
+
+async def fan_out(batch: list[tuple[dict[str, Any], list[LiveConsumer]]]) -> None:
+    """Deliver published messages to this process's sockets that joined their groups, in order."""
+    out = _Outbox()
+    started = time.perf_counter()
+    for message, members in batch:
+        handler = _FAN_OUT.get(str(message.get("type")))
+        if handler is None:
+            log.warning("live channel: no fan-out for message type %r", message.get("type"))
+            continue
+        await handler(message, members, out)
+    rendered = time.perf_counter()
+    await out.flush()
+    log.debug(
+        "fan-out of %d messages to %d sockets: rendered in %.1f ms, written in %.1f ms",
+        len(batch),
+        len(out.raw) + len(out.asgi),
+        1000 * (rendered - started),
+        1000 * (time.perf_counter() - rendered),
+    )
+
+
+HUB: Hub[LiveConsumer] = Hub(fan_out)
+
+
+@database_sync_to_async
+def _render_vm(user: Any, pk: int, manage: bool) -> Frames:
+    """The VM's row and its panel, loaded through the access gate as ``user`` sees it.
+
+    Two frames, because the ws extension parses a message as one fragment: a <tr> followed
+    by the panel would put the parser in table mode and empty the panel's forms."""
+    from .views import vm_partial_context, with_rights
+
+    vm = (
+        VirtualMachine.objects.restrict(user, "view")
+        .select_related("host", "owner", "project__organization", "template")
+        .filter(pk=pk)
+        .first()
+    )
+    if vm is None:
+        return ()
+    with_rights(user, [vm], manage=None if manage else set())
+    ctx = {**vm_partial_context(user, vm), "user": user, "request": _Request(user), "oob": True}
+    return (
+        render_to_string("compute/_partials/_vm_row.html", ctx),
+        render_to_string("compute/_partials/_vm_panel.html", ctx),
+    )
+
+
+@database_sync_to_async
+def _render_event(pk: int) -> Frames:
+    from monitoring.models import Event
+
+    e = Event.objects.filter(pk=pk).first()
+    return (render_to_string("monitoring/_event_live.html", {"e": e}),) if e is not None else ()
+
+
+@database_sync_to_async
+def _render_host(user: Any, pk: int) -> Frames:
+    """The host's row and panel, loaded through the access gate (cloud admins and auditors)."""
+    from .views import host_partial_context, hosts_with_counts
+
+    host = hosts_with_counts(user).filter(pk=pk).first()
+    if host is None:
+        return ()
+    ctx = {**host_partial_context(host), "user": user, "request": _Request(user), "oob": True}
+    return (
+        render_to_string("compute/_partials/_host_row.html", ctx),
+        render_to_string("compute/_partials/_host_panel.html", ctx),
+    )

@@ -1,7 +1,9 @@
 """Push what changed to browsers, after commit (CONVENTIONS §8).
 
 Services call ``publish_vm`` / ``publish_host``; the message carries only primary keys and
-the consumer renders the same partial the page uses.
+the consumer renders the same partial the page uses. A message is one ``PUBLISH`` on the live
+channel whatever its groups; each server process fans it out to its sockets
+(``portal.fanout``, ``compute.consumers``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
+
+from . import fanout
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +45,30 @@ def _event_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-async def _send_async(groups: list[str], message: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
+_outbox: list[tuple[list[str], dict[str, Any]]] = []
+_outbox_lock = threading.Lock()
+
+
+async def _drain() -> None:
+    """Send what the committers queued, as one PUBLISH (a commit's pushes usually go together)."""
+    with _outbox_lock:
+        batch = _outbox[:]
+        _outbox.clear()
+    if not batch:
         return
-    for group in groups:
-        try:
-            await layer.group_send(group, message)
-        except (RedisError, OSError) as exc:  # a push is best effort; the page also polls
-            log.warning("could not publish %s to %s: %s", message.get("type"), group, exc)
+    try:
+        await fanout.publish_many(batch)
+    except (RedisError, OSError) as exc:  # a push is best effort; the page also polls
+        log.warning("could not publish %s: %s", ",".join(str(m.get("type")) for _, m in batch), exc)
 
 
-def _send(groups: list[str], message: dict[str, Any]) -> Future[None]:
+def _send(groups: list[str], message: dict[str, Any]) -> Future[None] | None:
     """Hand the message to the process's event loop; the caller does not wait for Redis."""
-    return asyncio.run_coroutine_threadsafe(_send_async(groups, message), _event_loop())
+    with _outbox_lock:
+        _outbox.append((groups, message))
+        if len(_outbox) > 1:
+            return None  # a drain is already on its way and will take this one too
+    return asyncio.run_coroutine_threadsafe(_drain(), _event_loop())
 
 
 def publish(groups: list[str], message: dict[str, Any]) -> None:
