@@ -28,6 +28,27 @@ def _clean_broker() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _undefine_test_pools() -> Iterator[None]:
+    """At the end, undefine the storage pools this run's datastores defined on the real libvirtd
+    (``<NEPHELE_DOMAIN_PREFIX>-ds-<id>``; storage.monitor_datastore runs wherever a worker or
+    eager mode picks it up). Their files stay with the test's tmp dirs."""
+    yield
+    from storage.drivers.base import DriverError
+    from storage.drivers.libvirt import LibvirtPoolDriver
+
+    drv = LibvirtPoolDriver("qemu:///system")
+    prefix = f"{settings.NEPHELE_DOMAIN_PREFIX}-ds-"
+    try:
+        for pool in drv._connection().listAllStoragePools():
+            if pool.name().startswith(prefix):
+                drv.undefine_pool(pool.name())
+    except DriverError:
+        pass  # no libvirtd here: nothing was defined
+    finally:
+        drv.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _drop_stray_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """At the end, end database sessions left by server processes and worker threads, so the
     test database can be dropped."""
