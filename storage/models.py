@@ -107,6 +107,9 @@ class TemplateDisk(models.Model):
     image = models.ForeignKey("images.Image", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     size_bytes = models.PositiveBigIntegerField(default=0)
     position = models.PositiveSmallIntegerField(default=0)
+    cmdline = models.CharField(
+        max_length=1024, blank=True, help_text="kernel images: the kernel command line ({vm_name} is the VM's id)"
+    )
 
     objects = TemplateDiskQuerySet.as_manager()
 
@@ -154,6 +157,7 @@ class VMDisk(models.Model):
     target = models.CharField(max_length=8, blank=True, help_text="guest device: vda, vdb, sdb …")
     path = models.CharField(max_length=1024)
     format = models.CharField(max_length=8, default="qcow2")
+    cmdline = models.CharField(max_length=1024, blank=True, help_text="kind kernel: its command line")
     backing = models.CharField(max_length=1024, blank=True)
     backing_format = models.CharField(max_length=8, blank=True)
     clone = models.CharField(max_length=8, default="none", help_text="cow | copy | empty | none")

@@ -238,7 +238,13 @@ def template_disks(request: HttpRequest, pk: int) -> HttpResponse:
         p = request.POST
         try:
             size = _mib(p.get("size_mb"), "size_mb") if not p.get("image") else 0
-            svc.add_template_disk(request.user, tpl.pk, image=p.get("image") or None, size_bytes=size)
+            svc.add_template_disk(
+                request.user,
+                tpl.pk,
+                image=p.get("image") or None,
+                size_bytes=size,
+                cmdline=p.get("cmdline", "").strip(),
+            )
         except ServiceError as exc:
             messages.error(request, f"Disk not added: {exc.message}")
         else:

@@ -152,7 +152,8 @@ def _vm_disk(vm: Any, td: TemplateDisk, index: int, ds: Datastore | None, used: 
         )  # fmt: skip
     if img.type in (types.KERNEL, types.RAMDISK):
         kind = VMDiskKind.KERNEL if img.type == types.KERNEL else VMDiskKind.INITRD
-        return VMDisk(vm=vm, image=img, kind=kind, path=image_file(img), format="raw", volatile=False)
+        cmdline = td.cmdline.replace("{vm_name}", str(vm.pk)) if kind == VMDiskKind.KERNEL else ""
+        return VMDisk(vm=vm, image=img, kind=kind, path=image_file(img), format="raw", cmdline=cmdline, volatile=False)
     if img.type in (types.CDROM, types.CONTEXT):
         return VMDisk(
             vm=vm, image=img, kind=VMDiskKind.CDROM, target=next_target(used, cdrom=True), path=image_file(img),
@@ -208,6 +209,12 @@ def boot_files(vm: Any) -> tuple[str, str]:
     return files.get(VMDiskKind.KERNEL, ""), files.get(VMDiskKind.INITRD, "")
 
 
+def boot_cmdline(vm: Any) -> str:
+    """The kernel command line of the VM's kernel image disk ("" when it has none)."""
+    row = VMDisk.objects.filter(vm=vm, kind=VMDiskKind.KERNEL).values_list("cmdline", flat=True).first()
+    return row or ""
+
+
 def vms_using_image(image_id: int) -> list[Any]:
     """The VMs (not DONE) whose disks use image ``image_id`` (for the image manager's delete check)."""
     from compute.models import VirtualMachine
@@ -218,10 +225,14 @@ def vms_using_image(image_id: int) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 # template disks
 # --------------------------------------------------------------------------------------------
-def add_template_disk(template: Any, image: Any, *, size_bytes: int = 0) -> TemplateDisk:
+def add_template_disk(template: Any, image: Any, *, size_bytes: int = 0, cmdline: str = "") -> TemplateDisk:
     """Give ``template`` a disk from ``image`` (or, with ``image`` None, an empty disk of
-    ``size_bytes``), after its other disks. Callers have checked who may do it (the OVF import,
-    ``storage.services.volumes.add_template_disk``)."""
+    ``size_bytes``), after its other disks; ``cmdline`` for a kernel image. Callers have
+    checked who may do it (the OVF import, ``storage.services.volumes.add_template_disk``)."""
+    if cmdline and (image is None or image.type != "kernel"):
+        raise InvalidInput("cmdline is for kernel images only", field="cmdline")
+    if len(cmdline) > 1024:
+        raise InvalidInput("cmdline is at most 1024 characters", field="cmdline")
     if image is None and size_bytes <= 0:
         raise InvalidInput("an empty disk needs size_bytes > 0", field="size_bytes")
     limit = template.disk_gb * GIB if image is None else max(template.disk_gb * GIB, image.virtual_size_bytes)
@@ -234,7 +245,9 @@ def add_template_disk(template: Any, image: Any, *, size_bytes: int = 0) -> Temp
     if len(existing) >= MAX_TEMPLATE_DISKS:
         raise InvalidInput(f"a template has at most {MAX_TEMPLATE_DISKS} disks", field="template")
     position = existing[-1].position + 1 if existing else 0
-    return TemplateDisk.objects.create(template=template, image=image, size_bytes=size_bytes, position=position)
+    return TemplateDisk.objects.create(
+        template=template, image=image, size_bytes=size_bytes, position=position, cmdline=cmdline
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -575,7 +575,7 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         memory_mb=vm.memory_mb,
         kernel=img.kernel_path if img else boot_files[0],
         initrd=img.initrd_path if img else boot_files[1],
-        cmdline=img.cmdline.replace("{vm_name}", str(vm.pk)) if img else "",
+        cmdline=img.cmdline.replace("{vm_name}", str(vm.pk)) if img else vmdisks.boot_cmdline(vm),
         disk_path=img.disk_path if img else "",
         serial_log=serial_log,
         metadata={"vm": str(vm.pk), "project": str(vm.project_id), "owner": vm.owner.username},

@@ -194,7 +194,7 @@ class TemplateDiskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TemplateDisk
-        fields = ["id", "template", "image", "size_bytes", "position"]
+        fields = ["id", "template", "image", "size_bytes", "position", "cmdline"]
         read_only_fields = fields
 
 
@@ -202,6 +202,8 @@ class TemplateDiskCreateSerializer(serializers.Serializer):
     template = serializers.IntegerField()
     image = serializers.IntegerField(required=False, allow_null=True)
     size_bytes = serializers.IntegerField(required=False, min_value=0, default=0)
+    cmdline = serializers.CharField(required=False, allow_blank=True, default="", max_length=1024,
+                                    help_text="kernel images: the kernel command line ({vm_name}: the VM's id)")  # fmt: skip
 
 
 class TemplateDiskViewSet(
@@ -221,7 +223,9 @@ class TemplateDiskViewSet(
     @extend_schema(request=TemplateDiskCreateSerializer, responses={201: TemplateDiskSerializer})
     def create(self, request: Request) -> Response:
         d = _valid(TemplateDiskCreateSerializer, request.data)
-        td = svc.add_template_disk(request.user, d["template"], image=d.get("image"), size_bytes=d["size_bytes"])
+        td = svc.add_template_disk(
+            request.user, d["template"], image=d.get("image"), size_bytes=d["size_bytes"], cmdline=d["cmdline"]
+        )
         return Response(TemplateDiskSerializer(td).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:

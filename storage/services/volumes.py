@@ -488,7 +488,9 @@ def complete_volume_step(volume_id: int, seq: int, error: str = "", size_bytes: 
 # template disks and "save a VM disk as an image"
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
-def add_template_disk(actor: Any, template_id: Any, *, image: Any = None, size_bytes: int = 0) -> TemplateDisk:
+def add_template_disk(
+    actor: Any, template_id: Any, *, image: Any = None, size_bytes: int = 0, cmdline: str = ""
+) -> TemplateDisk:
     """Give a template (that ``actor`` manages) a disk from an image ``actor`` may see, or an empty one."""
     from compute.models import VMTemplate
     from images.models import Image
@@ -501,7 +503,7 @@ def add_template_disk(actor: Any, template_id: Any, *, image: Any = None, size_b
         img = Image.objects.restrict(actor, "view").filter(pk=getattr(image, "pk", image)).first()
         if img is None:
             raise NotFound("image not found", field="image")
-    td = vmdisks.add_template_disk(tpl, img, size_bytes=int(size_bytes or 0))
+    td = vmdisks.add_template_disk(tpl, img, size_bytes=int(size_bytes or 0), cmdline=cmdline)
     record_action(actor, tpl, "add-disk", image=img.pk if img else None, size_bytes=td.size_bytes)
     return td
 

@@ -108,3 +108,57 @@ def test_volume_hot_attached_to_a_running_guest_appears_in_its_partitions(
         wait_for(lambda: VirtualMachine.objects.get(pk=pk).state == S.DONE, timeout=90)
     assert Path(Volume.objects.get(pk=vid).path).exists()  # the volume outlives the VM
     assert Path(dj_settings.NEPHELE_STATE_DIR).exists()
+
+
+def test_guest_boots_from_kernel_images_with_an_overlay_disk(
+    agent: Any, admin_user: Any, member: Any, project: Any, tmp_path: Path
+) -> None:
+    """Kernel and ramdisk images and an OS image from the repository: the guest boots with its
+    kernel from the template's disks and sees its copy-on-write overlay as vda; terminate
+    removes the overlay and leaves the image as it was."""
+    import hashlib
+    import shutil
+
+    from images import services as images
+    from storage.models import Datastore, VMDisk
+
+    ds_path = tmp_path / "images"
+    ds_path.mkdir()
+    ds = Datastore.objects.create(name="img", kind="image", path=str(ds_path), free_bytes=10**12)
+    for name in ("vmlinuz", "initrd.img"):
+        shutil.copy(GUEST / name, ds_path / name)
+    kernel = images.register_file(member, project=project, name="kernel", datastore=ds,
+                                  path=str(ds_path / "vmlinuz"), type="kernel")  # fmt: skip
+    initrd = images.register_file(member, project=project, name="initrd", datastore=ds,
+                                  path=str(ds_path / "initrd.img"), type="ramdisk")  # fmt: skip
+    hostops.create_empty(str(ds_path / "os.qcow2"), "qcow2", 32 * MIB)
+    os_image = images.register_file(member, project=project, name="os", datastore=ds, path=str(ds_path / "os.qcow2"))
+    digest = hashlib.sha256(Path(os_image.path).read_bytes()).hexdigest()
+
+    admin = client_for(admin_user)
+    host = admin.post("/api/v1/hosts/", {"name": "local-qemu", "uri": "qemu:///system", "hypervisor": "qemu"},
+                      format="json").json()  # fmt: skip
+    wait_for(lambda: Host.objects.filter(pk=host["id"], state="MONITORED").first(), timeout=60)
+    api = client_for(member)
+    tpl = api.post("/api/v1/templates/", {"project": project.pk, "name": "from-images", "vcpu": 1, "memory_mb": 256,
+                                          "hypervisor": "qemu"}, format="json").json()  # fmt: skip
+    for body in (
+        {"image": kernel.pk, "cmdline": "console=ttyS0 quiet nephele.marker=vm-{vm_name} nephele.heartbeat=1"},
+        {"image": initrd.pk},
+        {"image": os_image.pk},
+    ):
+        assert api.post("/api/v1/template-disks/", {"template": tpl["id"], **body}, format="json").status_code == 201
+    pk = api.post("/api/v1/vms/", {"name": "g", "project": project.pk, "template": tpl["id"]}, format="json").json()[0][
+        "id"
+    ]
+    vm = wait_for(lambda: VirtualMachine.objects.filter(pk=pk, state=S.RUNNING).first(), timeout=120)
+    overlay = VMDisk.objects.get(vm=vm, target="vda").path
+    try:
+        wait_for(lambda: f"NEPHELE-MARKER vm-{pk}" in _serial(vm), timeout=180, interval=1)
+        wait_for(lambda: _partitions(vm) and "vda" in _partitions(vm)[-1], timeout=60, interval=1)
+        assert Path(overlay).exists()
+    finally:
+        api.post(f"/api/v1/vms/{pk}/action/", {"action": "terminate", "hard": True}, format="json")
+        wait_for(lambda: VirtualMachine.objects.get(pk=pk).state == S.DONE, timeout=90)
+    assert not Path(overlay).exists()
+    assert hashlib.sha256(Path(os_image.path).read_bytes()).hexdigest() == digest

@@ -122,11 +122,13 @@ def test_template_with_persistent_image_makes_one_vm_at_a_time(
 def test_kernel_and_ramdisk_images_boot_the_vm(member: Any, project: Any, template: Any, image_ds: Any) -> None:
     kernel = make_image(member, project, image_ds, "vmlinuz", type="kernel", fmt="raw", size=MIB)
     initrd = make_image(member, project, image_ds, "initrd", type="ramdisk", fmt="raw", size=MIB)
-    volumes.add_template_disk(member, template.pk, image=kernel.pk)
+    volumes.add_template_disk(member, template.pk, image=kernel.pk, cmdline="console=ttyS0 id={vm_name}")
     volumes.add_template_disk(member, template.pk, image=initrd.pk)
+    with pytest.raises(InvalidInput, match="kernel images only"):
+        volumes.add_template_disk(member, template.pk, image=initrd.pk, cmdline="x")
     (vm,) = compute.create_vms(member, project=project, template=template, name="k", hold=True)
     spec = compute.vms.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
-    assert (spec.kernel, spec.initrd) == (kernel.path, initrd.path)
+    assert (spec.kernel, spec.initrd, spec.cmdline) == (kernel.path, initrd.path, f"console=ttyS0 id={vm.pk}")
     assert [d.target for d in spec.disks if d.path in (kernel.path, initrd.path)] == []
 
 
