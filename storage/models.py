@@ -90,7 +90,7 @@ class VolumeFormat(models.TextChoices):
     RAW = "raw", "raw"
 
 
-class TemplateDiskQuerySet(RestrictedQuerySet[models.Model]):
+class TemplateDiskQuerySet(RestrictedQuerySet["TemplateDisk"]):
     project_path = "template__project"
 
 
@@ -134,7 +134,7 @@ class VMDiskState(models.TextChoices):
     SAVING = "saving", "Saving as image"
 
 
-class VMDiskQuerySet(RestrictedQuerySet[models.Model]):
+class VMDiskQuerySet(RestrictedQuerySet["VMDisk"]):
     project_path = "vm__project"
 
 
@@ -244,7 +244,7 @@ class Volume(models.Model):
         return bool(self.operation)
 
 
-class VolumeSnapshotQuerySet(RestrictedQuerySet[models.Model]):
+class VolumeSnapshotQuerySet(RestrictedQuerySet["VolumeSnapshot"]):
     project_path = "volume__project"
 
 

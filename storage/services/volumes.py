@@ -204,7 +204,7 @@ def create_volume(
     size = _size(size_bytes) if size_bytes not in (None, "") else 0
     if img is not None:
         size = max(size, img.virtual_size_bytes)
-    ds = _datastore(datastore, None) or vmdisks.system_datastore(None, size)
+    ds = _datastore(datastore, DatastoreKind.SYSTEM) or vmdisks.system_datastore(None, size)
     quotas.consume(proj, actor, volumes=1, volume_gb=_gb(size))
     vol = Volume.objects.create(
         project=proj, owner=actor, name=name, description=description, datastore=ds, size_bytes=size,

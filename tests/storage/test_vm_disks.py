@@ -202,3 +202,30 @@ def test_disks_follow_the_compute_boot_images_own_disk(member: Any, project: Any
     assert [(d.target, d.create_size_bytes, d.delete_on_release) for d in spec.disks if d.target.startswith("vd")] == [
         ("vdb", MIB, True)
     ]
+
+
+def test_host_side_preparation_is_idempotent_and_release_removes_only_volatile_files(tmp_path: Any) -> None:
+    from compute.drivers.base import DiskSpec, DomainSpec
+    from storage import hostops
+
+    base = str(tmp_path / "base.qcow2")
+    hostops.create_empty(base, "qcow2", 16 * MIB)
+    overlay = DiskSpec(target="vda", path=str(tmp_path / "vm" / "disk.0.qcow2"), backing=base, backing_format="qcow2",
+                       delete_on_release=True)  # fmt: skip
+    empty = DiskSpec(target="vdb", path=str(tmp_path / "vm" / "disk.1.qcow2"), create_size_bytes=MIB,
+                     delete_on_release=True)  # fmt: skip
+    kept = DiskSpec(target="vdc", path=base)  # a volume or persistent image: exists, never removed
+    dom = DomainSpec(name="d", title="d", uuid="0", vcpu=1, memory_mb=64, disks=(overlay, empty, kept))
+    hostops.prepare_disks("test:///default", dom)
+    write_pattern(overlay.path, "qcow2", 0, 0x33)
+    hostops.prepare_disks("test:///default", dom)  # again (a retried PROLOG): nothing is remade
+    assert read_at(overlay.path, "qcow2", 0, 2) == b"\x33\x33"
+    hostops.release_disks("test:///default", dom, terminate=False)  # undeploy / stop keep them
+    assert os.path.exists(overlay.path) and os.path.exists(empty.path)
+    hostops.release_disks("test:///default", dom, terminate=True)
+    hostops.release_disks("test:///default", dom, terminate=True)  # idempotent
+    assert not os.path.exists(overlay.path) and not os.path.exists(empty.path) and os.path.exists(base)
+    missing = DomainSpec(name="d", title="d", uuid="0", vcpu=1, memory_mb=64,
+                         disks=(DiskSpec(target="vdd", path=str(tmp_path / "nope.qcow2")),))  # fmt: skip
+    with pytest.raises(hostops.StorageError, match="does not exist"):
+        hostops.prepare_disks("test:///default", missing)
