@@ -51,8 +51,8 @@ def hotplug_nic(nic_id: int, attach: bool = True) -> str:
         hostops.plug_port(spec.plan)
     host = nic.vm.host
     try:
-        compute_driver(host.driver, host.uri).attach_nic(nic.vm.domain_name, spec, live=True)  # type: ignore[attr-defined]
-    except (DriverError, AttributeError) as exc:
+        compute_driver(host.driver, host.uri).attach_nic(nic.vm.domain_name, spec, live=True)
+    except DriverError as exc:
         log.warning("hotplug of NIC %s failed: %s", nic_id, exc)
         return f"failed: {exc}"
     return "ok"
@@ -69,8 +69,8 @@ def hotunplug_nic(vm_id: int, mac: str, tap: str) -> str:
     if vm is None or vm.host is None:
         return "gone"
     try:
-        compute_driver(vm.host.driver, vm.host.uri).detach_nic(vm.domain_name, mac, live=True)  # type: ignore[attr-defined]
-    except (DriverError, AttributeError) as exc:
+        compute_driver(vm.host.driver, vm.host.uri).detach_nic(vm.domain_name, mac, live=True)
+    except DriverError as exc:
         log.warning("hot-unplug of NIC %s of VM %s failed: %s", mac, vm_id, exc)
         return f"failed: {exc}"
     hn = getattr(vm.host, "network", None)

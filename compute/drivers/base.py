@@ -228,6 +228,15 @@ class ComputeDriver(abc.ABC):
         """Remove the disk at ``target`` (vdb …) from the domain; a missing one is a no-op."""
         raise Unsupported(f"{self.name} cannot detach disks")
 
+    def attach_nic(self, name: str, nic: NicSpec, live: bool) -> None:
+        """Add an interface to the domain (running guest too when ``live``; capability ``hotplug_nic``).
+        Attaching one whose MAC is there already is a no-op."""
+        raise Unsupported(f"{self.name} cannot attach NICs")
+
+    def detach_nic(self, name: str, mac: str, live: bool) -> None:
+        """Remove the interface with ``mac``; a missing one is a no-op."""
+        raise Unsupported(f"{self.name} cannot detach NICs")
+
     def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
         """Grow the disk at ``target`` of a running domain to ``size_bytes`` (the guest sees it)."""
         raise Unsupported(f"{self.name} cannot resize disks of running domains")

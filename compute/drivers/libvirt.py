@@ -109,7 +109,12 @@ def _disk_xml(devices: ET.Element | None, disk: DiskSpec) -> ET.Element:
 
 def _nic_xml(devices: ET.Element, nic: NicSpec, domain_type: str) -> None:
     """An <interface> element on a host bridge (network manager's part of the domain)."""
-    el = ET.SubElement(devices, "interface", {"type": "bridge"})
+    devices.append(_nic_element(nic))
+
+
+def _nic_element(nic: NicSpec) -> ET.Element:
+    """The <interface> of ``nic``: bridge, MAC, tap name, model, MTU and bandwidth limits."""
+    el = ET.Element("interface", {"type": "bridge"})
     ET.SubElement(el, "mac", {"address": nic.mac})
     ET.SubElement(el, "source", {"bridge": nic.bridge})
     if nic.tap:
@@ -126,6 +131,7 @@ def _nic_xml(devices: ET.Element, nic: NicSpec, domain_type: str) -> None:
             attrs["burst"] = str(nic.burst_kb)
         ET.SubElement(bw, "inbound", attrs)
         ET.SubElement(bw, "outbound", attrs)
+    return el
 
 
 def build_domain_xml(spec: DomainSpec, domain_type: str) -> str:
@@ -204,6 +210,7 @@ class LibvirtComputeDriver(ComputeDriver):
             "live_migrate": not self.is_test,
             # the test driver has no device hotplug (virDomainAttachDeviceFlags is unsupported)
             "hotplug_disk": not self.is_test,
+            "hotplug_nic": not self.is_test,
         }
 
     # -- connection -------------------------------------------------------------------------
@@ -385,6 +392,36 @@ class LibvirtComputeDriver(ComputeDriver):
                 if time.monotonic() > deadline:
                     raise DriverError(f"the guest did not release {target} within {DETACH_TIMEOUT_S:.0f} s")
                 time.sleep(0.5)
+
+    # -- NICs -------------------------------------------------------------------------------
+    def attach_nic(self, name: str, nic: NicSpec, live: bool) -> None:
+        if live and not self.capabilities["hotplug_nic"]:
+            raise Unsupported(f"{self.uri} cannot attach NICs to running domains")
+        dom = self._domain(name)
+        if self._nic_element_of(dom, nic.mac, live) is not None:
+            return  # already there (a retried task)
+        xml = ET.tostring(_nic_element(nic), encoding="unicode")
+        flags = self._affect(dom, live)
+        self._call(lambda: dom.attachDeviceFlags(xml, flags))
+
+    def detach_nic(self, name: str, mac: str, live: bool) -> None:
+        if live and not self.capabilities["hotplug_nic"]:
+            raise Unsupported(f"{self.uri} cannot detach NICs from running domains")
+        dom = self._domain(name)
+        el = self._nic_element_of(dom, mac, live)
+        if el is None:
+            return
+        xml = ET.tostring(el, encoding="unicode")
+        self._call(lambda: dom.detachDeviceFlags(xml, self._affect(dom, live)))
+
+    def _nic_element_of(self, dom: libvirt.virDomain, mac: str, live: bool) -> ET.Element | None:
+        flags = 0 if live and self._power(dom) != PowerState.SHUTOFF else libvirt.VIR_DOMAIN_XML_INACTIVE
+        root = ET.fromstring(self._call(lambda: dom.XMLDesc(flags)))
+        for el in root.iterfind("./devices/interface"):
+            m = el.find("mac")
+            if m is not None and (m.get("address") or "").lower() == mac.lower():
+                return el
+        return None
 
     def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
         dom = self._domain(name)

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute, NetlinkError, NetNS
+from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netns import setns
 
 from .base import NetworkDriver, NetworkDriverError, PortPlan, RulePlan, SegmentPlan, SegmentState, register
@@ -25,6 +29,8 @@ from .base import NetworkDriver, NetworkDriverError, PortPlan, RulePlan, Segment
 ZERO_MAC = "00:00:00:00:00:00"
 TABLE_PREFIX = "nph_"
 NFT = "/usr/sbin/nft"
+BUSYBOX = "/usr/bin/busybox"
+STATE_DIR = Path(os.environ.get("NEPHELE_NET_STATE_DIR", "/run/nephele/net"))
 
 
 def _table(tap: str) -> str:
@@ -141,7 +147,8 @@ class LinuxNetworkDriver(NetworkDriver):
     @contextmanager
     def _ipr(self) -> Iterator[Any]:
         try:
-            ipr = NetNS(self.target.netns) if self.target.netns else IPRoute()
+            # flags=0: a host's namespace must exist; never create one by looking at it
+            ipr = IPRoute(netns=self.target.netns, flags=0) if self.target.netns else IPRoute()
         except (OSError, NetlinkError) as exc:
             raise NetworkDriverError(f"cannot open netns {self.target.netns!r}: {exc}") from exc
         try:
@@ -234,6 +241,8 @@ class LinuxNetworkDriver(NetworkDriver):
                     ipr.link("del", index=link["index"])
                     self._nft(f"table bridge {TABLE_PREFIX}gw_{vni}\ndelete table bridge {TABLE_PREFIX}gw_{vni}\n")
             ipr.link("del", index=br)
+        self._stop_dhcp(bridge)
+        shutil.rmtree(self._dhcp_dir(bridge), ignore_errors=True)
 
     def segment_state(self, bridge: str) -> SegmentState | None:
         with self._ipr() as ipr:
@@ -277,6 +286,54 @@ class LinuxNetworkDriver(NetworkDriver):
                         ipr.addr("add", index=pub, address=n.public_ip, prefixlen=32)
         if port.nat:
             self._forwarding()
+        if port.dhcp and port.ipv4 and port.segment.gateway4:
+            leases = self._dhcp_dir(port.segment.bridge) / "static"
+            leases.mkdir(parents=True, exist_ok=True)
+            entry = f"{port.mac} {port.ipv4}\n"
+            f = leases / port.tap
+            if not f.exists() or f.read_text() != entry or not self._dhcp_running(port.segment.bridge):
+                f.write_text(entry)
+                self._restart_dhcp(port.segment)
+
+    # -- DHCP (busybox udhcpd on the bridge, static leases only) --------------------------------
+    def _dhcp_dir(self, bridge: str) -> Path:
+        return STATE_DIR / (self.target.netns or "host") / bridge
+
+    def _dhcp_running(self, bridge: str) -> bool:
+        pidfile = self._dhcp_dir(bridge) / "udhcpd.pid"
+        try:
+            os.kill(int(pidfile.read_text().strip()), 0)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _stop_dhcp(self, bridge: str) -> None:
+        pidfile = self._dhcp_dir(bridge) / "udhcpd.pid"
+        with suppress(OSError, ValueError):
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):  # the next one binds port 67: wait (bounded) until this one is gone
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        pidfile.unlink(missing_ok=True)
+
+    def _restart_dhcp(self, segment: SegmentPlan) -> None:
+        """Answer the DHCP requests of the ports' MACs with their leased addresses, nothing else."""
+        d = self._dhcp_dir(segment.bridge)
+        statics = sorted(line.split() for f in (d / "static").glob("*") for line in f.read_text().splitlines() if line)
+        self._stop_dhcp(segment.bridge)
+        if not statics:
+            return
+        gw, plen = segment.gateway4.split("/")
+        net = ipaddress.IPv4Network(segment.gateway4, strict=False)
+        conf = [
+            f"interface {segment.bridge}", f"start {statics[0][1]}", f"end {statics[0][1]}",
+            f"max_leases {len(statics)}", f"lease_file {d / 'udhcpd.leases'}", f"pidfile {d / 'udhcpd.pid'}",
+            f"option subnet {net.netmask}", f"option router {gw}", "option lease 86400",
+        ] + [f"static_lease {mac} {ip}" for mac, ip in statics]  # fmt: skip
+        (d / "udhcpd.conf").write_text("\n".join(conf) + "\n")
+        (d / "udhcpd.leases").touch()
+        self._run([BUSYBOX, "udhcpd", str(d / "udhcpd.conf")])
 
     def _forwarding(self) -> None:
         """Let the host route between its public side and the networks' gateways."""
@@ -305,6 +362,8 @@ class LinuxNetworkDriver(NetworkDriver):
 
     def unplug_port(self, tap: str) -> None:
         self._nft(self._replace(tap))
+        for f in (STATE_DIR / (self.target.netns or "host")).glob(f"*/static/{tap}"):
+            f.unlink(missing_ok=True)
         with self._ipr() as ipr:
             dev = self._index(ipr, tap)
             if dev is not None:

@@ -9,8 +9,11 @@ plans come from the real services (networks, NICs, security groups, public IPs) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -139,6 +142,13 @@ class Lab:
         for p in self.procs:
             p.kill()
             p.wait(timeout=10)
+        from network.drivers.linux import STATE_DIR
+
+        for name in self.namespaces:  # DHCP servers the driver started in these namespaces
+            for pidfile in (STATE_DIR / name).glob("*/udhcpd.pid"):
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            shutil.rmtree(STATE_DIR / name, ignore_errors=True)
         for name in self.namespaces:
             if not os.environ.get("NPH_KEEP_NETNS"):  # debugging aid: keep them to look inside
                 sh("ip", "netns", "del", name, check=False)
