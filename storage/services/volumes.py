@@ -89,6 +89,10 @@ def _lock_with_vm(actor: Any, volume_id: Any) -> tuple[Volume, VirtualMachine | 
     return vol, vm
 
 
+def _vm_name(vol: Volume) -> str:
+    return vol.vm.name if vol.vm is not None else "?"
+
+
 def _not_busy(vol: Volume, what: str) -> None:
     if vol.operation:
         raise Conflict(f"cannot {what} volume {vol.name} while '{vol.operation}' is in progress", field="state")
@@ -225,7 +229,7 @@ def delete_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volum
     first, then the row and the quota."""
     vol, _vm = _lock_with_vm(actor, volume_id)
     if vol.vm_id:
-        raise Conflict(f"volume {vol.name} is attached to VM {vol.vm.name}; detach it first", field="state")
+        raise Conflict(f"volume {vol.name} is attached to VM {_vm_name(vol)}; detach it first", field="state")
     _not_busy(vol, "delete")
     record_action(actor, vol, "delete", ip=ip)
     _begin(vol, "delete", V.DELETING)
@@ -251,7 +255,8 @@ def _mode(vm: VirtualMachine, what: str) -> str:
     if vm.state == VMState.RUNNING:
         if not _hotplug(vm):
             raise Conflict(
-                f"host {vm.host.name} cannot {what} on a running VM (no disk hotplug); power VM {vm.name} off first",
+                f"host {getattr(vm.host, 'name', '?')} cannot {what} on a running VM (no disk hotplug); "
+                f"power VM {vm.name} off first",
                 field="vm",
             )
         return "hot"
@@ -341,9 +346,10 @@ def _snapshot_guard(vol: Volume, what: str) -> None:
         raise Conflict(f"volume {vol.name} is {vol.format}: snapshots need qcow2", field="format")
     if vol.state not in (V.AVAILABLE, V.IN_USE):
         raise Conflict(f"volume {vol.name} is {vol.state}", field="state")
-    if vol.vm_id and vol.vm.state not in COLD:
+    vm = vol.vm
+    if vm is not None and vm.state not in COLD:
         raise Conflict(
-            f"cannot {what} volume {vol.name} while VM {vol.vm.name} is {vol.vm.state}: power it off or detach the volume",
+            f"cannot {what} volume {vol.name} while VM {vm.name} is {vm.state}: power it off or detach the volume",
             field="state",
         )
 
@@ -471,7 +477,7 @@ def complete_volume_step(volume_id: int, seq: int, error: str = "", size_bytes: 
             VMDisk.objects.filter(volume=vol).update(size_bytes=int(args["size"]))
             _set_state(vol, back, "grown", size_bytes=int(args["size"]), **done)
     elif op in ("snapshot", "revert", "delete-snapshot"):
-        snap = VolumeSnapshot.objects.filter(pk=args.get("snapshot")).first()
+        snap = VolumeSnapshot.objects.filter(pk=int(args.get("snapshot") or 0)).first()
         if snap is not None and not error:
             if op == "snapshot":
                 snap.ready = True
@@ -569,7 +575,7 @@ def finish_save_disk(
     if disk is None or disk.state != VMDiskState.SAVING:
         return None
     VMDisk.objects.filter(pk=disk.pk).update(state=VMDiskState.ATTACHED)
-    actor = get_user_model().objects.filter(pk=actor_id).first()
+    actor = get_user_model().objects.filter(pk=actor_id or 0).first()
     image = None
     if not error:
         try:
@@ -584,5 +590,5 @@ def finish_save_disk(
         remove(path)
         emit("virtualmachine.disk.save_failed", disk.vm, actor=actor, target=disk.target, error=error[:500])
     else:
-        emit("virtualmachine.disk.saved", disk.vm, actor=actor, target=disk.target, image=image.pk)
+        emit("virtualmachine.disk.saved", disk.vm, actor=actor, target=disk.target, image=getattr(image, "pk", None))
     return image
