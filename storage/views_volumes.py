@@ -185,7 +185,8 @@ def vm_storage_context(user: Any, vm: VirtualMachine) -> dict[str, Any]:
     free: list[Volume] = []
     if can_manage and vm.state != "DONE":
         free = list(Volume.objects.restrict(user, "manage").filter(project=vm.project_id, state=VolumeState.AVAILABLE))
-    return {"disks": disks, "free_volumes": free, "can_manage_disks": can_manage}
+    busy = any(d.state != "attached" for d in disks)  # the section refreshes itself meanwhile
+    return {"disks": disks, "free_volumes": free, "can_manage_disks": can_manage, "busy": busy}
 
 
 @login_required
