@@ -35,7 +35,7 @@ def _segment(nic: Any, host: Any) -> SegmentPlan:
 
     net = nic.network
     me = getattr(host, "network", None) if host is not None else None
-    peers = ()
+    peers: tuple[str, ...] = ()
     if me is not None:
         peers = tuple(
             sorted(

@@ -185,6 +185,7 @@ class LinuxNetworkDriver(NetworkDriver):
                     kw["vxlan_local"] = self.target.underlay_ip
                 ipr.link("add", ifname=segment.vxlan, kind="vxlan", **kw)
                 vx = self._index(ipr, segment.vxlan)
+            assert vx is not None, f"{segment.vxlan} vanished"
             ipr.link("set", index=vx, master=br, mtu=segment.mtu, state="up")
             have = set(self._peers(ipr, vx))
             for peer in set(segment.peers) - have:
@@ -249,7 +250,7 @@ class LinuxNetworkDriver(NetworkDriver):
             br = self._index(ipr, bridge)
             if br is None:
                 return None
-            vni, peers, ports = 0, (), []
+            vni, peers, ports = 0, tuple[str, ...](), list[str]()
             for link in ipr.get_links():
                 if link.get_attr("IFLA_MASTER") != br:
                     continue

@@ -128,4 +128,4 @@ def lease_usage() -> list[tuple[str, str, int, int]]:
     from django.db.models import Count
 
     nets = VirtualNetwork.objects.annotate(used=Count("leases")).prefetch_related("ranges").order_by("pk")
-    return [(f"{n.name}#{n.pk}", str(n.project_id), n.used, total(n)) for n in nets]
+    return [(f"{n.name}#{n.pk}", str(n.project_id), int(getattr(n, "used", 0)), total(n)) for n in nets]

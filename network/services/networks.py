@@ -97,7 +97,9 @@ def _validate_subnets(
         if addr6 not in net6:
             raise InvalidInput(f"gateway6 {addr6} is outside {net6}", field="gateway6")
         gw6 = str(addr6)
-    others = VirtualNetwork.objects.filter(project=project).exclude(pk=but)
+    others = VirtualNetwork.objects.filter(project=project)
+    if but is not None:
+        others = others.exclude(pk=but)
     for other in others:
         if net4 and other.cidr4 and net4.overlaps(ipaddress.IPv4Network(other.cidr4)):
             raise InvalidInput(f"cidr4 {net4} overlaps network {other.name} ({other.cidr4}) of this project",
@@ -174,7 +176,7 @@ def create_network(
 @transaction.atomic
 def update_network(actor: Any, network_id: int, *, ip: str | None = None, **changes: Any) -> VirtualNetwork:
     """Change a network's name, description, DNS servers or visibility."""
-    net = lock(VirtualNetwork, actor, network_id, what="network")
+    net: VirtualNetwork = lock(VirtualNetwork, actor, network_id, what="network")
     allowed = {"name", "description", "dns", "visibility"}
     unknown = set(changes) - allowed
     if unknown:

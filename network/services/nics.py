@@ -241,7 +241,7 @@ def _require_hotplug(vm: VirtualMachine) -> None:
 @transaction.atomic
 def set_nic_groups(actor: Any, nic_id: int, *, security_groups: Iterable[int], ip: str | None = None) -> VMNic:
     """Put a NIC in exactly these groups (at least one); its filter is re-applied on its host."""
-    nic = lock(VMNic, actor, nic_id, what="NIC")
+    nic: VMNic = lock(VMNic, actor, nic_id, what="NIC")
     groups = _groups(actor, nic.vm.project_id, security_groups)
     if not groups:
         raise InvalidInput("a NIC needs at least one security group", field="security_groups")

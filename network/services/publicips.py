@@ -78,7 +78,7 @@ def allocate(actor: Any, *, project: Project, pool: int | None = None, ip: str |
 @transaction.atomic
 def associate(actor: Any, public_ip_id: int, *, nic_id: int, ip: str | None = None) -> PublicIP:
     """NAT the public address 1:1 to the NIC's IPv4 address."""
-    pip = lock(PublicIP, actor, public_ip_id, what="public IP")
+    pip: PublicIP = lock(PublicIP, actor, public_ip_id, what="public IP")
     nic = VMNic.objects.restrict(actor, "manage").select_related("vm").filter(pk=nic_id).first()
     if nic is None or nic.vm.project_id != pip.project_id:
         raise NotFound("NIC not found in the public IP's project", field="nic")
@@ -98,7 +98,7 @@ def associate(actor: Any, public_ip_id: int, *, nic_id: int, ip: str | None = No
 @transaction.atomic
 def disassociate(actor: Any, public_ip_id: int, *, ip: str | None = None) -> PublicIP:
     """Stop NAT'ing the public address."""
-    pip = lock(PublicIP, actor, public_ip_id, what="public IP")
+    pip: PublicIP = lock(PublicIP, actor, public_ip_id, what="public IP")
     nic = pip.nic
     if nic is None:
         return pip
@@ -112,7 +112,7 @@ def disassociate(actor: Any, public_ip_id: int, *, ip: str | None = None) -> Pub
 @transaction.atomic
 def release(actor: Any, public_ip_id: int, *, ip: str | None = None) -> None:
     """Give the address back to its pool (disassociating it first)."""
-    pip = lock(PublicIP, actor, public_ip_id, what="public IP")
+    pip: PublicIP = lock(PublicIP, actor, public_ip_id, what="public IP")
     nic = pip.nic
     quotas.release(pip.project, pip.owner, public_ips=1)
     audit(actor, pip, "release", ip=ip)

@@ -76,16 +76,15 @@ def _ports(protocol: str, port_min: int | None, port_max: int | None) -> tuple[i
         return None, None
     if port_min is None and port_max is None:
         return None, None  # every port
-    if port_min is None or port_max is None:
-        port_min = port_max if port_min is None else port_min
-        port_max = port_min if port_max is None else port_max
-    if not 1 <= int(port_min) <= 65535:
-        raise InvalidInput(f"port_min must be between 1 and 65535, not {port_min}", field="port_min")
-    if not 1 <= int(port_max) <= 65535:
-        raise InvalidInput(f"port_max must be between 1 and 65535, not {port_max}", field="port_max")
-    if int(port_min) > int(port_max):
-        raise InvalidInput(f"invalid port range: port_min {port_min} is above port_max {port_max}", field="port_max")
-    return int(port_min), int(port_max)
+    lo = int(port_min if port_min is not None else port_max)  # type: ignore[arg-type]
+    hi = int(port_max if port_max is not None else port_min)  # type: ignore[arg-type]
+    if not 1 <= lo <= 65535:
+        raise InvalidInput(f"port_min must be between 1 and 65535, not {lo}", field="port_min")
+    if not 1 <= hi <= 65535:
+        raise InvalidInput(f"port_max must be between 1 and 65535, not {hi}", field="port_max")
+    if lo > hi:
+        raise InvalidInput(f"invalid port range: port_min {lo} is above port_max {hi}", field="port_max")
+    return lo, hi
 
 
 @transaction.atomic
