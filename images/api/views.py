@@ -115,9 +115,14 @@ class ImageViewSet(
         return self._reply(img, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.OvaImportSerializer, responses={202: s.OvaImportResultSerializer})
-    @action(detail=False, methods=["post"], url_path="import-ovf", parser_classes=[MultiPartParser, FormParser])
+    @action(
+        detail=False, methods=["post"], url_path="import-ovf", parser_classes=[MultiPartParser, FormParser, JSONParser]
+    )
     def import_ovf(self, request: Request) -> Response:
         """Import an OVA (or an .ovf with its disks): a template and one image per disk."""
+        from ..services.core import project_for
+
+        project_for(request.user, request.data.get("project"))  # 404 before looking at the files
         ser = s.OvaImportSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         d = ser.validated_data

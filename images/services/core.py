@@ -78,6 +78,10 @@ def inside(datastore: Datastore, path: str) -> bool:
 def project_for(actor: Any, project: Any, action: str = "manage") -> Project:
     """The project, if ``actor`` may ``action`` in it (404 otherwise)."""
     pk = getattr(project, "pk", project)
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise InvalidInput("project must be a project number", field="project") from None
     qs = Project.objects.all() if actor is None else Project.objects.restrict(actor, action)
     found = qs.filter(pk=pk).first()
     if found is None:
