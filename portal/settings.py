@@ -168,6 +168,7 @@ CELERY_BEAT_SCHEDULE = {
     "compute.probe_hosts": {"task": "compute.probe_hosts", "schedule": 5.0},
     "compute.reconcile_hosts": {"task": "compute.reconcile_hosts", "schedule": 30.0},
     "monitoring.rollup": {"task": "monitoring.rollup", "schedule": 60.0},
+    "images.cleanup_uploads": {"task": "images.cleanup_uploads", "schedule": 600.0},
     "storage.monitor_datastores": {"task": "storage.monitor_datastores", "schedule": 60.0},
     "network.check_hosts": {"task": "network.check_hosts", "schedule": 60.0},
 }
@@ -204,6 +205,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Image repository: the largest virtual size an image may have (also capped by the project's
+# remaining volume_gb quota); docs/images.md.
+NEPHELE_IMAGE_MAX_VIRTUAL_GB = int(os.environ.get("NEPHELE_IMAGE_MAX_VIRTUAL_GB", "1024"))
 # Where simulated hosts keep their libvirt test-driver node XML.
 NEPHELE_STATE_DIR = Path(os.environ.get("NEPHELE_STATE_DIR", BASE_DIR / ".run"))
 # Domains are named <prefix>-<vm id> on the hypervisor; one prefix per installation sharing a host.
