@@ -85,6 +85,12 @@ def test_guest_gets_dhcp_address_and_answers_ping(lab: Lab, agent: Any, admin_us
         wait_for(lambda: f"NEPHELE-DHCP iface=eth0 ip={guest_ip}/24" in _serial(vm), timeout=240, interval=1)
         assert wait_for(lambda: lab.pings(ns, guest_ip), timeout=60, interval=1)
         assert not lab.pings(ns, f"10.213.{octet}.250"), "nothing else answers on the network"
+        # NIC hotplug: a second interface appears in the running domain
+        hot = nics.attach_nic(member, vm.pk, network=net.pk)
+        wait_for(lambda: hot.mac in sh("virsh", "-c", "qemu:///system", "domiflist", vm.domain_name).stdout,
+                 timeout=60, interval=1)  # fmt: skip
+        nics.detach_nic(member, hot.pk)
+        assert not vm.nics.filter(pk=hot.pk).exists() and net.leases.count() == 2
     finally:
         compute.perform_action(member, vm.pk, compute.ActionRequest(action="terminate", hard=True))
         wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).state in (S.DONE, S.EPILOG_FAILURE), timeout=120)
