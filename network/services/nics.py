@@ -193,6 +193,7 @@ def attach_nic(actor: Any, vm_id: int, *, ip: str | None = None, **spec: Any) ->
         _require_hotplug(vm)
     nic = create_nic(actor, vm, **spec)
     audit(actor, vm, "attach_nic", ip=ip, nic=nic.pk, network=nic.network_id)
+    _refresh_peers(nic)
     if hot:
         from .. import tasks
 
@@ -224,7 +225,10 @@ def detach_nic(actor: Any, nic_id: int, *, ip: str | None = None) -> None:
             lambda: tasks.hotunplug_nic.apply_async((vm.pk, spec.mac, spec.tap), queue=f"host.{host_id}")
         )
     audit(actor, vm, "detach_nic", ip=ip, nic=nic.pk, network=nic.network_id)
+    groups = list(nic.security_groups.all())
     _release(nic)
+    for g in groups:
+        refresh_group(g)
 
 
 def _require_hotplug(vm: VirtualMachine) -> None:
@@ -263,6 +267,12 @@ def refresh_nic(nic: VMNic) -> None:
 
     pk, host_id = nic.pk, vm["host_id"]
     transaction.on_commit(lambda: tasks.refresh_port.apply_async((pk,), queue=f"host.{host_id}"))
+
+
+def _refresh_peers(nic: VMNic) -> None:
+    """The NIC's groups gained an address: re-apply the placed members' filters."""
+    for g in nic.security_groups.all():
+        refresh_group(g)
 
 
 def refresh_group(group: SecurityGroup) -> None:
