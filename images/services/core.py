@@ -171,13 +171,14 @@ def register_file(
     type: str = "os",
     persistent: bool = False,
     description: str = "",
+    owner: Any = None,
 ) -> Image:
     """Adopt a file already inside image datastore ``datastore`` as a READY image.
 
     The format is detected once on that file, then read again with it pinned and passed through
     the same safety checks as an upload (no backing or data file, no foreign VMDK extents,
-    virtual size within the limit). Takes one ``images`` quota unit. Used by "save a VM disk as
-    a new image". Raises ``InvalidInput`` (field ``path``) when the file is unsafe or outside.
+    virtual size within the limit). Takes one ``images`` quota unit (of ``owner``, default the
+    actor). Used by "save a VM disk as a new image". Raises ``InvalidInput`` (field ``path``) when the file is unsafe or outside.
     """
     ds = image_datastore(datastore)
     proj = project_for(actor, project)
@@ -187,7 +188,12 @@ def register_file(
         fmt, info = qemu.inspect(path, max_virtual_bytes=max_virtual_bytes(proj))
     except qemu.QemuImgError as exc:
         raise InvalidInput(f"image refused: {exc.message}", field="path") from exc
-    owner = actor if getattr(actor, "pk", None) else proj.memberships.order_by("pk").first().user  # type: ignore[union-attr]
+    owner = owner or (actor if getattr(actor, "pk", None) else None)
+    if owner is None:  # a system caller (no actor): the project's first member owns it
+        first = proj.memberships.select_related("user").order_by("pk").first()
+        if first is None:
+            raise InvalidInput("the image needs an owner: pass owner= or an actor", field="owner")
+        owner = first.user
     img = new_image(actor, proj, ds, name=name, type=type, owner=owner, persistent=persistent, description=description)
     _fill_from_file(img, os.path.realpath(path), fmt, info, qemu.sha256_file(path))
     img.save()

@@ -60,3 +60,20 @@ def test_upload_page_carries_the_chunked_uploader(member, project, datastore) ->
     c = _client(member)
     page = c.get("/images/upload/").content.decode()
     assert "js/images-upload.js" in page and 'id="image-upload-form"' in page and f'data-project="{project.pk}"' in page
+
+
+def test_image_list_api_has_no_n_plus_one(member, member_client, project, datastore) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert member_client.get("/api/v1/images/").status_code == 200
+        return len(ctx.captured_queries)
+
+    ready_image(member, project, "one", datastore)
+    count()  # warm the content-type cache
+    few = count()
+    for i in range(4):
+        ready_image(member, project, f"more{i}", datastore)
+    assert count() == few
