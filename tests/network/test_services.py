@@ -261,3 +261,47 @@ def test_foreign_objects_are_not_found(member: Any, project: Any, other_tenant: 
         networks.delete_network(other_tenant, net.pk)
     with pytest.raises(NotFound):
         networks.add_range(other_tenant, net.pk, first="10.0.0.1", last="10.0.0.2")
+
+
+def test_lease_quota_refuses_and_changes_nothing(member: Any, project: Any, template: Any) -> None:
+    net = make_network(member, project)
+    quotas.set_limit(project, "ip_leases", 1)
+    nics.attach_nic(member, _vm(member, project, template, "a").pk, network=net.pk)
+    vm = _vm(member, project, template, "b")
+    with pytest.raises(quotas.QuotaExceeded) as exc:
+        nics.attach_nic(member, vm.pk, network=net.pk)
+    assert exc.value.field == "ip_leases"
+    assert VMNic.objects.filter(vm=vm).count() == 0 and Lease.objects.count() == 1
+
+
+def test_public_ip_quota(member: Any, project: Any, admin_user: Any) -> None:
+    publicips.create_pool(admin_user, name="pub", cidr="203.0.113.0/24", first="203.0.113.10", last="203.0.113.20")
+    quotas.set_limit(project, "public_ips", 0)
+    with pytest.raises(quotas.QuotaExceeded):
+        publicips.allocate(member, project=project)
+
+
+def test_rule_change_refreshes_placed_members_on_their_host(member: Any, project: Any, template: Any,
+                                                             make_sim_host: Any,
+                                                             django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+    import base64
+    import json
+
+    import redis
+    from django.conf import settings
+
+    host = make_sim_host("nh")
+    net = make_network(member, project)
+    group = secgroups.create_group(member, project=project, name="web")
+    (vm,) = compute.create_vms(member, project=project, template=template, name="placed")
+    nic = nics.attach_nic(member, vm.pk, network=net.pk, security_groups=[group.pk])
+    compute.place_vm(vm.pk, host_id=host.pk)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = f"host.{host.pk}"
+    broker.delete(queue)
+    with django_capture_on_commit_callbacks(execute=True):
+        secgroups.add_rule(member, group.pk, protocol="tcp", port_min=22, port_max=22, cidr="0.0.0.0/0")
+    messages = [json.loads(m) for m in broker.lrange(queue, 0, -1)]  # the real broker's queue of the host
+    broker.delete(queue)
+    refreshes = [m for m in messages if m["headers"]["task"] == "network.refresh_port"]
+    assert len(refreshes) == 1 and json.loads(base64.b64decode(refreshes[0]["body"]))[0] == [nic.pk]
