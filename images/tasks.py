@@ -9,7 +9,9 @@ import logging
 from celery import shared_task
 
 from . import qemu
-from .services import derive, ovf, upload
+from .services import derive, ovf
+from .services.core import remove_files
+from .services.upload import cleanup_uploads as _cleanup_uploads
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,11 @@ def import_disk(image_id: int) -> str:
     try:
         return _run_convert(image_id, src, src_fmt, order.target, "qcow2")
     finally:
-        qemu_tmp = src
-        upload.remove_files(qemu_tmp)
+        remove_files(src)
         ovf.finish_archive(order.archive)
 
 
 @shared_task(name="images.cleanup_uploads")
 def cleanup_uploads() -> int:
     """Periodic: abandoned uploads become ERROR and lose their ``.part`` file."""
-    return upload.cleanup_uploads()
+    return _cleanup_uploads()

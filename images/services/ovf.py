@@ -18,6 +18,7 @@ import tarfile
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, Any
 
 from django.core.exceptions import ValidationError
@@ -80,7 +81,7 @@ class DiskOrder:
 
 def _units(value: str | None, default_power: tuple[int, int] = (2, 0)) -> int:
     if not value:
-        return default_power[0] ** default_power[1]
+        return int(default_power[0] ** default_power[1])
     m = _UNITS.match(value)
     if not m:
         raise InvalidInput(f"OVF allocation unit {value!r} is not understood", field="file")
@@ -287,7 +288,7 @@ def _create(
         record_action(actor, img, "import", template=tpl.pk, member=disk.href)
         pks.append(img.pk)
     for pk in pks:
-        transaction.on_commit(lambda pk=pk: tasks.import_disk.delay(pk))
+        transaction.on_commit(partial(tasks.import_disk.delay, pk))
     return tpl
 
 
