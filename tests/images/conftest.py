@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from storage.models import Datastore
+from tests.browser.conftest import browser_page, live_server_url  # noqa: F401 - the browser tier's fixtures
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from images.models import Image, ImageState
-from tests.browser.conftest import ARTIFACTS, browser_page, live_server_url  # noqa: F401 - fixtures
+from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_vm_lifecycle_browser import log_in
 
 from .helpers import make_image
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 
 def test_upload_page_sends_chunks_and_shows_the_ready_image(
     browser_page: Any, live_server_url: str, member: Any, project: Any, datastore: Any, tmp_path: Any
-) -> None:  # noqa: F811
+) -> None:
     page, base = browser_page, live_server_url
     src = make_image(tmp_path / "disk.qcow2", "qcow2", "64M")
     with open(src, "r+b") as f:  # make the file span several 8 MiB slices
