@@ -21,7 +21,7 @@ class VolumeAdmin(ReadOnlyStateAdmin):
     list_display = ["name", "project", "state", "size_bytes", "format", "vm", "target", "datastore", "created_at"]
     list_filter = ["state", "format", "datastore"]
     search_fields = ["name", "uuid", "path"]
-    actions = ["detach", "delete_volumes"]
+    actions = ["detach", "delete_volumes", "recover"]
 
     def _each(self, request: HttpRequest, qs: QuerySet[Volume], fn: Any) -> None:
         for vol in qs:
@@ -33,6 +33,10 @@ class VolumeAdmin(ReadOnlyStateAdmin):
     @admin.action(description="Detach from their VM")
     def detach(self, request: HttpRequest, qs: QuerySet[Volume]) -> None:
         self._each(request, qs, svc.detach_volume)
+
+    @admin.action(description="Recover: abandon the operation in flight")
+    def recover(self, request: HttpRequest, qs: QuerySet[Volume]) -> None:
+        self._each(request, qs, svc.recover_volume)
 
     @admin.action(description="Delete (refused while attached)")
     def delete_volumes(self, request: HttpRequest, qs: QuerySet[Volume]) -> None:

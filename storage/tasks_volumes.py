@@ -16,6 +16,7 @@ from compute.drivers.base import DriverError
 from compute.drivers.registry import get_driver
 
 from . import hostops
+from .services import disks as disk_services
 from .services import volumes as services
 from .services.volumes import VolumeOrder
 
@@ -95,7 +96,7 @@ def save_vm_disk(disk_id: int, actor_id: int | None, name: str, datastore_id: in
         hostops.convert(disk["path"], disk["format"], dest, "qcow2")
     except DriverError as exc:
         error = str(exc)
-    image = services.finish_save_disk(disk_id, actor_id, name, datastore_id, dest, error)
+    image = disk_services.finish_save_disk(disk_id, actor_id, name, datastore_id, dest, error)
     return error or f"image {getattr(image, 'pk', None)}"
 
 

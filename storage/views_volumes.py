@@ -22,6 +22,7 @@ from tenants import quotas
 from tenants.models import Project
 
 from .models import MAX_VOLUME_BYTES, TemplateDisk, VMDisk, Volume, VolumeState
+from .services import disks as disk_svc
 from .services import volumes as svc
 
 MIB = 1024**2
@@ -216,7 +217,7 @@ def vm_disk_action(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         if request.POST.get("action") != "save-as-image":
             raise InvalidInput("unknown action; known: save-as-image", field="action")
-        svc.save_disk_as_image(request.user, disk.pk, name=name, ip=client_ip(request))
+        disk_svc.save_disk_as_image(request.user, disk.pk, name=name, ip=client_ip(request))
     except ServiceError as exc:
         messages.error(request, f"Disk {disk.target}: {exc.message}")
     else:
@@ -239,7 +240,7 @@ def template_disks(request: HttpRequest, pk: int) -> HttpResponse:
         p = request.POST
         try:
             size = _mib(p.get("size_mb"), "size_mb") if not p.get("image") else 0
-            svc.add_template_disk(
+            disk_svc.add_template_disk(
                 request.user,
                 tpl.pk,
                 image=p.get("image") or None,
@@ -270,7 +271,7 @@ def template_disk_remove(request: HttpRequest, pk: int) -> HttpResponse:
     if td is None:
         raise Http404("template disk not found")
     try:
-        svc.remove_template_disk(request.user, td.pk)
+        disk_svc.remove_template_disk(request.user, td.pk)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

@@ -228,7 +228,7 @@ def vms_using_image(image_id: int) -> list[Any]:
 def add_template_disk(template: Any, image: Any, *, size_bytes: int = 0, cmdline: str = "") -> TemplateDisk:
     """Give ``template`` a disk from ``image`` (or, with ``image`` None, an empty disk of
     ``size_bytes``), after its other disks; ``cmdline`` for a kernel image. Callers have
-    checked who may do it (the OVF import, ``storage.services.volumes.add_template_disk``)."""
+    checked who may do it (the OVF import, ``storage.services.disks.add_template_disk``)."""
     if cmdline and (image is None or image.type != "kernel"):
         raise InvalidInput("cmdline is for kernel images only", field="cmdline")
     if len(cmdline) > 1024:

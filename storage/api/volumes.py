@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from portal.api import client_ip
 
 from ..models import MAX_VOLUME_BYTES, TemplateDisk, VMDisk, Volume, VolumeFormat, VolumeSnapshot
+from ..services import disks as disk_svc
 from ..services import volumes as svc
 
 
@@ -184,7 +185,7 @@ class VMDiskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def save_as_image(self, request: Request, pk: str | None = None) -> Response:
         """Copy the disk into an image datastore as a new image of the VM's project (the VM must be off)."""
         d = _valid(SaveAsImageSerializer, request.data)
-        disk = svc.save_disk_as_image(request.user, pk, name=d["name"], datastore=d.get("datastore"),
+        disk = disk_svc.save_disk_as_image(request.user, pk, name=d["name"], datastore=d.get("datastore"),
                                       ip=client_ip(request))  # fmt: skip
         return Response(VMDiskSerializer(disk).data, status=status.HTTP_202_ACCEPTED)
 
@@ -223,11 +224,11 @@ class TemplateDiskViewSet(
     @extend_schema(request=TemplateDiskCreateSerializer, responses={201: TemplateDiskSerializer})
     def create(self, request: Request) -> Response:
         d = _valid(TemplateDiskCreateSerializer, request.data)
-        td = svc.add_template_disk(
+        td = disk_svc.add_template_disk(
             request.user, d["template"], image=d.get("image"), size_bytes=d["size_bytes"], cmdline=d["cmdline"]
         )
         return Response(TemplateDiskSerializer(td).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        svc.remove_template_disk(request.user, pk)
+        disk_svc.remove_template_disk(request.user, pk)
         return Response(status=status.HTTP_204_NO_CONTENT)

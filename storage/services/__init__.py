@@ -20,4 +20,4 @@ __all__ = [
     "update_datastore",
 ]
 
-from . import volumes  # noqa: E402,F401  (volumes, VM disks, template disks)
+from . import disks, volumes  # noqa: E402,F401  (volumes, VM disks, template disks)

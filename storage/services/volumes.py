@@ -1,4 +1,5 @@
-"""The only code that changes volumes, VM disks and template disks (CONVENTIONS §2).
+"""The only code that changes volumes (CONVENTIONS §2); template disks and "save a VM disk as
+an image" are in ``storage.services.disks``.
 
 Every operation locks its rows in one order — the VM (when one is involved), then the volume —
 checks the state, records the audit row and event, and queues the file or driver work after
@@ -39,7 +40,6 @@ from ..models import (
     Datastore,
     DatastoreKind,
     DatastoreState,
-    TemplateDisk,
     VMDisk,
     VMDiskKind,
     VMDiskState,
@@ -490,105 +490,31 @@ def complete_volume_step(volume_id: int, seq: int, error: str = "", size_bytes: 
     return vol
 
 
-# --------------------------------------------------------------------------------------------
-# template disks and "save a VM disk as an image"
-# --------------------------------------------------------------------------------------------
 @transaction.atomic
-def add_template_disk(
-    actor: Any, template_id: Any, *, image: Any = None, size_bytes: int = 0, cmdline: str = ""
-) -> TemplateDisk:
-    """Give a template (that ``actor`` manages) a disk from an image ``actor`` may see, or an empty one."""
-    from compute.models import VMTemplate
-    from images.models import Image
+def recover_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volume:
+    """Cloud administrators: give up the operation in flight (its task never reported, e.g. the
+    host's agent is gone) and put the volume back where it was before; a create that never
+    finished becomes ``error`` (deletable). The task, if it ever runs, finds its order stale."""
+    from portal.errors import PermissionDenied
+    from portal.querysets import is_cloud_admin
 
-    tpl = VMTemplate.objects.restrict(actor, "manage").select_for_update().filter(pk=template_id).first()
-    if tpl is None:
-        raise NotFound("template not found", field="template")
-    img = None
-    if image not in (None, ""):
-        img = Image.objects.restrict(actor, "view").filter(pk=getattr(image, "pk", image)).first()
-        if img is None:
-            raise NotFound("image not found", field="image")
-    td = vmdisks.add_template_disk(tpl, img, size_bytes=int(size_bytes or 0), cmdline=cmdline)
-    record_action(actor, tpl, "add-disk", image=img.pk if img else None, size_bytes=td.size_bytes)
-    return td
-
-
-@transaction.atomic
-def remove_template_disk(actor: Any, template_disk_id: Any) -> None:
-    """Remove a disk from a template (VMs already made from it keep theirs)."""
-    td = TemplateDisk.objects.restrict(actor, "manage").select_related("template").filter(pk=template_disk_id).first()
-    if td is None:
-        raise NotFound("template disk not found", field="template_disk")
-    record_action(actor, td.template, "remove-disk", position=td.position)
-    td.delete()
-
-
-@transaction.atomic
-def save_disk_as_image(
-    actor: Any, vm_disk_id: Any, *, name: str, datastore: Any = None, ip: str | None = None
-) -> VMDisk:
-    """Copy a VM disk (its overlay flattened, or the volume) into an image datastore as a new
-    image of the VM's project, once the copy is done (``qemu-img convert`` then
-    ``images.services.register_file``). The VM must not run (a consistent copy)."""
-    from .datastores import default_image_datastore
-
-    disk = VMDisk.objects.restrict(actor, "manage").filter(pk=vm_disk_id).select_related("vm").first()
-    if disk is None:
-        raise NotFound("VM disk not found", field="disk")
-    vm = _lock_vm(actor, disk.vm_id)
-    disk = VMDisk.objects.select_for_update().get(pk=disk.pk)
-    _check_name(name)
-    if disk.kind != VMDiskKind.DISK:
-        raise InvalidInput(f"a {disk.kind} cannot be saved as an image", field="disk")
-    if disk.state != VMDiskState.ATTACHED:
-        raise Conflict(f"disk {disk.target} is {disk.state}", field="state")
-    if vm.operation or vm.state not in (VMState.POWEROFF, VMState.STOPPED, VMState.UNDEPLOYED):
-        raise Conflict(f"power VM {vm.name} off first (it is {vm.state})", field="state")
-    if not os.path.exists(disk.path):
-        raise Conflict(f"disk {disk.target} has not been created yet (the VM never ran)", field="disk")
-    ds = _datastore(datastore, DatastoreKind.IMAGE) or default_image_datastore()
-    dest = os.path.join(os.path.realpath(ds.path), f"{uuidlib.uuid4()}.qcow2")
-    disk.state = VMDiskState.SAVING
-    disk.save(update_fields=["state"])
-    record_action(actor, vm, "save-disk", ip=ip, target=disk.target, image_name=name, datastore=ds.name)
-    from .. import tasks_volumes
-
-    args = (disk.pk, getattr(actor, "pk", None), name, ds.pk, dest)
-    queue = vm.host.queue if vm.host is not None else "nephele"
-    transaction.on_commit(lambda: tasks_volumes.save_vm_disk.apply_async(args, queue=queue))
-    return disk
-
-
-@transaction.atomic
-def finish_save_disk(
-    disk_id: int, actor_id: int | None, name: str, datastore_id: int, path: str, error: str = ""
-) -> Any:
-    """The copy is done (or failed): register it as an image, and give the disk back."""
-    from django.contrib.auth import get_user_model
-
-    from images import services as images
-
-    from ..hostops import remove
-
-    disk = VMDisk.objects.select_for_update().select_related("vm__project").filter(pk=disk_id).first()
-    if disk is None or disk.state != VMDiskState.SAVING:
-        return None
-    VMDisk.objects.filter(pk=disk.pk).update(state=VMDiskState.ATTACHED)
-    actor = get_user_model().objects.filter(pk=actor_id or 0).first()
-    image = None
-    if not error:
-        try:
-            with transaction.atomic():
-                image = images.register_file(
-                    actor, project=disk.vm.project, name=name, datastore=Datastore.objects.get(pk=datastore_id),
-                    path=path, type="os",
-                )  # fmt: skip
-        except (InvalidInput, Conflict, NotFound, quotas.QuotaExceeded) as exc:
-            error = exc.message
-    if error:
-        remove(path)
-        emit("virtualmachine.disk.save_failed", disk.vm, actor=actor, target=disk.target, error=error[:500])
-    else:
-        emit("virtualmachine.disk.saved", disk.vm, actor=actor, target=disk.target, image=getattr(image, "pk", None))
-    return image
+    if not is_cloud_admin(actor):
+        raise PermissionDenied("only cloud administrators recover volumes")
+    vol = _lock_volume(actor, volume_id)
+    if not vol.operation:
+        raise Conflict(f"volume {vol.name} has no operation in flight", field="state")
+    op = vol.operation
+    VMDisk.objects.filter(volume=vol, state=VMDiskState.ATTACHING).delete()
+    VMDisk.objects.filter(volume=vol, state=VMDiskState.DETACHING).update(state=VMDiskState.ATTACHED)
+    if op == "snapshot":
+        VolumeSnapshot.objects.filter(pk=int(vol.operation_args.get("snapshot") or 0), ready=False).delete()
+    fields: dict[str, Any] = {"operation": "", "operation_args": {}, "operation_seq": vol.operation_seq + 1}
+    if op == "attach":
+        fields |= {"vm": None, "target": ""}
+    if op == "grow":
+        quotas.release(vol.project, vol.owner, volume_gb=_gb(int(vol.operation_args["size"])) - vol.size_gb)
+    state = V.ERROR if op in ("create", "delete") else (V.AVAILABLE if op == "attach" else vol.previous_state)
+    state = state or (V.IN_USE if vol.vm_id and op != "attach" else V.AVAILABLE)
+    record_action(actor, vol, "recover", ip=ip, operation=op)
+    _set_state(vol, state, f"recovered: {op} abandoned", state_message=f"{op} abandoned by an administrator", **fields)
+    return vol

@@ -19,7 +19,7 @@ from images.models import Image
 from portal.errors import Conflict, InvalidInput
 from storage import vmdisks
 from storage.models import VMDisk
-from storage.services import volumes
+from storage.services import disks
 from tests.compute.helpers import act, settle
 from tests.conftest import client_for, wait_for
 
@@ -39,8 +39,8 @@ def test_overlay_and_empty_disk_created_on_deploy_and_removed_on_terminate(
 ) -> None:
     host = make_sim_host()
     base = make_image(member, project, image_ds, "debian", pattern=0xAB)
-    volumes.add_template_disk(member, template.pk, image=base.pk)
-    volumes.add_template_disk(member, template.pk, size_bytes=32 * MIB)
+    disks.add_template_disk(member, template.pk, image=base.pk)
+    disks.add_template_disk(member, template.pk, size_bytes=32 * MIB)
     vm = _vm(member, project, template)
 
     vda, vdb = VMDisk.objects.filter(vm=vm).order_by("target")
@@ -75,7 +75,7 @@ def test_copy_clone_mode_makes_a_full_copy_grown_to_the_template_size(
     system_ds.clone_mode = "copy"
     system_ds.save()
     base = make_image(member, project, image_ds, "raw-base", fmt="raw", pattern=0x11)
-    volumes.add_template_disk(member, template.pk, image=base.pk, size_bytes=128 * MIB)
+    disks.add_template_disk(member, template.pk, image=base.pk, size_bytes=128 * MIB)
     vm = _vm(member, project, template)
     disk = VMDisk.objects.get(vm=vm)
     info = qemu_info(disk.path)
@@ -88,7 +88,7 @@ def test_persistent_image_is_written_in_place_one_vm_at_a_time(
 ) -> None:
     make_sim_host()
     img = make_image(member, project, image_ds, "mine", persistent=True, pattern=0x01)
-    volumes.add_template_disk(member, template.pk, image=img.pk)
+    disks.add_template_disk(member, template.pk, image=img.pk)
     vm = _vm(member, project, template)
     disk = VMDisk.objects.get(vm=vm)
     assert disk.path == img.path and disk.persistent and not disk.volatile
@@ -112,7 +112,7 @@ def test_template_with_persistent_image_makes_one_vm_at_a_time(
     member: Any, project: Any, template: Any, image_ds: Any
 ) -> None:
     img = make_image(member, project, image_ds, "p", persistent=True)
-    volumes.add_template_disk(member, template.pk, image=img.pk)
+    disks.add_template_disk(member, template.pk, image=img.pk)
     with pytest.raises(InvalidInput) as exc:
         compute.create_vms(member, project=project, template=template, name="many", count=2)
     assert exc.value.field == "count"
@@ -122,10 +122,10 @@ def test_template_with_persistent_image_makes_one_vm_at_a_time(
 def test_kernel_and_ramdisk_images_boot_the_vm(member: Any, project: Any, template: Any, image_ds: Any) -> None:
     kernel = make_image(member, project, image_ds, "vmlinuz", type="kernel", fmt="raw", size=MIB)
     initrd = make_image(member, project, image_ds, "initrd", type="ramdisk", fmt="raw", size=MIB)
-    volumes.add_template_disk(member, template.pk, image=kernel.pk, cmdline="console=ttyS0 id={vm_name}")
-    volumes.add_template_disk(member, template.pk, image=initrd.pk)
+    disks.add_template_disk(member, template.pk, image=kernel.pk, cmdline="console=ttyS0 id={vm_name}")
+    disks.add_template_disk(member, template.pk, image=initrd.pk)
     with pytest.raises(InvalidInput, match="kernel images only"):
-        volumes.add_template_disk(member, template.pk, image=initrd.pk, cmdline="x")
+        disks.add_template_disk(member, template.pk, image=initrd.pk, cmdline="x")
     (vm,) = compute.create_vms(member, project=project, template=template, name="k", hold=True)
     spec = compute.vms.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
     assert (spec.kernel, spec.initrd, spec.cmdline) == (kernel.path, initrd.path, f"console=ttyS0 id={vm.pk}")
@@ -137,14 +137,14 @@ def test_template_disk_checks(member: Any, viewer: Any, other_tenant: Any, proje
     from portal.errors import NotFound
 
     with pytest.raises(InvalidInput, match="size_bytes"):
-        volumes.add_template_disk(member, template.pk, size_bytes=template.disk_gb * 1024**3 + 1)
+        disks.add_template_disk(member, template.pk, size_bytes=template.disk_gb * 1024**3 + 1)
     with pytest.raises(InvalidInput, match="size_bytes"):
-        volumes.add_template_disk(member, template.pk)
+        disks.add_template_disk(member, template.pk)
     with pytest.raises(NotFound):
-        volumes.add_template_disk(viewer, template.pk, size_bytes=MIB)
+        disks.add_template_disk(viewer, template.pk, size_bytes=MIB)
     foreign = make_image(other_tenant, other_tenant.memberships.first().project, image_ds, "theirs")
     with pytest.raises(NotFound, match="image"):
-        volumes.add_template_disk(member, template.pk, image=foreign.pk)
+        disks.add_template_disk(member, template.pk, image=foreign.pk)
     assert not template.disks.exists()
 
 
@@ -178,7 +178,7 @@ def test_image_delete_is_refused_while_a_vm_uses_it(
 
     make_sim_host()
     base = make_image(member, project, image_ds, "shared-base")
-    volumes.add_template_disk(member, template.pk, image=base.pk)
+    disks.add_template_disk(member, template.pk, image=base.pk)
     vm = _vm(member, project, template)
     with pytest.raises(Conflict, match=f"used by VM {vm.name}"):
         images.delete_image(member, base.pk)
@@ -195,7 +195,7 @@ def test_disks_follow_the_compute_boot_images_own_disk(member: Any, project: Any
 
     template.boot_image = BootImageFactory(project=project, kind="disk", disk_path="/var/lib/boot.qcow2")
     template.save()
-    volumes.add_template_disk(member, template.pk, size_bytes=MIB)
+    disks.add_template_disk(member, template.pk, size_bytes=MIB)
     (vm,) = compute.create_vms(member, project=project, template=template, name="b", hold=True)
     spec = compute.vms.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
     assert spec.disk_path == "/var/lib/boot.qcow2"

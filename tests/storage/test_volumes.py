@@ -17,6 +17,7 @@ from compute.states import VMState as S
 from images.models import Image
 from portal.errors import Conflict, InvalidInput, NotFound
 from storage.models import VMDisk, Volume, VolumeSnapshot
+from storage.services import disks as disk_svc
 from storage.services import volumes as svc
 from tenants import quotas
 from tenants.quotas import QuotaExceeded
@@ -199,15 +200,15 @@ def test_save_vm_disk_as_image(eager: Any, make_sim_host: Any, member: Any, proj
                                image_ds: Any, system_ds: Any) -> None:  # fmt: skip
     make_sim_host()
     base = make_image(member, project, image_ds, "base", pattern=0x01)
-    svc.add_template_disk(member, template.pk, image=base.pk)
+    disk_svc.add_template_disk(member, template.pk, image=base.pk)
     vm = _running_vm(member, project, template)
     disk = VMDisk.objects.get(vm=vm)
     write_pattern(disk.path, "qcow2", 0, 0x77)  # the guest's change
     with pytest.raises(Conflict, match="power VM"):
-        run(eager, svc.save_disk_as_image, member, disk.pk, name="golden")
+        run(eager, disk_svc.save_disk_as_image, member, disk.pk, name="golden")
     act(member, vm, "poweroff", hard=True)
     settle(schedule=False)
-    run(eager, svc.save_disk_as_image, member, disk.pk, name="golden")
+    run(eager, disk_svc.save_disk_as_image, member, disk.pk, name="golden")
     img = Image.objects.get(name="golden")
     assert img.state == "ready" and img.project_id == project.pk and img.datastore_id == image_ds.pk
     info = qemu_info(img.path)
@@ -226,8 +227,8 @@ def _ops(vol: Volume, vm: VirtualMachine, snap: VolumeSnapshot, disk: VMDisk, te
         (svc.revert_volume, (vol.pk, snap.pk), {}),
         (svc.delete_snapshot, (vol.pk, snap.pk), {}),
         (svc.delete_volume, (vol.pk,), {}),
-        (svc.save_disk_as_image, (disk.pk,), {"name": "img"}),
-        (svc.add_template_disk, (template.pk,), {"size_bytes": MIB}),
+        (disk_svc.save_disk_as_image, (disk.pk,), {"name": "img"}),
+        (disk_svc.add_template_disk, (template.pk,), {"size_bytes": MIB}),
     ]
 
 
@@ -272,3 +273,21 @@ def test_concurrent_creates_never_pass_the_volume_quota(transactional_db: Any, m
         t.join()
     assert sorted(results) == ["ok"] * 3 + ["quota"] * 5
     assert Volume.objects.count() == 3 and _usage(project) == {"volumes": 3, "volume_gb": 3}
+
+
+def test_an_administrator_recovers_a_stuck_operation(eager: Any, member: Any, admin_user: Any, project: Any,
+                                                      template: Any) -> None:  # fmt: skip
+    from portal.errors import PermissionDenied
+
+    vol = _volume(eager, member, project)
+    svc.grow_volume(member, vol.pk, GIB + MIB)  # its task never runs (no agent)
+    assert _usage(project) == {"volumes": 1, "volume_gb": 2}
+    with pytest.raises(PermissionDenied):
+        svc.recover_volume(member, vol.pk)
+    svc.recover_volume(admin_user, vol.pk)
+    vol.refresh_from_db()
+    assert (vol.state, vol.operation, vol.size_bytes) == ("available", "", 64 * MIB)
+    assert "abandoned" in vol.state_message and _usage(project) == {"volumes": 1, "volume_gb": 1}
+    with pytest.raises(Conflict, match="no operation"):
+        svc.recover_volume(admin_user, vol.pk)
+    assert svc.volume_order(vol.pk, vol.operation_seq - 1) is None  # the late task finds nothing to do
