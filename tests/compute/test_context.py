@@ -249,6 +249,36 @@ def test_undeploy_removes_the_seed_and_redeploy_writes_it_again(
     assert b"added-later" in ctx.read_seed(path)["meta-data"]  # rebuilt with the owner's keys of today
 
 
+def test_cold_migration_writes_the_seed_for_the_destination(
+    member: Any, project: Any, template: Any, make_sim_host: Any, admin_user: Any
+) -> None:
+    a, b = make_sim_host("a"), make_sim_host("b")
+    (vm,) = services.create_vms(member, project=project, template=template, name="mover")
+    settle()
+    vm.refresh_from_db()
+    path = Path(services.domain_spec(vm).context_path)
+    path.unlink()  # as on a destination host that never had it
+    act(admin_user, vm, "migrate", host_id=(b if vm.host_id == a.pk else a).pk)
+    settle()
+    vm.refresh_from_db()
+    assert vm.state == S.RUNNING and vm.placements.count() == 2
+    assert b"local-hostname: mover" in ctx.read_seed(path)["meta-data"]
+
+
+def test_unwritable_seed_directory_fails_the_prolog_with_the_reason(
+    member: Any, project: Any, template: Any, make_sim_host: Any, settings: Any, tmp_path: Path
+) -> None:
+    make_sim_host("a")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    settings.NEPHELE_STATE_DIR = blocker  # <file>/context/… cannot be created
+    (vm,) = services.create_vms(member, project=project, template=template, name="nowhere")
+    settle()
+    vm.refresh_from_db()
+    assert vm.state == S.PROLOG_FAILURE
+    assert "cannot write the context seed" in vm.last_error
+
+
 # --------------------------------------------------------------------------------------------
 # user-data through the service, the API and the form
 # --------------------------------------------------------------------------------------------
