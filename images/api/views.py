@@ -93,13 +93,22 @@ class ImageViewSet(
     )
     @action(detail=True, methods=["put"], parser_classes=[RawStreamParser])
     def upload(self, request: Request, pk: str | None = None) -> Response:
-        """One chunk of the file (or the whole file without ``Content-Range``)."""
+        """One chunk of the file (or the whole file without ``Content-Range``). The chunk that
+        reaches the total finalises; with an unknown total (``bytes a-b/*``) an empty request
+        finalises."""
         img = self.get_object()
         raw = request._request
         length_header = raw.META.get("CONTENT_LENGTH")
         length = int(length_header) if length_header else None
+        if not length and not raw.META.get("HTTP_CONTENT_RANGE") and img.uploaded_bytes:
+            # an empty request after chunks sent with an unknown total ("bytes a-b/*"): finalise
+            img = upload.finish_upload(request.user, img.pk)
+            return self._upload_reply(img)
         start, size, total = upload.parse_range(raw.META.get("HTTP_CONTENT_RANGE"), length)
         img = upload.receive_chunk(request.user, img.pk, raw, start=start, length=size, total=total)
+        return self._upload_reply(img)
+
+    def _upload_reply(self, img: Image) -> Response:
         if img.state == ImageState.ERROR:
             body = {"detail": img.state_message, "field": "file", "file": [img.state_message], "image": img.pk}
             return Response(body, status=status.HTTP_400_BAD_REQUEST)

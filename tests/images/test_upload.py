@@ -225,3 +225,17 @@ def test_bad_metadata_is_refused_naming_the_field(member_client, project, datast
     )
     assert r.status_code == 400 and r.json()["field"] == "size_bytes"
     assert not Image.objects.exists()
+
+
+def test_unknown_total_then_an_empty_request_finalises(member_client, project, datastore, tmp_path) -> None:
+    data = make_image(tmp_path / "d.qcow2", "qcow2", "8M").read_bytes()
+    img = start_upload(member_client, project)
+    for start in range(0, len(data), 100_000):
+        part = data[start : start + 100_000]
+        r = member_client.put(
+            f"/api/v1/images/{img['id']}/upload/", data=part, content_type="application/octet-stream",
+            HTTP_CONTENT_RANGE=f"bytes {start}-{start + len(part) - 1}/*",
+        )  # fmt: skip
+        assert r.status_code == 200 and r.json()["state"] == "uploading"
+    r = member_client.put(f"/api/v1/images/{img['id']}/upload/", data=b"", content_type="application/octet-stream")
+    assert r.status_code == 200 and r.json()["state"] == "ready" and r.json()["format"] == "qcow2"
