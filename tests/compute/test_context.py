@@ -199,6 +199,24 @@ def test_seed_carries_the_owners_keys_only(member: Any, project: Any, template: 
     assert spec_.network_config == {}  # no NICs: cloud-init falls back to DHCP
 
 
+def test_a_vm_with_a_nic_gets_the_network_managers_config_in_its_seed(
+    member: Any, project: Any, template: Any, tmp_path: Path
+) -> None:
+    from network.services import nics
+    from tests.network.factories import make_network
+
+    net = make_network(member, project, cidr4="10.9.0.0/24")
+    (vm,) = services.create_vms(member, project=project, template=template, name="wired", hold=True)
+    nic = nics.attach_nic(member, vm.pk, network=net.pk)
+    spec_ = context_spec(VirtualMachine.objects.get(pk=vm.pk))
+    path = tmp_path / "wired.iso"
+    ctx.build_nocloud_seed(spec_, path)
+    config = yaml.safe_load(ctx.read_seed(path)["network-config"])
+    (eth,) = config["ethernets"].values()
+    assert config["version"] == 2 and eth["match"] == {"macaddress": nic.mac}
+    assert eth["addresses"] == [f"{nic.ipv4}/24"]
+
+
 def test_domain_spec_carries_the_seed_as_a_readonly_cdrom(member: Any, project: Any, template: Any) -> None:
     (vm,) = services.create_vms(
         member, project=project, template=template, name="cd", hold=True, user_data="#!/bin/sh\ntrue\n"
