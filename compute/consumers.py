@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 from django.template.loader import render_to_string
@@ -42,12 +44,50 @@ log = logging.getLogger(__name__)
 Frames = tuple[str, ...]  # websocket messages, each one self-contained HTML
 _RENDERED: OrderedDict[tuple[Any, ...], Frames] = OrderedDict()
 _RENDERED_MAX = 2048
-RIGHTS_TTL_S = 15  # a tab's rights are at most ~2× this old
+RIGHTS_TTL_S = 30  # a tab's rights are at most ~2× this old
 # a socket whose rights could not be re-read for this long gets nothing (fail closed)
 RIGHTS_STALE_S = 6 * RIGHTS_TTL_S
 
 
 _RENDERING: dict[tuple[Any, ...], asyncio.Future[Frames]] = {}
+
+_POOLS: dict[tuple[int, str], ThreadPoolExecutor] = {}
+_THREAD_CPU: dict[str, float] = {}  # CPU seconds spent in each live thread (for the fan-out's debug log)
+R = TypeVar("R")
+
+
+def _live_thread(name: str) -> Callable[[Callable[..., R]], Callable[..., Coroutine[Any, Any, R]]]:
+    """Run a function in one of the fan-out's own threads ("render", "rights"), which keep
+    their database connection from call to call.
+
+    Off the thread that serves connects (a render waits for no handshake), and without the
+    connection set-up that ``database_sync_to_async`` pays on every call under the settings'
+    ``CONN_MAX_AGE = 0``. A database error drops the connection; the next call opens one."""
+
+    def wrap(func: Callable[..., R]) -> Callable[..., Coroutine[Any, Any, R]]:
+        def run(*args: Any) -> R:
+            from django.db import connection
+
+            cpu = time.thread_time()
+            try:
+                return func(*args)
+            except DatabaseError:
+                connection.close()
+                raise
+            finally:
+                _THREAD_CPU[name] = _THREAD_CPU.get(name, 0.0) + time.thread_time() - cpu
+
+        async def call(*args: Any) -> R:
+            key = (os.getpid(), name)  # a forked child starts its own thread
+            pool = _POOLS.get(key)
+            if pool is None:
+                pool = _POOLS[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"nephele-live-{name}")
+            return await sync_to_async(run, thread_sensitive=False, executor=pool)(*args)
+
+        call.func = func  # type: ignore[attr-defined]
+        return call
+
+    return wrap
 
 
 async def _rendered(key: tuple[Any, ...], render: Callable[[], Awaitable[Frames]]) -> Frames:
@@ -98,7 +138,7 @@ _RIGHTS: dict[int, Rights] = {}  # user pk → rights, shared by the user's tabs
 _RIGHTS_LOADING: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[Rights]] = {}
 
 
-@database_sync_to_async
+@_live_thread("rights")
 def _load_rights(user_pk: int) -> Rights:
     """Re-read the user (a deactivated or demoted user loses the pushes) and their projects."""
     from django.contrib.auth import get_user_model
@@ -140,7 +180,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     """One browser tab's websocket: joins the hub with its groups; the fan-out writes to it."""
 
     # Pushes come through the process's hub, not through a channel-layer channel per socket.
-    channel_layer_alias = None  # type: ignore[assignment]
+    channel_layer_alias = None
 
     rights = NO_RIGHTS
 
@@ -151,6 +191,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.rights = await rights_of(self.user.pk)
+        _warm_up()
         await HUB.join(self, self.groups_wanted())  # live before the accept: nothing is missed
         await self.accept()
         self._keeper = asyncio.get_running_loop().create_task(self._keep_rights())
@@ -275,7 +316,7 @@ _FAN_OUT: dict[str, Callable[[dict[str, Any], list[LiveConsumer], _Outbox], Awai
 async def fan_out(batch: list[tuple[dict[str, Any], list[LiveConsumer]]]) -> None:
     """Deliver published messages to this process's sockets that joined their groups, in order."""
     out = _Outbox()
-    started = time.perf_counter()
+    started, cpu, render_cpu = time.perf_counter(), time.thread_time(), _THREAD_CPU.get("render", 0.0)
     for message, members in batch:
         handler = _FAN_OUT.get(str(message.get("type")))
         if handler is None:
@@ -285,18 +326,44 @@ async def fan_out(batch: list[tuple[dict[str, Any], list[LiveConsumer]]]) -> Non
     rendered = time.perf_counter()
     await out.flush()
     log.debug(
-        "fan-out of %d messages to %d sockets: rendered in %.1f ms, written in %.1f ms",
+        "fan-out of %d messages to %d sockets: rendered in %.1f ms, written in %.1f ms; CPU %.1f ms + %.1f ms rendering",
         len(batch),
         len(out.raw) + len(out.asgi),
         1000 * (rendered - started),
         1000 * (time.perf_counter() - rendered),
+        1000 * (time.thread_time() - cpu),
+        1000 * (_THREAD_CPU.get("render", 0.0) - render_cpu),
     )
 
 
 HUB: Hub[LiveConsumer] = Hub(fan_out)
 
 
-@database_sync_to_async
+_WARM: set[int] = set()
+
+
+def _warm_up() -> None:
+    """On a process's first websocket, load and compile the partials in the render thread, so
+    the first change after a restart is not seconds late (imports, template compilation)."""
+    if os.getpid() in _WARM:
+        return
+    _WARM.add(os.getpid())
+    task = asyncio.get_running_loop().create_task(_compile_partials())
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # errors surface at the first push
+
+
+@_live_thread("render")
+def _compile_partials() -> None:
+    from django.template.loader import get_template
+
+    from . import views  # noqa: F401  (what the row renders import)
+
+    for name in ("_vm_row", "_vm_panel", "_host_row", "_host_panel"):
+        get_template(f"compute/_partials/{name}.html")
+    get_template("monitoring/_event_live.html")
+
+
+@_live_thread("render")
 def _render_vm(user: Any, pk: int, manage: bool) -> Frames:
     """The VM's row and its panel, loaded through the access gate as ``user`` sees it.
 
@@ -320,7 +387,7 @@ def _render_vm(user: Any, pk: int, manage: bool) -> Frames:
     )
 
 
-@database_sync_to_async
+@_live_thread("render")
 def _render_event(pk: int) -> Frames:
     from monitoring.models import Event
 
@@ -328,7 +395,7 @@ def _render_event(pk: int) -> Frames:
     return (render_to_string("monitoring/_event_live.html", {"e": e}),) if e is not None else ()
 
 
-@database_sync_to_async
+@_live_thread("render")
 def _render_host(user: Any, pk: int) -> Frames:
     """The host's row and panel, loaded through the access gate (cloud admins and auditors)."""
     from .views import host_partial_context, hosts_with_counts
