@@ -8,6 +8,7 @@ through ``record_pool_info``.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -238,6 +239,31 @@ def _queue_monitor(ds: Datastore) -> None:
     transaction.on_commit(lambda: tasks.monitor_datastore.delay(pk))
 
 
+def _prepare_directory(ds: Datastore) -> None:
+    """A ``dir`` datastore on this machine: make its directory and take first figures from the
+    file system at once (the pool, defined after commit, refines them), so the scheduler does
+    not wait for the first measurement. A failure is recorded in ``state`` / ``state_message``."""
+    if ds.driver != DatastoreDriver.DIR:
+        return
+    try:
+        os.makedirs(ds.path, exist_ok=True)
+        usage = shutil.disk_usage(ds.path)
+    except OSError as exc:
+        ds.state, ds.state_message = DatastoreState.ERROR, f"{ds.path}: {exc.strerror or exc}"
+        return
+    ds.total_bytes, ds.used_bytes, ds.free_bytes = usage.total, usage.total - usage.free, usage.free
+    ds.monitored_at = timezone.now()
+
+
+def _wake_scheduler(ds: Datastore) -> None:
+    """A system datastore became usable: pending VMs may fit now (compute.schedule_pending)."""
+    if ds.kind != DatastoreKind.SYSTEM or ds.state != DatastoreState.READY or ds.free_bytes <= 0:
+        return
+    from compute import tasks as compute_tasks
+
+    transaction.on_commit(lambda: compute_tasks.schedule_pending.delay())
+
+
 @transaction.atomic
 def create_datastore(
     actor: Any,
@@ -256,15 +282,18 @@ def create_datastore(
     _require_admin(actor)
     c = _clean(name, kind, driver, path, source, clone_mode)
     reach = _clusters(clusters)
+    ds = Datastore(name=c.name, kind=c.kind, driver=c.driver, path=c.path, source=c.source, clone_mode=c.clone_mode,
+                   state=DatastoreState.READY)  # fmt: skip
+    _prepare_directory(ds)
     try:
         with transaction.atomic():  # a concurrent create of the same name loses here, not with a 500
-            ds = Datastore.objects.create(name=c.name, kind=c.kind, driver=c.driver, path=c.path, source=c.source,
-                                          clone_mode=c.clone_mode, state=DatastoreState.READY)  # fmt: skip
+            ds.save(force_insert=True)
     except IntegrityError:
         raise InvalidInput(f"a datastore named {c.name!r} exists already", field="name") from None
     ds.clusters.set(reach)
     record_action(actor, ds, "create", ip=ip, kind=c.kind, driver=c.driver, path=c.path)
     _queue_monitor(ds)
+    _wake_scheduler(ds)
     return ds
 
 
@@ -331,6 +360,8 @@ def update_datastore(actor: Any, ds_id: Any, *, ip: str | None = None, **changes
     before = {f: getattr(ds, f) for f in ("name", "kind", "driver", "path", "source", "clone_mode")}
     for f, v in c.__dict__.items():
         setattr(ds, f, v)
+    if ds.driver != before["driver"] or ds.path != before["path"]:
+        _prepare_directory(ds)
     try:
         with transaction.atomic():
             ds.save()
@@ -366,6 +397,8 @@ def set_datastore_state(actor: Any, ds_id: Any, action: str, *, ip: str | None =
     record_action(actor, ds, action, ip=ip)
     if action != "disable":
         _queue_monitor(ds)
+    if action == "enable":
+        _wake_scheduler(ds)
     return ds
 
 
@@ -402,7 +435,7 @@ def record_pool_info(ds_id: int, info: PoolInfo | None, error: str = "") -> Data
     ds = Datastore.objects.select_for_update().filter(pk=ds_id).first()
     if ds is None:
         return None
-    before = ds.state
+    before, previous_free = ds.state, ds.free_bytes
     fields = ["state", "state_message"]
     if info is None:
         if ds.state == DatastoreState.READY:
@@ -424,9 +457,12 @@ def record_pool_info(ds_id: int, info: PoolInfo | None, error: str = "") -> Data
         ingest([(t, Kind.DATASTORE, ds.pk, METRIC_TOTAL_BYTES, float(ds.total_bytes)),
                 (t, Kind.DATASTORE, ds.pk, METRIC_USED_BYTES, float(ds.used_bytes)),
                 (t, Kind.DATASTORE, ds.pk, METRIC_FREE_BYTES, float(ds.free_bytes))])  # fmt: skip
+    was_usable = before == DatastoreState.READY and ds.free_bytes > 0 and previous_free > 0
     ds.save(update_fields=fields)
     if ds.state != before:
         emit(f"datastore.state.{ds.state}", ds, from_state=before, message=ds.state_message)
+    if not was_usable:
+        _wake_scheduler(ds)
     return ds
 
 

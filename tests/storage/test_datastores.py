@@ -65,7 +65,8 @@ def test_create_dir_datastore_defines_the_pool_and_measures_it(
     assert resp.status_code == 201, resp.content
     body = resp.json()
     expected_path = str(Path(settings.NEPHELE_STATE_DIR) / "datastores" / "images-1")
-    assert (body["path"], body["driver"], body["state"], body["total_bytes"]) == (expected_path, "dir", "ready", 0)
+    assert (body["path"], body["driver"], body["state"]) == (expected_path, "dir", "ready")
+    assert Path(expected_path).is_dir() and 0 < body["free_bytes"] <= body["total_bytes"]  # first figures at once
     assert _tasks(queued) == ["_queue_monitor"]  # storage.monitor_datastore, after commit
     assert AuditRecord.objects.filter(object_type="datastore", action="create", object_id=str(body["id"])).exists()
 
@@ -481,3 +482,35 @@ def test_concurrent_disables_one_wins_the_other_gets_409(transactional_db: Any, 
     codes = _race(2, lambda i: client_for(admin_user).post(url, {"action": "disable"}, format="json"))
     assert codes == [200, 409]
     assert AuditRecord.objects.filter(object_type="datastore", action="disable").count() == 1
+
+
+def test_a_directory_that_cannot_be_made_is_recorded_as_error(admin_user: Any, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    ds = services.create_datastore(admin_user, name="bad-dir", kind="image", path=str(tmp_path / "a-file" / "ds"))
+    assert ds.state == DatastoreState.ERROR and "Not a directory" in ds.state_message
+    assert Datastore.objects.get(pk=ds.pk).state == DatastoreState.ERROR
+
+
+def test_a_system_datastore_with_room_again_wakes_the_scheduler(
+    make_sim_host: Any, member: Any, project: Any, template: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from compute import services as compute_services
+    from compute import tasks as compute_tasks
+    from compute.models import VirtualMachine
+    from storage.drivers.base import PoolInfo, PoolState
+
+    make_sim_host("h")
+    ds = DatastoreFactory(kind="system", free_bytes=0)
+    (vm,) = compute_services.create_vms(member, project=project, template=template, name="waits")
+    compute_services.place_vm(vm.pk)
+    assert VirtualMachine.objects.get(pk=vm.pk).state == "PENDING"
+
+    with django_capture_on_commit_callbacks() as queued:
+        services.record_pool_info(ds.pk, PoolInfo("p", PoolState.RUNNING, 100 * GIB, 10 * GIB, 90 * GIB))
+    assert _tasks(queued) == ["_wake_scheduler"]  # compute.schedule_pending, after commit
+    with django_capture_on_commit_callbacks() as queued:
+        services.record_pool_info(ds.pk, PoolInfo("p", PoolState.RUNNING, 100 * GIB, 11 * GIB, 89 * GIB))
+    assert _tasks(queued) == []  # it had room already: nothing to wake
+
+    assert compute_tasks.schedule_pending() == 1  # what the queued sweep does
+    assert VirtualMachine.objects.get(pk=vm.pk).state == "PROLOG"
