@@ -173,8 +173,10 @@ CELERY_BEAT_SCHEDULE = {
     "network.check_hosts": {"task": "network.check_hosts", "schedule": 60.0},
 }
 
-# Pub/sub layer: Redis fans a group message out once per process, which fans it out to its
-# sockets (bench/events.py: one change to 1,000 subscribers).
+# Browser pushes do not use the channel layer: one Redis pub/sub channel, one subscription per
+# web process that fans out to its sockets (portal/fanout.py, docs/monitoring.md). Default name:
+# nephele.live.<db of REDIS_URL>.
+NEPHELE_LIVE_CHANNEL = os.environ.get("NEPHELE_LIVE_CHANNEL", "")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": os.environ.get("NEPHELE_CHANNEL_LAYER", "channels_redis.pubsub.RedisPubSubChannelLayer"),
