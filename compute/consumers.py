@@ -2,13 +2,15 @@
 
 Services publish ``{"type": "vm.changed", "vm": pk, "project": id, "v": version}`` to
 ``project.<id>`` and ``cloud.admin`` after commit (``portal.events``). Each server process
-hears it once, through the one subscription of ``portal.fanout.HUB``-style fan-out below,
-with the list of its sockets that joined one of those groups. The fan-out checks every
-socket's rights in memory, renders the same partials the pages use (marked ``hx-swap-oob``;
-a row and a panel go as separate frames) **once per version and kind of viewer**, and writes
-the same frames to every socket of that kind; htmx's websocket extension swaps them in where
-the page has them. A socket's rights are re-read every ``RIGHTS_TTL_S`` by its own task
-(a revoked role stops the pushes, a new role starts them), never on the path of a push.
+hears it once, through the one subscription of its ``HUB`` (``portal.fanout.Hub``), which
+hands ``fan_out`` the message with the process's sockets that joined one of those groups.
+The fan-out checks every socket's rights in memory, renders the same partials the pages use
+(marked ``hx-swap-oob``; a row and a panel go as separate frames) **once per version and
+kind of viewer**, and writes the same encoded frames to every socket of that kind; htmx's
+websocket extension swaps them in where the page has them. A socket's rights are re-read in
+the background every ``RIGHTS_TTL_S`` (shared by a user's tabs; a revoked role stops the
+pushes, a new role starts them), never on the path of a push. docs/monitoring.md tells the
+design and its figures (bench/events.py).
 """
 
 from __future__ import annotations
