@@ -205,6 +205,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "state", "kind", "format" or "visibility" field with their own
+    # choices: name each enum after its model so the schema's names are stable.
+    "ENUM_NAME_OVERRIDES": {
+        "VMStateEnum": "compute.states.VMState",
+        "HostStateEnum": "compute.states.HostState",
+        "BootImageKindEnum": "compute.models.BootImage.Kind",
+        "DatastoreKindEnum": "storage.models.DatastoreKind",
+        "DatastoreStateEnum": "storage.models.DatastoreState",
+        "VolumeStateEnum": "storage.models.VolumeState",
+        "VolumeFormatEnum": "storage.models.VolumeFormat",
+        "VMDiskKindEnum": "storage.models.VMDiskKind",
+        "VMDiskStateEnum": "storage.models.VMDiskState",
+        "ImageStateEnum": "images.models.ImageState",
+        "ImageFormatEnum": "images.models.ImageFormat",
+        "ImageVisibilityEnum": [("private", "private"), ("shared", "shared"), ("public", "public")],
+        "NetworkVisibilityEnum": "network.models.Visibility",
+        "LeaseKindEnum": "network.models.LeaseKind",
+    },
 }
 
 # Image repository: the largest virtual size an image may have (also capped by the project's
