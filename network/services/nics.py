@@ -159,8 +159,10 @@ def on_vms_created(actor: Any, vms: list[VirtualMachine], template: VMTemplate) 
         raise InvalidInput("the template gives a fixed IP: create one VM at a time", field="count")
     for vm in vms:
         for t in tnics:
-            create_nic(None, vm, network=t.network_id, fixed_ip=t.fixed_ip,
-                       security_groups=[g.pk for g in t.security_groups.all()] or None,
+            # the creator must see the network (a public template may name a private one); groups
+            # of another project (a shared template's) do not apply: the VM's default group does
+            groups = [g.pk for g in t.security_groups.all() if g.project_id == vm.project_id]
+            create_nic(actor, vm, network=t.network_id, fixed_ip=t.fixed_ip, security_groups=groups or None,
                        average_kbps=t.average_kbps, peak_kbps=t.peak_kbps, burst_kb=t.burst_kb)  # fmt: skip
 
 

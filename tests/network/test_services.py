@@ -305,3 +305,18 @@ def test_rule_change_refreshes_placed_members_on_their_host(member: Any, project
     broker.delete(queue)
     refreshes = [m for m in messages if m["headers"]["task"] == "network.refresh_port"]
     assert len(refreshes) == 1 and json.loads(base64.b64decode(refreshes[0]["body"]))[0] == [nic.pk]
+
+
+def test_public_template_with_a_private_network_is_refused_elsewhere(member: Any, project: Any, template: Any,
+                                                                      other_tenant: Any) -> None:  # fmt: skip
+    from compute.models import VirtualMachine
+
+    net = make_network(member, project)
+    nics.add_template_nic(member, template.pk, network=net.pk)
+    template.public = True
+    template.save()
+    other_project = other_tenant.memberships.first().project
+    with pytest.raises(NotFound) as exc:
+        compute.create_vms(other_tenant, project=other_project, template=template, name="x", hold=True)
+    assert exc.value.field == "network"
+    assert not VirtualMachine.objects.filter(project=other_project).exists()
