@@ -196,6 +196,7 @@ def main() -> None:
     import django
 
     django.setup()
+    import psutil
     import redis
     from django.contrib.auth import get_user_model
     from django.contrib.sessions.backends.db import SessionStore
@@ -267,8 +268,19 @@ def main() -> None:
                 raise SystemExit("a client process failed to open its websockets")
         time.sleep(1.0)
 
+        def cpu_of(procs: list[subprocess.Popen[Any]]) -> float:
+            return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs)
+
         commits: list[float] = []
+        cpu_idle = 0.0
         for r in range(WARMUP + ROUNDS):
+            if r == WARMUP:  # CPU the processes use with nothing to push, then per measured change
+                idle0 = (cpu_of(servers), cpu_of([p for p, _ in clients]))
+                time.sleep(1.5)
+                cpu_idle = cpu_of(servers) - idle0[0] + cpu_of([p for p, _ in clients]) - idle0[1]
+                if os.environ.get("BENCH_DEBUG"):
+                    print(f"idle 1.5 s: servers {1000 * (cpu_of(servers) - idle0[0]):.0f} ms CPU", file=sys.stderr)
+                cpu0 = (cpu_of(servers), cpu_of([p for p, _ in clients]))
             committed: list[float] = []
             with transaction.atomic():  # the service's own atomic block joins this one
                 transaction.on_commit(lambda c=committed: c.append(time.perf_counter()))
@@ -278,6 +290,8 @@ def main() -> None:
             if os.environ.get("BENCH_DEBUG"):
                 print(f"commit at {committed[0]:.4f}", file=sys.stderr)
             time.sleep(1.5)
+        cpu_servers = (cpu_of(servers) - cpu0[0]) / ROUNDS
+        cpu_clients = (cpu_of([p for p, _ in clients]) - cpu0[1]) / ROUNDS
 
         per_socket: list[list[float]] = []
         leaked = 0
@@ -319,6 +333,12 @@ def main() -> None:
         "last_delivery_ms": round(statistics.median(last), 1),
         "worst_last_delivery_ms": round(max(last), 1),
         "median_delivery_ms": round(statistics.median(median), 1),
+        # CPU (user + system) per measured change, over its 1.5 s window, of all servers / all
+        # clients, and of all of them in 1.5 s with nothing to push (pings, rights re-reads)
+        "server_cpu_ms_per_change": round(1000 * cpu_servers, 1),
+        "client_cpu_ms_per_change": round(1000 * cpu_clients, 1),
+        "idle_cpu_ms_per_window": round(1000 * cpu_idle, 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
     }
     print(
         f"Event fan-out: one VM state change to {SUBSCRIBERS} websocket subscribers "
@@ -327,6 +347,10 @@ def main() -> None:
     print(
         f"  last delivery {result['last_delivery_ms']} ms after commit (median of {ROUNDS} changes; worst "
         f"{result['worst_last_delivery_ms']} ms), median socket {result['median_delivery_ms']} ms (target ≤ 100 ms)"
+    )
+    print(
+        f"  CPU per change: servers {result['server_cpu_ms_per_change']} ms, clients {result['client_cpu_ms_per_change']} ms"
+        f" (idle: {result['idle_cpu_ms_per_window']} ms); load average {result['load_average_1min']}"
     )
     print(json.dumps(result))
 
