@@ -3,20 +3,23 @@
 
 What it runs:
 - the portal as it is served (``daphne portal.asgi:application``, ``BENCH_SERVERS`` processes,
-  default 1, each on its own port as behind a load balancer) on its own database
-  (``nephele_bench_events``) and Redis DB 13 of ``REDIS_URL``;
-- ``BENCH_CLIENT_PROCS`` client processes (default 2) that open ``BENCH_SUBSCRIBERS`` (1,000)
+  default 2 — one per core of this machine — each on its own port as behind a load balancer)
+  on its own database (``nephele_bench_events``) and Redis DB 13 of ``REDIS_URL``;
+- ``BENCH_CLIENT_PROCS`` client processes (default 4) that open ``BENCH_SUBSCRIBERS`` (1,000)
   real websockets over TCP to ``/ws/live/`` as 50 members of one project, spread round-robin
   over the servers, plus 100 sockets of another tenant's users that must receive none of
   the project's rows. The client speaks RFC 6455 itself (handshake, frame parsing, pongs) so
   the clients' own cost per message stays small next to the server's;
-- then, in this process, ``BENCH_ROUNDS`` (5) state changes of one VM through the service
-  (release / hold, as a user or a worker would), one at a time with a pause between.
+- then, in this process, ``BENCH_WARMUP`` (2, reported apart: a fresh process compiles its
+  templates) and ``BENCH_ROUNDS`` (5) state changes of one VM through the service (release /
+  hold, as a user or a worker would), one at a time, 1.5 s apart.
 
 It prints, per round, the time from the commit to the moment the *last* of the 1,000 sockets
 has received the VM's re-rendered row (the frame carrying ``id="vm-<pk>"``), and the median
 over the rounds (target ≤ 100 ms). The clock is ``time.perf_counter`` (CLOCK_MONOTONIC,
-shared by all processes of the machine). Last line: JSON.
+shared by all processes of the machine), and the CPU the servers and the clients used per
+change (psutil, 10 ms granularity). ``BENCH_DEBUG=1`` writes the servers' per-pass timings to
+``/tmp/bench-events-daphne-<port>.log``. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SUBSCRIBERS = int(os.environ.get("BENCH_SUBSCRIBERS", "1000"))
 FOREIGN = int(os.environ.get("BENCH_FOREIGN", "100"))
-SERVERS = int(os.environ.get("BENCH_SERVERS", "1"))
-CLIENT_PROCS = int(os.environ.get("BENCH_CLIENT_PROCS", "2"))
+SERVERS = int(os.environ.get("BENCH_SERVERS", "2"))  # one daphne per core, as docs/operations.md says
+CLIENT_PROCS = int(os.environ.get("BENCH_CLIENT_PROCS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))  # changes before the measured ones (cold templates)
 MEMBERS = 50  # the subscribers are MEMBERS users with SUBSCRIBERS / MEMBERS tabs each
