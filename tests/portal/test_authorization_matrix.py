@@ -127,7 +127,7 @@ MATRIX += matrix_extensions.api_rows()
 
 @pytest.fixture
 def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin: Any, other_tenant: Any,
-          template: Any, make_sim_host: Any) -> dict[str, Any]:  # fmt: skip
+          template: Any, make_sim_host: Any, request: Any) -> dict[str, Any]:  # fmt: skip
     from compute.models import AuditRecord
     from tenants import credentials
 
@@ -146,7 +146,7 @@ def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin
            "EV": Event.objects.filter(project=project).first().pk,
            "W": Webhook.objects.create(name="w0", url="http://127.0.0.1:9/", event_types=["none"]).pk,
            "K": token.pk, "S": key.pk, "A": AuditRecord.objects.get(object_type="virtualmachine", object_id=str(vm.pk)).pk}  # fmt: skip
-    matrix_extensions.build_world(ids, users, project, member, admin_user)
+    matrix_extensions.build_world(ids, users, project, member, admin_user, request)
     return {"users": users, "ids": ids}
 
 

@@ -75,7 +75,7 @@ DENIED_CHANGES.update(matrix_extensions.denied_changes())
 
 @pytest.fixture
 def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin: Any, other_tenant: Any,
-          template: Any, make_sim_host: Any) -> dict[str, Any]:  # fmt: skip
+          template: Any, make_sim_host: Any, request: Any) -> dict[str, Any]:  # fmt: skip
     from tests.factories import UserFactory
 
     UserFactory(username="newbie")
@@ -84,7 +84,7 @@ def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin
     users = {"anon": None, "viewer": viewer, "member": member, "padmin": project_admin, "other": other_tenant,
              "admin": admin_user}  # fmt: skip
     ids = {"P": project.pk, "T": template.pk, "V": vm.pk, "H": host.pk}
-    matrix_extensions.build_world(ids, users, project, member, admin_user)
+    matrix_extensions.build_world(ids, users, project, member, admin_user, request)
     return {"users": users, "ids": ids}
 
 
