@@ -89,6 +89,8 @@ class Command(BaseCommand):
                 path = str(Path(settings.NEPHELE_STATE_DIR) / "datastores" / kind)
                 create_datastore(admin, name=ds_name, kind=kind, driver="dir", path=path)
 
+        self._network_and_images(admin, demo, project)
+
         sim_image, _ = BootImage.objects.get_or_create(
             name="sim-image", defaults={"project": project, "owner": admin, "kind": "disk", "public": True}
         )
@@ -129,3 +131,22 @@ class Command(BaseCommand):
             self.stdout.write("libvirtd not available: only simulated hosts")
         self.stdout.write(self.style.SUCCESS(f"admin password: {admin_pw}   (user 'admin')"))
         self.stdout.write(self.style.SUCCESS(f"demo password:  {demo_pw}   (user 'demo', project demo/demo)"))
+
+    def _network_and_images(self, admin: Any, demo: Any, project: Project) -> None:
+        """A VNI pool, a public IP pool (a documentation range: never routed), the demo
+        project's network and an empty data block in the image repository."""
+        from images.models import Image
+        from images.services.derive import create_datablock
+        from network.models import PublicIPPool, VirtualNetwork, VniPool
+        from network.services import networks, publicips
+
+        if not VniPool.objects.exists():
+            networks.create_vni_pool(admin, name="demo-vnis", first=1000, last=1999)
+        if not PublicIPPool.objects.exists():
+            publicips.create_pool(admin, name="demo-public", cidr="203.0.113.0/24", first="203.0.113.10",
+                                  last="203.0.113.200")  # fmt: skip
+        if not VirtualNetwork.objects.filter(project=project, name="demo-net").exists():
+            networks.create_network(demo, project=project, name="demo-net", cidr4="10.10.0.0/24",
+                                    gateway4="10.10.0.1", dns="10.10.0.1")  # fmt: skip
+        if not Image.objects.filter(project=project, name="scratch").exists():
+            create_datablock(demo, project=project, name="scratch", size_gb=1, description="An empty 1 GiB data block")
