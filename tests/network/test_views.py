@@ -3,6 +3,7 @@ endpoint whose refusals come back as a message naming the field (nothing changed
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -34,6 +35,8 @@ def test_create_network_page_and_usage_bar(browser: Client, project: Any) -> Non
     assert "Network blue created (VNI 1000)." in resp.content.decode()
     page = browser.get("/network/").content.decode()
     assert "blue" in page and "10.0.0.0/24" in page and 'aria-label="leases used"' in page
+    # the project's network quota: one used, no limit set
+    assert re.search(r'data-testid="quota-networks">\s*1 / ∞', page), "unlimited quota shown as ∞"
 
 
 def test_refusal_is_a_message_and_changes_nothing(browser: Client, member: Any, project: Any) -> None:
