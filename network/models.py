@@ -53,10 +53,16 @@ class RuleChildQuerySet(RestrictedQuerySet[Any]):
     project_path = "group__project"
 
 
+class Isolation(models.TextChoices):
+    VXLAN = "vxlan", "VXLAN (overlay between hosts)"
+    VLAN = "vlan", "VLAN (802.1Q on the hosts' uplink)"
+
+
 class VniPool(models.Model):
-    """An administrator-defined range of VXLAN network identifiers handed to new networks."""
+    """An administrator-defined range of segment ids handed to new networks: VXLAN VNIs or VLAN ids."""
 
     name = models.CharField(max_length=63, unique=True, validators=[name_validator])
+    kind = models.CharField(max_length=5, choices=Isolation.choices, default=Isolation.VXLAN)
     first = models.PositiveIntegerField()
     last = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -67,18 +73,19 @@ class VniPool(models.Model):
         ordering = ["first"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.first}-{self.last})"
+        return f"{self.name} ({self.kind} {self.first}-{self.last})"
 
 
 class VirtualNetwork(models.Model):
-    """An isolated layer-2 network (one VXLAN segment) with its IPv4/IPv6 subnets."""
+    """An isolated layer-2 network (one VXLAN segment or one VLAN) with its IPv4/IPv6 subnets."""
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="networks")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=63, validators=[name_validator])
     description = models.TextField(blank=True)
     driver = models.CharField(max_length=32, default="linux")
-    vni = models.PositiveIntegerField(unique=True, help_text="VXLAN network identifier, from a VNI pool")
+    isolation = models.CharField(max_length=5, choices=Isolation.choices, default=Isolation.VXLAN)
+    vni = models.PositiveIntegerField(help_text="segment id from a pool of its kind: the VXLAN VNI or the VLAN id")
     vni_pool = models.ForeignKey(VniPool, on_delete=models.PROTECT, related_name="networks")
     bridge = models.CharField(max_length=15, unique=True, help_text="the bridge on every host")
     mtu = models.PositiveIntegerField(default=1450)
@@ -94,7 +101,10 @@ class VirtualNetwork(models.Model):
 
     class Meta:
         ordering = ["name", "pk"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="uniq_network_name_per_project")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="uniq_network_name_per_project"),
+            models.UniqueConstraint(fields=["isolation", "vni"], name="uniq_network_segment_id"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -268,6 +278,7 @@ class HostNetwork(models.Model):
     underlay_ip = models.GenericIPAddressField(help_text="the VXLAN endpoint address of the host")
     netns = models.CharField(max_length=63, blank=True, help_text="network namespace ('' = the host's own)")
     public_interface = models.CharField(max_length=15, blank=True, help_text="where public IPs are answered")
+    uplink = models.CharField(max_length=15, blank=True, help_text="the trunk VLAN networks' 802.1Q sub-interfaces use")
 
     objects = AdminOnlyQuerySet.as_manager()
 

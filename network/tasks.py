@@ -134,4 +134,6 @@ def repair(host_id: int) -> dict[str, int]:
 
 
 def hostops_target(hn: object) -> HostTarget:
-    return HostTarget(netns=hn.netns, underlay_ip=hn.underlay_ip, public_interface=hn.public_interface)  # type: ignore[attr-defined]
+    return HostTarget(
+        netns=hn.netns, underlay_ip=hn.underlay_ip, public_interface=hn.public_interface, uplink=hn.uplink
+    )  # type: ignore[attr-defined]

@@ -62,7 +62,7 @@ def network_list(request: HttpRequest) -> HttpResponse:
     )
     return render(request, "network/network_list.html", {"networks": nets, "can_manage": _manage(request),
                                                           "quota_lines": lines, "cloud_admin": is_cloud_admin(request.user),
-                                                          "visibilities": m.Visibility.choices})  # fmt: skip
+                                                          "visibilities": m.Visibility.choices, "isolations": m.Isolation.choices})  # fmt: skip
 
 
 @login_required
@@ -182,9 +182,11 @@ def _net_create(r: HttpRequest, p: Any, ip: str | None) -> str:
     net = networks.create_network(
         r.user, project=_project(r), name=p.get("name", ""), cidr4=p.get("cidr4", ""),
         gateway4=p.get("gateway4") or None, cidr6=p.get("cidr6", ""), gateway6=p.get("gateway6") or None,
-        dns=p.get("dns", ""), mtu=_i(p.get("mtu")) or 1450, visibility=p.get("visibility") or "private", ip=ip,
+        dns=p.get("dns", ""), mtu=_i(p.get("mtu")) or 1450, visibility=p.get("visibility") or "private",
+        isolation=p.get("isolation") or "vxlan", ip=ip,
     )  # fmt: skip
-    return f"Network {net.name} created (VNI {net.vni})."
+    what = "VLAN" if net.isolation == "vlan" else "VNI"
+    return f"Network {net.name} created ({what} {net.vni})."
 
 
 def _rule_add(r: HttpRequest, p: Any, ip: str | None) -> str:
@@ -258,11 +260,9 @@ HANDLERS: dict[str, Handler] = {
         "Security groups set.",
     )[1],  # noqa: E501
     "vni-pool-create": lambda r, p, ip: (
-        f"VNI pool {networks.create_vni_pool(r.user, name=p.get('name', ''), first=_i(p.get('first')) or 0, last=_i(p.get('last')) or 0).name} created."
+        f"Pool {networks.create_vni_pool(r.user, name=p.get('name', ''), kind=p.get('kind') or 'vxlan', first=_i(p.get('first')) or 0, last=_i(p.get('last')) or 0).name} created."
     ),  # noqa: E501
-    "vni-pool-delete": lambda r, p, ip: (networks.delete_vni_pool(r.user, _i(p.get("id")) or 0), "VNI pool deleted.")[
-        1
-    ],
+    "vni-pool-delete": lambda r, p, ip: (networks.delete_vni_pool(r.user, _i(p.get("id")) or 0), "Pool deleted.")[1],
     "ip-pool-create": lambda r, p, ip: (
         f"Public IP pool {publicips.create_pool(r.user, name=p.get('name', ''), cidr=p.get('cidr', ''), first=p.get('first', ''), last=p.get('last', '')).name} created."
     ),  # noqa: E501
@@ -270,7 +270,7 @@ HANDLERS: dict[str, Handler] = {
         1
     ],
     "host-network": lambda r, p, ip: (
-        f"Host network of {hosts.set_host_network(r.user, host=_i(p.get('host')) or 0, underlay_ip=p.get('underlay_ip', ''), netns=p.get('netns', ''), public_interface=p.get('public_interface', '')).host.name} set."
+        f"Host network of {hosts.set_host_network(r.user, host=_i(p.get('host')) or 0, underlay_ip=p.get('underlay_ip', ''), netns=p.get('netns', ''), public_interface=p.get('public_interface', ''), uplink=p.get('uplink', '')).host.name} set."
     ),  # noqa: E501
     "template-nic-add": lambda r, p, ip: (
         nics.add_template_nic(

@@ -36,7 +36,7 @@ def _segment(nic: Any, host: Any) -> SegmentPlan:
     net = nic.network
     me = getattr(host, "network", None) if host is not None else None
     peers: tuple[str, ...] = ()
-    if me is not None:
+    if me is not None and net.isolation == "vxlan":
         peers = tuple(
             sorted(
                 HostNetwork.objects.exclude(pk=me.pk)
@@ -47,7 +47,7 @@ def _segment(nic: Any, host: Any) -> SegmentPlan:
     gw = ""
     if net.gateway4 and net.cidr4:
         gw = f"{net.gateway4}/{ipaddress.IPv4Network(net.cidr4).prefixlen}"
-    return SegmentPlan(bridge=net.bridge, vni=net.vni, mtu=net.mtu, peers=peers, gateway4=gw)
+    return SegmentPlan(bridge=net.bridge, vni=net.vni, mtu=net.mtu, peers=peers, gateway4=gw, isolation=net.isolation)
 
 
 def port_plan(nic: Any, host: Any = None) -> PortPlan | None:
@@ -78,7 +78,9 @@ def port_plan(nic: Any, host: Any = None) -> PortPlan | None:
     nat = tuple(NatPlan(public_ip=p.address, private_ip=nic.ipv4) for p in PublicIP.objects.filter(nic=nic))
     return PortPlan(
         segment=_segment(nic, host),
-        target=HostTarget(netns=hn.netns, underlay_ip=hn.underlay_ip, public_interface=hn.public_interface),
+        target=HostTarget(
+            netns=hn.netns, underlay_ip=hn.underlay_ip, public_interface=hn.public_interface, uplink=hn.uplink
+        ),
         tap=nic.tap,
         mac=nic.mac,
         ipv4=nic.ipv4,

@@ -11,6 +11,7 @@ from ..models import (
     Direction,
     EtherType,
     HostNetwork,
+    Isolation,
     Lease,
     Protocol,
     PublicIP,
@@ -28,9 +29,13 @@ from ..services import ipam
 
 
 class VniPoolSerializer(serializers.ModelSerializer):
+    """A pool of segment ids: ``kind`` vxlan (VNIs 1..16777215) or vlan (802.1Q ids 1..4094)."""
+
+    kind = serializers.ChoiceField(choices=Isolation.choices, default=Isolation.VXLAN)
+
     class Meta:
         model = VniPool
-        fields = ["id", "name", "first", "last", "created_at"]
+        fields = ["id", "name", "kind", "first", "last", "created_at"]
         read_only_fields = ["created_at"]
 
 
@@ -50,11 +55,14 @@ class NetworkSerializer(serializers.ModelSerializer):
     leases_total = serializers.SerializerMethodField()
     ranges = AddressRangeSerializer(many=True, read_only=True)
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
+    isolation = serializers.ChoiceField(
+        choices=Isolation.choices, default=Isolation.VXLAN, help_text="vxlan: vni is the VNI; vlan: vni is the VLAN id"
+    )
 
     class Meta:
         model = VirtualNetwork
         fields = [
-            "id", "project", "owner", "name", "description", "driver", "vni", "bridge", "mtu", "cidr4", "gateway4",
+            "id", "project", "owner", "name", "description", "driver", "isolation", "vni", "bridge", "mtu", "cidr4", "gateway4",
             "cidr6", "gateway6", "dns", "visibility", "ranges", "leases_used", "leases_total", "created_at",
         ]  # fmt: skip
         read_only_fields = ["owner", "vni", "bridge", "created_at"]
@@ -199,7 +207,7 @@ class HostNetworkSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = HostNetwork
-        fields = ["id", "host", "underlay_ip", "netns", "public_interface"]
+        fields = ["id", "host", "underlay_ip", "netns", "public_interface", "uplink"]
 
 
 def data(ser: Any) -> dict[str, Any]:

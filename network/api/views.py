@@ -43,7 +43,7 @@ class _Base(*CRD, viewsets.GenericViewSet):  # type: ignore[misc]
 
 
 class VniPoolViewSet(_Base):
-    """VXLAN identifier pools (cloud administrators)."""
+    """VXLAN VNI and VLAN id pools (cloud administrators)."""
 
     model = m.VniPool
     serializer_class = s.VniPoolSerializer
@@ -51,7 +51,9 @@ class VniPoolViewSet(_Base):
 
     def create(self, request: Request) -> Response:
         d = self._valid(request)
-        return self._ok(networks.create_vni_pool(request.user, name=d["name"], first=d["first"], last=d["last"]))
+        return self._ok(
+            networks.create_vni_pool(request.user, name=d["name"], first=d["first"], last=d["last"], kind=d["kind"])
+        )
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         networks.delete_vni_pool(request.user, self.get_object().pk)

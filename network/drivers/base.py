@@ -23,11 +23,14 @@ class HostTarget:
     netns: str = ""
     underlay_ip: str = ""
     public_interface: str = ""
+    uplink: str = ""  # the trunk VLAN networks' 802.1Q sub-interfaces are made on
 
 
 @dataclass(frozen=True)
 class SegmentPlan:
-    """One virtual network on a host: a bridge and a VXLAN device joined to the other hosts."""
+    """One virtual network on a host: a bridge and its trunk device, either a VXLAN device joined
+    to the other hosts (``isolation`` vxlan, ``vni`` the VNI) or an 802.1Q sub-interface of the
+    host's uplink (``isolation`` vlan, ``vni`` the VLAN id)."""
 
     bridge: str
     vni: int
@@ -35,10 +38,53 @@ class SegmentPlan:
     peers: tuple[str, ...] = ()  # underlay addresses of the other hosts (unicast head-end replication)
     gateway4: str = ""  # "10.0.0.1/24": set on the bridge when the host routes for the network (NAT)
     vxlan_port: int = 4789
+    isolation: str = "vxlan"  # vxlan | vlan
 
     @property
     def vxlan(self) -> str:
         return f"nphx{self.vni}"[:15]
+
+    @property
+    def vlan(self) -> str:
+        return f"nphv{self.vni}"[:15]
+
+    @property
+    def trunk(self) -> str:
+        """The device that carries the segment off the host (enslaved to the bridge)."""
+        return self.vlan if self.isolation == "vlan" else self.vxlan
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """One link a driver creates for a segment: name, kind, bridge it is enslaved to, attributes."""
+
+    ifname: str
+    kind: str  # bridge | vxlan | vlan
+    master: str = ""
+    link: str = ""  # the parent device (vlan: the uplink)
+    vlan_id: int = 0
+    vxlan_id: int = 0
+    mtu: int = 1450
+
+
+def segment_links(segment: SegmentPlan, target: HostTarget) -> tuple[LinkPlan, ...]:
+    """The links ``segment`` needs on ``target``, in creation order (no host access).
+
+    Raises NetworkDriverError for a VLAN segment on a host without an uplink.
+    """
+    bridge = LinkPlan(ifname=segment.bridge, kind="bridge", mtu=segment.mtu)
+    if segment.isolation == "vlan":
+        if not 1 <= segment.vni <= 4094:
+            raise NetworkDriverError(f"802.1Q VLAN id {segment.vni} is outside 1-4094")
+        if not target.uplink:
+            raise NetworkDriverError(f"VLAN network {segment.bridge}: the host has no uplink interface for 802.1Q")
+        sub = LinkPlan(ifname=segment.vlan, kind="vlan", master=segment.bridge, link=target.uplink,
+                       vlan_id=segment.vni, mtu=segment.mtu)  # fmt: skip
+        return (bridge, sub)
+    if segment.isolation != "vxlan":
+        raise NetworkDriverError(f"unknown isolation {segment.isolation!r}; known: vxlan, vlan")
+    vx = LinkPlan(ifname=segment.vxlan, kind="vxlan", master=segment.bridge, vxlan_id=segment.vni, mtu=segment.mtu)
+    return (bridge, vx)
 
 
 @dataclass(frozen=True)

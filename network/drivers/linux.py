@@ -24,7 +24,17 @@ from typing import Any
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netns import setns
 
-from .base import NetworkDriver, NetworkDriverError, PortPlan, RulePlan, SegmentPlan, SegmentState, register
+from .base import (
+    LinkPlan,
+    NetworkDriver,
+    NetworkDriverError,
+    PortPlan,
+    RulePlan,
+    SegmentPlan,
+    SegmentState,
+    register,
+    segment_links,
+)
 
 ZERO_MAC = "00:00:00:00:00:00"
 TABLE_PREFIX = "nph_"
@@ -168,50 +178,93 @@ class LinuxNetworkDriver(NetworkDriver):
 
     # -- segments ----------------------------------------------------------------------------
     def ensure_segment(self, segment: SegmentPlan) -> None:
-        """Create or repair bridge + VXLAN + peers (idempotent; removes peers no longer listed)."""
+        """Create or repair bridge + VXLAN + peers (idempotent; removes peers no longer listed),
+        or bridge + 802.1Q sub-interface of the uplink for a VLAN segment."""
+        links = segment_links(segment, self.target)  # validates the plan before touching the host
         with self._ipr() as ipr:
             br = self._index(ipr, segment.bridge)
             if br is None:
                 ipr.link("add", ifname=segment.bridge, kind="bridge")
                 br = self._index(ipr, segment.bridge)
             ipr.link("set", index=br, mtu=segment.mtu, state="up")
-            vx = self._index(ipr, segment.vxlan)
-            if vx is not None and self._vni(ipr, vx) != segment.vni:
-                ipr.link("del", index=vx)
-                vx = None
-            if vx is None:
-                kw: dict[str, Any] = {"vxlan_id": segment.vni, "vxlan_port": segment.vxlan_port, "vxlan_learning": 1}
-                if self.target.underlay_ip:
-                    kw["vxlan_local"] = self.target.underlay_ip
-                ipr.link("add", ifname=segment.vxlan, kind="vxlan", **kw)
-                vx = self._index(ipr, segment.vxlan)
-            assert vx is not None, f"{segment.vxlan} vanished"
-            ipr.link("set", index=vx, master=br, mtu=segment.mtu, state="up")
-            have = set(self._peers(ipr, vx))
-            for peer in set(segment.peers) - have:
-                ipr.fdb("append", ifindex=vx, lladdr=ZERO_MAC, dst=peer)
-            for peer in have - set(segment.peers):
-                ipr.fdb("del", ifindex=vx, lladdr=ZERO_MAC, dst=peer)
+            if segment.isolation == "vlan":
+                self._ensure_vlan(ipr, br, links[1])
+            else:
+                self._ensure_vxlan(ipr, br, segment)
             if segment.gateway4:
                 addr, plen = segment.gateway4.split("/")
                 present = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=br, family=2)}
                 if addr not in present:
                     ipr.addr("add", index=br, address=addr, prefixlen=int(plen))
         if segment.gateway4:
-            # the gateway answers only its own host's VMs: its frames never leave through the VXLAN
+            # the gateway answers only its own host's VMs: its frames never leave through the trunk
             self._nft(self._gateway_table(segment))
 
+    def _ensure_vlan(self, ipr: Any, br: int, plan: LinkPlan) -> None:
+        """The 802.1Q sub-interface ``plan`` of the uplink, enslaved to the bridge (recreated if its id differs)."""
+        up = self._index(ipr, plan.link)
+        if up is None:
+            raise NetworkDriverError(f"uplink {plan.link} for 802.1Q VLAN {plan.vlan_id} is missing on the host")
+        dev = self._index(ipr, plan.ifname)
+        if dev is not None and self._vlan_id(ipr, dev) != plan.vlan_id:
+            ipr.link("del", index=dev)
+            dev = None
+        if dev is None:
+            try:
+                ipr.link("add", ifname=plan.ifname, kind="vlan", link=up, vlan_id=plan.vlan_id)
+            except NetlinkError as exc:
+                raise NetworkDriverError(
+                    f"cannot create the 802.1Q VLAN sub-interface {plan.ifname} (id {plan.vlan_id}) on {plan.link}: "
+                    f"{exc} - does this kernel have 802.1Q (the 8021q module)?"
+                ) from exc
+            dev = self._index(ipr, plan.ifname)
+        assert dev is not None, f"{plan.ifname} vanished"
+        ipr.link("set", index=up, state="up")
+        ipr.link("set", index=dev, master=br, mtu=plan.mtu, state="up")
+
+    @staticmethod
+    def _vlan_id(ipr: Any, index: int) -> int:
+        link = ipr.get_links(index)[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
+        return int(data.get_attr("IFLA_VLAN_ID")) if data is not None else -1
+
+    def _ensure_vxlan(self, ipr: Any, br: int, segment: SegmentPlan) -> None:
+        """The VXLAN device of ``segment`` on the bridge, with exactly the planned peers."""
+        vx = self._index(ipr, segment.vxlan)
+        if vx is not None and self._vni(ipr, vx) != segment.vni:
+            ipr.link("del", index=vx)
+            vx = None
+        if vx is None:
+            kw: dict[str, Any] = {"vxlan_id": segment.vni, "vxlan_port": segment.vxlan_port, "vxlan_learning": 1}
+            if self.target.underlay_ip:
+                kw["vxlan_local"] = self.target.underlay_ip
+            ipr.link("add", ifname=segment.vxlan, kind="vxlan", **kw)
+            vx = self._index(ipr, segment.vxlan)
+        assert vx is not None, f"{segment.vxlan} vanished"
+        ipr.link("set", index=vx, master=br, mtu=segment.mtu, state="up")
+        have = set(self._peers(ipr, vx))
+        for peer in set(segment.peers) - have:
+            ipr.fdb("append", ifindex=vx, lladdr=ZERO_MAC, dst=peer)
+        for peer in have - set(segment.peers):
+            ipr.fdb("del", ifindex=vx, lladdr=ZERO_MAC, dst=peer)
+
     def _gateway_table(self, segment: SegmentPlan) -> str:
-        name = f"{TABLE_PREFIX}gw_{segment.vni}"
+        name = self._gw_name(segment.trunk)
         gw = segment.gateway4.split("/")[0]
         return (
             f"table bridge {name}\ndelete table bridge {name}\n"
             f"table bridge {name} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"
-            f'    oifname "{segment.vxlan}" ether type arp arp saddr ip {gw} drop\n'
-            f'    oifname "{segment.vxlan}" ip saddr {gw} drop\n  }}\n'
+            f'    oifname "{segment.trunk}" ether type arp arp saddr ip {gw} drop\n'
+            f'    oifname "{segment.trunk}" ip saddr {gw} drop\n  }}\n'
             f"  chain forward {{\n    type filter hook forward priority 0; policy accept;\n"
-            f'    iifname "{segment.vxlan}" ether type arp arp daddr ip {gw} drop\n  }}\n}}\n'
+            f'    iifname "{segment.trunk}" ether type arp arp daddr ip {gw} drop\n  }}\n}}\n'
         )
+
+    @staticmethod
+    def _gw_name(trunk: str) -> str:
+        """The gateway table of a trunk device: gw_<vni> for VXLAN (as before), gw_v<id> for VLAN."""
+        return f"{TABLE_PREFIX}gw_{trunk[4:] if trunk.startswith('nphx') else 'v' + trunk[4:]}"
 
     @staticmethod
     def _vni(ipr: Any, index: int) -> int:
@@ -237,10 +290,11 @@ class LinuxNetworkDriver(NetworkDriver):
             if br is None:
                 return
             for link in ipr.get_links():
-                if link.get_attr("IFLA_MASTER") == br and link.get_attr("IFLA_IFNAME", "").startswith("nphx"):
-                    vni = self._vni(ipr, link["index"])
+                name = link.get_attr("IFLA_IFNAME", "")
+                if link.get_attr("IFLA_MASTER") == br and name.startswith(("nphx", "nphv")):
                     ipr.link("del", index=link["index"])
-                    self._nft(f"table bridge {TABLE_PREFIX}gw_{vni}\ndelete table bridge {TABLE_PREFIX}gw_{vni}\n")
+                    gw = self._gw_name(name)
+                    self._nft(f"table bridge {gw}\ndelete table bridge {gw}\n")
             ipr.link("del", index=br)
         self._stop_dhcp(bridge)
         shutil.rmtree(self._dhcp_dir(bridge), ignore_errors=True)
@@ -258,6 +312,8 @@ class LinuxNetworkDriver(NetworkDriver):
                 if name.startswith("nphx"):
                     vni = self._vni(ipr, link["index"])
                     peers = tuple(sorted(self._peers(ipr, link["index"])))
+                elif name.startswith("nphv"):
+                    vni = self._vlan_id(ipr, link["index"])
                 else:
                     ports.append(name)
         return SegmentState(bridge=bridge, vni=vni, peers=peers, ports=tuple(sorted(ports)))

@@ -12,30 +12,53 @@ from portal.querysets import is_cloud_admin
 from tenants import quotas
 from tenants.models import Project
 
-from ..models import AddressRange, Lease, LeaseKind, Reservation, TemplateNic, VirtualNetwork, Visibility, VniPool
+from ..models import (
+    AddressRange,
+    Isolation,
+    Lease,
+    LeaseKind,
+    Reservation,
+    TemplateNic,
+    VirtualNetwork,
+    Visibility,
+    VniPool,
+)
 from . import ipam
 from .common import audit, check_name, lock, managed_project, parse_ip4, parse_net4, parse_net6, require_admin
 
 MAX_VNI = 2**24 - 1
+MAX_VLAN = 4094
+MAX_ID = {Isolation.VXLAN: MAX_VNI, Isolation.VLAN: MAX_VLAN}
+ID_NAME = {Isolation.VXLAN: "VNI", Isolation.VLAN: "VLAN id"}
+POOL_NAME = {Isolation.VXLAN: "VNI pool", Isolation.VLAN: "VLAN pool"}
+
+
+def _check_kind(kind: str, field: str) -> Isolation:
+    if kind not in Isolation.values:
+        raise InvalidInput(f"{field} must be one of {', '.join(Isolation.values)}, not {kind!r}", field=field)
+    return Isolation(kind)
 
 
 # --------------------------------------------------------------------------------------------
-# VNI pools (administrators)
+# VNI and VLAN pools (administrators)
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
-def create_vni_pool(actor: Any, *, name: str, first: int, last: int) -> VniPool:
-    """Add a range of VXLAN identifiers new networks take theirs from."""
-    require_admin(actor, "define VNI pools")
+def create_vni_pool(actor: Any, *, name: str, first: int, last: int, kind: str = Isolation.VXLAN) -> VniPool:
+    """Add a range of segment ids (``kind`` vxlan: VNIs 1..2^24-1; vlan: 802.1Q ids 1..4094) for new networks."""
+    require_admin(actor, "define VNI and VLAN pools")
+    kind = _check_kind(kind, "kind")
     check_name(name)
-    if not 1 <= first <= last <= MAX_VNI:
-        raise InvalidInput(f"a VNI pool spans 1 ≤ first ≤ last ≤ {MAX_VNI}", field="last" if first >= 1 else "first")
-    for other in VniPool.objects.select_for_update():
+    top, what = MAX_ID[kind], ID_NAME[kind]
+    if not 1 <= first <= last <= top:
+        raise InvalidInput(f"a {POOL_NAME[kind]} spans 1 ≤ first ≤ last ≤ {top} ({what}s)",
+                           field="last" if first >= 1 else "first")  # fmt: skip
+    for other in VniPool.objects.select_for_update().filter(kind=kind):
         if first <= other.last and other.first <= last:
-            raise InvalidInput(f"overlaps VNI pool {other.name} ({other.first}-{other.last})", field="first")
+            raise InvalidInput(f"overlaps {POOL_NAME[kind]} {other.name} ({other.first}-{other.last})", field="first")
     if VniPool.objects.filter(name=name).exists():
-        raise InvalidInput(f"a VNI pool named {name!r} exists already", field="name")
-    pool = VniPool.objects.create(name=name, first=first, last=last)
-    audit(actor, pool, "create", first=first, last=last)
+        raise InvalidInput(f"a pool named {name!r} exists already", field="name")
+    pool = VniPool.objects.create(name=name, kind=kind, first=first, last=last)
+    audit(actor, pool, "create", kind=kind, first=first, last=last)
     return pool
 
 
@@ -50,17 +73,20 @@ def delete_vni_pool(actor: Any, pool_id: int) -> None:
     pool.delete()
 
 
-def _take_vni() -> tuple[VniPool, int]:
-    """The lowest free VNI of any pool; the pool rows are locked, so two requests never get one."""
-    pools = list(VniPool.objects.select_for_update().order_by("first"))
+def _take_vni(kind: str = Isolation.VXLAN) -> tuple[VniPool, int]:
+    """The lowest free id of any pool of ``kind``; those pool rows are locked, so two requests never get one."""
+    pools = list(VniPool.objects.select_for_update().filter(kind=kind).order_by("first"))
+    field = "vni" if kind == Isolation.VXLAN else "isolation"
     if not pools:
-        raise Conflict("no VNI pool is defined: a cloud administrator must define one", field="vni")
-    used = set(VirtualNetwork.objects.values_list("vni", flat=True))
+        raise Conflict(
+            f"no {POOL_NAME[Isolation(kind)]} is defined: a cloud administrator must define one", field=field
+        )
+    used = set(VirtualNetwork.objects.filter(isolation=kind).values_list("vni", flat=True))
     for pool in pools:
         for vni in range(pool.first, pool.last + 1):
             if vni not in used:
                 return pool, vni
-    raise Conflict("every VNI pool is exhausted", field="vni")
+    raise Conflict(f"every {POOL_NAME[Isolation(kind)]} is exhausted", field=field)
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,12 +163,14 @@ def create_network(
     visibility: str = Visibility.PRIVATE,
     description: str = "",
     driver: str = "linux",
+    isolation: str = Isolation.VXLAN,
     ip: str | None = None,
 ) -> VirtualNetwork:
-    """A new isolated network with the next free VNI; its whole IPv4 subnet is one address range."""
+    """A new isolated network with the next free VNI (or VLAN id); its whole IPv4 subnet is one address range."""
     from ..drivers.base import driver_names
 
     project = managed_project(actor, project)
+    isolation = _check_kind(isolation, "isolation")
     check_name(name)
     if visibility not in Visibility.values:
         raise InvalidInput(f"visibility must be one of {', '.join(Visibility.values)}", field="visibility")
@@ -158,10 +186,10 @@ def create_network(
     if VirtualNetwork.objects.filter(project=project, name=name).exists():
         raise InvalidInput(f"this project has a network named {name!r} already", field="name")
     quotas.consume(project, actor, networks=1)
-    pool, vni = _take_vni()
+    pool, vni = _take_vni(isolation)
     net = VirtualNetwork.objects.create(
         project=project, owner=actor, name=name, description=description, driver=driver, vni=vni, vni_pool=pool,
-        bridge=f"nphb{vni}", mtu=mtu, cidr4=cidr4, gateway4=gw4, cidr6=cidr6, gateway6=gw6, dns=dns,
+        isolation=isolation, bridge=f"nphb{vni}" if isolation == Isolation.VXLAN else f"nphbv{vni}", mtu=mtu, cidr4=cidr4, gateway4=gw4, cidr6=cidr6, gateway6=gw6, dns=dns,
         visibility=visibility,
     )  # fmt: skip
     if cidr4:
@@ -169,7 +197,7 @@ def create_network(
         AddressRange.objects.create(
             network=net, first=str(hosts.network_address + 1), last=str(hosts.broadcast_address - 1)
         )
-    audit(actor, net, "create", ip=ip, vni=vni, cidr4=cidr4, cidr6=cidr6)
+    audit(actor, net, "create", ip=ip, isolation=isolation, vni=vni, cidr4=cidr4, cidr6=cidr6)
     return net
 
 
