@@ -1,5 +1,5 @@
-"""IPAM and the VNI pool under concurrent requests on PostgreSQL: never one address or one
-VNI twice (the network row and the pool rows are locked; the unique constraints back it up)."""
+"""IPAM and the VNI / VLAN pools under concurrent requests on PostgreSQL: never one address or one
+VNI (VLAN id) twice (the network row and the pool rows are locked; the unique constraints back it up)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from network.services import networks, nics
 from portal.errors import ServiceError
 from tests.factories import ProjectFactory
 
-from .factories import make_network, vni_pool
+from .factories import make_network, vlan_pool, vni_pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,3 +62,20 @@ def test_concurrent_networks_never_share_a_vni(member: Any, admin_user: Any) -> 
     vnis = list(VirtualNetwork.objects.values_list("vni", flat=True))
     assert len(vnis) == len(set(vnis)) == 6 == len(results)
     assert len(errors) == 2 and all("exhausted" in e.message for e in errors)
+
+
+def test_concurrent_vlan_and_vxlan_networks_never_share_an_id(member: Any, admin_user: Any) -> None:
+    """VLAN ids race like VNIs: 3 VLAN ids for 5 VLAN requests, racing with 3 VXLAN requests (same numbers)."""
+    vlan_pool(10, 12)
+    vni_pool(10, 20)
+    projects = [ProjectFactory() for _ in range(8)]
+    results, errors = _race(
+        [lambda p=p, i=i: networks.create_network(admin_user, project=p, name="n", cidr4="10.0.0.0/24",
+                                                  isolation="vlan" if i < 5 else "vxlan")
+         for i, p in enumerate(projects)]
+    )  # fmt: skip
+    vlans = list(VirtualNetwork.objects.filter(isolation="vlan").values_list("vni", flat=True))
+    vnis = list(VirtualNetwork.objects.filter(isolation="vxlan").values_list("vni", flat=True))
+    assert sorted(vlans) == [10, 11, 12] and sorted(vnis) == [10, 11, 12]
+    assert len(results) == 6
+    assert len(errors) == 2 and all("VLAN pool is exhausted" in e.message for e in errors)
