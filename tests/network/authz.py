@@ -24,11 +24,18 @@ API: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/api/v1/vni-pools/", None, ADMIN_READ),
     ("GET", "/api/v1/vni-pools/{NVP}/", None, ADMIN_READ),
     ("POST", "/api/v1/vni-pools/", {"name": "p2", "first": 5000, "last": 5100}, ADMIN_WRITE),
+    ("POST", "/api/v1/vni-pools/", {"name": "vl2", "kind": "vlan", "first": 300, "last": 310}, ADMIN_WRITE),
     ("DELETE", "/api/v1/vni-pools/{NVP}/", None, E(401, 403, 403, 403, 403, 409)),
     ("GET", "/api/v1/networks/", None, READ_ANY),
     ("GET", "/api/v1/networks/{NN}/", None, READ_PROJECT),
     ("GET", "/api/v1/networks/topology/", None, READ_ANY),
     ("POST", "/api/v1/networks/", {"project": "{P}", "name": "n2", "cidr4": "10.1.0.0/24"}, CREATE),
+    (
+        "POST",
+        "/api/v1/networks/",
+        {"project": "{P}", "name": "n3", "cidr4": "10.2.0.0/24", "isolation": "vlan"},
+        CREATE,
+    ),  # fmt: skip
     ("PATCH", "/api/v1/networks/{NN}/", {"dns": "10.0.0.53"}, CHANGE),
     ("DELETE", "/api/v1/networks/{NN}/", None, IN_USE),
     ("GET", "/api/v1/address-ranges/", None, READ_ANY),
@@ -92,7 +99,7 @@ API: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("DELETE", "/api/v1/template-nics/{NTN}/", None, DELETE),
     ("GET", "/api/v1/host-networks/", None, ADMIN_READ),
     ("GET", "/api/v1/host-networks/{NHN}/", None, ADMIN_READ),
-    ("POST", "/api/v1/host-networks/", {"host": "{H}", "underlay_ip": "10.9.0.2"}, ADMIN_WRITE),
+    ("POST", "/api/v1/host-networks/", {"host": "{H}", "underlay_ip": "10.9.0.2", "uplink": "eth1"}, ADMIN_WRITE),
     ("DELETE", "/api/v1/host-networks/{NHN}/", None, E(401, 403, 403, 403, 403, 204)),
 ]
 
@@ -115,12 +122,13 @@ DENIED_CHANGES: dict[tuple[str, str], set[str]] = {("POST", "/network/action/"):
 
 
 def world(ids: dict[str, Any], users: dict[str, Any], project: Any, member: Any, admin_user: Any) -> None:
-    """A VNI pool, a network with a NIC (on the held VM), a hold, a reservation, a security group
+    """A VNI pool and a VLAN pool, a network with a NIC (on the held VM), a hold, a reservation, a security group
     with a rule, a public IP pool with an allocated address, a template NIC, a host's settings."""
     from compute.models import Host, VirtualMachine, VMTemplate
     from network.services import hosts, networks, nics, publicips, secgroups
 
     pool = networks.create_vni_pool(admin_user, name="vnis", first=100, last=199)
+    networks.create_vni_pool(admin_user, name="vlans", kind="vlan", first=100, last=199)
     net = networks.create_network(member, project=project, name="n1", cidr4="10.0.0.0/24", gateway4="10.0.0.1")
     vm = VirtualMachine.objects.filter(project=project).order_by("pk").first()
     if vm is None:
