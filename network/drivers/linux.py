@@ -186,6 +186,7 @@ class LinuxNetworkDriver(NetworkDriver):
             if br is None:
                 ipr.link("add", ifname=segment.bridge, kind="bridge")
                 br = self._index(ipr, segment.bridge)
+            assert br is not None, f"{segment.bridge} vanished"
             ipr.link("set", index=br, mtu=segment.mtu, state="up")
             if segment.isolation == "vlan":
                 self._ensure_vlan(ipr, br, links[1])
