@@ -26,7 +26,10 @@ def topology(user: Any, projects: Any) -> dict[str, Any]:
         vm["nics"].append({"id": n.pk, "network": n.network_id, "ipv4": n.ipv4, "ipv6": n.ipv6, "mac": n.mac,
                            "public_ip": pips.get(n.pk, "")})  # fmt: skip
     return {
-        "networks": [{"id": n.pk, "name": n.name, "cidr4": n.cidr4, "cidr6": n.cidr6, "vni": n.vni} for n in nets],
+        "networks": [
+            {"id": n.pk, "name": n.name, "cidr4": n.cidr4, "cidr6": n.cidr6, "vni": n.vni, "isolation": n.isolation}
+            for n in nets
+        ],  # fmt: skip
         "vms": sorted(vm_list.values(), key=lambda v: v["name"]),
     }
 
@@ -48,7 +51,7 @@ def svg(data: dict[str, Any]) -> str:
         y = bus_y0 + gap * row[n["id"]]
         out.append(f'<line x1="20" y1="{y}" x2="{width - 20}" y2="{y}" stroke="#3b82f6" stroke-width="4"/>')
         out.append(f'<text x="24" y="{y - 8}" font-size="13">{escape(n["name"])} {escape(n["cidr4"])}'
-                   f' (VNI {n["vni"]})</text>')  # fmt: skip
+                   f' ({"VLAN" if n.get("isolation") == "vlan" else "VNI"} {n["vni"]})</text>')  # fmt: skip
     for i, vm in enumerate(vms):
         x = 40 + 160 * i
         for nic in vm["nics"]:

@@ -139,6 +139,8 @@ def test_api_vlan_pool_and_network(admin_client: Any, member_client: Any, projec
     net = member_client.post("/api/v1/networks/", body, format="json")
     assert net.status_code == 201, net.content
     assert (net.json()["isolation"], net.json()["vni"], net.json()["bridge"]) == ("vlan", 10, "nphbv10")
+    topo = member_client.get(f"/api/v1/networks/topology/?project={project.pk}").json()
+    assert [(n["isolation"], n["vni"]) for n in topo["networks"]] == [("vlan", 10)]
     schema = admin_client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").content.decode()
     assert "isolation" in schema and "uplink" in schema
 
@@ -158,3 +160,4 @@ def test_pages_offer_vlan(admin_user: Any, member: Any, project: Any) -> None:
                                              "isolation": "vlan"}, follow=True)  # fmt: skip
     assert "Network blue created (VLAN 5)." in resp.content.decode()
     assert "VLAN 5" in browser.get("/network/").content.decode()
+    assert "(VLAN 5)" in browser.get("/network/topology/").content.decode()
