@@ -222,6 +222,7 @@ SPECTACULAR_SETTINGS = {
         "ImageVisibilityEnum": [("private", "private"), ("shared", "shared"), ("public", "public")],
         "NetworkVisibilityEnum": "network.models.Visibility",
         "LeaseKindEnum": "network.models.LeaseKind",
+        "IsolationEnum": "network.models.Isolation",
     },
 }
 
