@@ -39,7 +39,10 @@ def max_virtual_bytes(project: Project) -> int:
 
 
 def image_datastore(datastore: Any, *, field: str = "datastore") -> Datastore:
-    """The datastore, checked to be a ready image datastore with a local path."""
+    """The datastore (the default one when none is named), checked to be a ready image
+    datastore with a local path."""
+    if datastore in (None, ""):
+        datastore = default_datastore()
     ds = datastore if isinstance(datastore, Datastore) else Datastore.objects.filter(pk=datastore).first()
     if ds is None:
         raise NotFound("datastore not found", field=field)
@@ -56,8 +59,13 @@ def image_datastore(datastore: Any, *, field: str = "datastore") -> Datastore:
 
 
 def default_datastore() -> Datastore | None:
-    """The first ready image datastore (used when a request names none)."""
-    return Datastore.objects.filter(kind=DatastoreKind.IMAGE, state="ready").order_by("pk").first()
+    """The storage manager's default image datastore (used when a request names none)."""
+    from storage.services.datastores import default_image_datastore
+
+    try:
+        return default_image_datastore()
+    except Conflict:
+        return None
 
 
 def file_path(image: Image, fmt: str | None = None, suffix: str = "") -> str:

@@ -48,10 +48,9 @@ def create_datablock(
     persistent: bool = True,
 ) -> Image:
     """An empty data block of ``size_gb`` GiB (sparse), READY at once."""
-    from .core import default_datastore
 
     proj = project_for(actor, project)
-    ds = image_datastore(datastore if datastore not in (None, "") else default_datastore())
+    ds = image_datastore(datastore)
     if format not in DATABLOCK_FORMATS:
         raise InvalidInput(f"format must be one of {', '.join(DATABLOCK_FORMATS)}", field="format")
     try:

@@ -32,7 +32,6 @@ from .. import qemu
 from ..models import Image, ImageState, ImageType
 from .core import (
     GiB,
-    default_datastore,
     file_path,
     image_datastore,
     max_virtual_bytes,
@@ -180,7 +179,7 @@ def import_ova(actor: Any, *, project: Any, stream: IO[bytes], datastore: Any = 
     """Import an OVA read from ``stream``: store it in the datastore, parse its descriptor,
     create the template and one CONVERTING image per disk (tasks convert them)."""
     proj = project_for(actor, project)
-    ds = image_datastore(datastore if datastore not in (None, "") else default_datastore())
+    ds = image_datastore(datastore)
     archive = os.path.join(os.path.realpath(ds.path), f"{uuid.uuid4()}.ova")
     try:
         _copy_stream(stream, archive)
@@ -217,7 +216,7 @@ def import_ovf(
     """Import an .ovf descriptor with its disk files (``disks``: the names the descriptor uses
     → streams). Each file is stored under a uuid name in the datastore."""
     proj = project_for(actor, project)
-    ds = image_datastore(datastore if datastore not in (None, "") else default_datastore())
+    ds = image_datastore(datastore)
     desc = parse_descriptor(descriptor.read(MAX_DESCRIPTOR + 1)[:MAX_DESCRIPTOR])
     by_name = {os.path.basename(k): v for k, v in disks.items()}
     saved: dict[str, str] = {}

@@ -25,7 +25,6 @@ from portal.errors import Conflict, InvalidInput
 from .. import qemu
 from ..models import Image, ImageState, ImageType
 from .core import (
-    default_datastore,
     file_path,
     guard,
     image_datastore,
@@ -63,7 +62,7 @@ def create_upload(
     """Create an image in UPLOADING with an empty ``<uuid>.part`` in its datastore. ``size_bytes``
     (the file's size, optional) and ``sha256`` (optional) are checked when the upload ends."""
     proj = project_for(actor, project)
-    ds = image_datastore(datastore if datastore not in (None, "") else default_datastore())
+    ds = image_datastore(datastore)
     sha256 = (sha256 or "").strip().lower()
     if sha256 and not _SHA256.match(sha256):
         raise InvalidInput("sha256 must be 64 hexadecimal digits", field="sha256")
