@@ -98,6 +98,7 @@ def next_target(used: Iterable[str], cdrom: bool = False) -> str:
 def _lock_persistent(images: list[Any], count: int) -> None:
     """Persistent images: one VM at a time. Lock their rows, refuse when taken, mark them USED."""
     from images.models import Image, ImageState
+    from images.services import core as images_core
 
     if not images:
         return
@@ -109,7 +110,7 @@ def _lock_persistent(images: list[Any], count: int) -> None:
             raise Conflict(f"persistent image {img.name} is in use by VM {users[0].name}", field="template")
         if img.state != ImageState.READY:
             raise Conflict(f"image {img.name} is {img.state}, not ready", field="template")
-        Image.objects.filter(pk=img.pk).update(state=ImageState.USED)
+        images_core.set_in_use(img.pk, True)
 
 
 def on_vms_created(vms: list[Any], template: Any) -> None:
@@ -257,7 +258,7 @@ def on_vm_done(vm: Any) -> None:
     """The VM reached DONE (inside the state change's transaction): detach its volumes, give its
     persistent images back (READY) and remove volatile files that no EPILOG removed (a VM
     terminated while undeployed). Idempotent."""
-    from images.models import Image, ImageState
+    from images.services import core as images_core
 
     from .models import Volume, VolumeState
 
@@ -272,7 +273,7 @@ def on_vm_done(vm: Any) -> None:
         VMDisk.objects.filter(vm=vm, volume_id__in=vol_ids).delete()
     for d in disks:
         if d.persistent and d.image_id and not [v for v in vms_using_image(d.image_id) if v.pk != vm.pk]:
-            Image.objects.filter(pk=d.image_id, state=ImageState.USED).update(state=ImageState.READY)
+            images_core.set_in_use(d.image_id, False)
     volatile = [d.path for d in disks if d.volatile and d.path]
     if volatile:
         from . import tasks_volumes

@@ -210,6 +210,16 @@ def register_file(
 
 
 @transaction.atomic
+def set_in_use(image_id: int, in_use: bool) -> None:
+    """A persistent image taken by a VM (USED) or given back (READY again, only from USED).
+
+    Called by the storage manager inside the transaction that attaches or releases the disk."""
+    if in_use:
+        Image.objects.filter(pk=image_id).update(state=ImageState.USED)
+    else:
+        Image.objects.filter(pk=image_id, state=ImageState.USED).update(state=ImageState.READY)
+
+
 def update_image(actor: Any, image_id: int, **changes: Any) -> Image:
     """Change name, description, type or persistent."""
     img = lock(actor, image_id)
