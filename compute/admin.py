@@ -9,21 +9,12 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from monitoring.models import AuditRecord
+from portal.admin import ReadOnlyStateAdmin
 from portal.errors import ServiceError
 
 from . import services
-from .models import AuditRecord, BootImage, Cluster, Host, VirtualMachine, VMTemplate
-
-
-class ReadOnlyStateAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from .models import BootImage, Cluster, Host, VirtualMachine, VMTemplate
 
 
 def _run(request: HttpRequest, objs: QuerySet[Any], fn: Any) -> None:

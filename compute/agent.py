@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 
 from network import hostops as network_hostops
+from specs import StepOrder, StepResult
 from storage import hostops as storage_hostops
 
 from . import context as seed
 from .drivers.base import ComputeDriver, DomainNotFound, DomainSpec, DriverError, HostUnreachable, PowerState
 from .drivers.registry import forget, get_driver
-from .services.vms import StepOrder, StepResult
 from .states import Action
 from .states import VMState as S
 

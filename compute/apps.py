@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.db import transaction
+
+
+def _schedule_pending_after_commit() -> None:
+    from . import tasks
+
+    transaction.on_commit(lambda: tasks.schedule_pending.delay())
 
 
 class ComputeConfig(AppConfig):
     name = "compute"
     verbose_name = "Compute (VM manager, hosts, scheduler)"
+
+    def ready(self) -> None:
+        from . import hooks
+
+        hooks.capacity_available.register(_schedule_pending_after_commit)

@@ -36,8 +36,8 @@ from django.utils.html import escape
 
 from portal.events import ADMIN_GROUP, project_group
 from portal.fanout import RAW_FRAMES_KEY, Hub, RawFrames, text_frame
-from portal.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
 from tenants.models import Project
+from tenants.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
 
 from .models import VirtualMachine
 

@@ -25,7 +25,6 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from email.charset import Charset
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
@@ -35,6 +34,8 @@ from typing import Any
 
 import pycdlib
 import yaml
+
+from specs import ContextSpec
 
 USER_DATA_MAX_BYTES = 16 * 1024
 SEED_LABEL = "cidata"
@@ -58,17 +59,6 @@ USER_DATA_TYPES: tuple[tuple[str, str], ...] = (
 
 class UserDataError(ValueError):
     """The user-data cannot go into a seed; the message says why."""
-
-
-@dataclass(frozen=True)
-class ContextSpec:
-    """What one VM's NoCloud seed carries."""
-
-    instance_id: str
-    hostname: str
-    ssh_keys: tuple[str, ...] = ()
-    network_config: Mapping[str, Any] = field(default_factory=dict)
-    user_data: str = ""
 
 
 def dns_hostname(name: str, fallback: str) -> str:

@@ -11,8 +11,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from portal.querysets import AdminOnlyQuerySet, RestrictedQuerySet, ShareableQuerySet
 from tenants.models import Project
+from tenants.querysets import AdminOnlyQuerySet, RestrictedQuerySet, ShareableQuerySet
 
 from .states import ON_HOST, HostState, PlacementPolicy, RestartPolicy, VMState
 
@@ -250,27 +250,6 @@ class VMPlacement(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-pk"]
-
-
-class AuditRecord(models.Model):
-    """Who did what to which object, when, from where, and with what result."""
-
-    project = models.ForeignKey(Project, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    actor_name = models.CharField(max_length=150, blank=True)
-    action = models.CharField(max_length=32)
-    object_type = models.CharField(max_length=32)
-    object_id = models.CharField(max_length=64)
-    object_name = models.CharField(max_length=128, blank=True)
-    source_ip = models.GenericIPAddressField(null=True, blank=True)
-    result = models.CharField(max_length=16, default="accepted")
-    detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    objects = RestrictedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
 
 
 class VMStateChange(models.Model):

@@ -23,9 +23,9 @@ from django.views.decorators.http import require_POST
 
 from portal.api import client_ip
 from portal.errors import ServiceError
-from portal.querysets import is_cloud_admin, is_cloud_auditor
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from . import services
 from .forms import CreateVMForm, HostForm, TemplateForm

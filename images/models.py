@@ -8,9 +8,9 @@ from django.conf import settings
 from django.db import models
 
 from compute.models import name_validator
-from portal.querysets import ShareableQuerySet
 from storage.models import Datastore
 from tenants.models import Project
+from tenants.querysets import ShareableQuerySet
 
 
 class ImageType(models.TextChoices):

@@ -17,12 +17,11 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from compute.services import sharing
 from portal.errors import InvalidInput, ServiceError
-from portal.querysets import is_cloud_admin
 from storage.models import Datastore, DatastoreKind
-from tenants import quotas
+from tenants import quotas, sharing
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 
 from . import qemu, services, states
 from .filters import VISIBILITY, ImageFilter, visibility_of, with_visibility

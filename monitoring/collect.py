@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 from functools import partial
 
-from compute.drivers.base import DomainStats, HostInfo
+from specs import DomainStats, HostInfo
 
 from .models import Kind, Metric
 

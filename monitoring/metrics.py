@@ -10,8 +10,8 @@ from django.http import HttpRequest, HttpResponse
 
 from compute.models import Host, VirtualMachine
 from compute.states import VMState
-from portal.querysets import is_cloud_admin, is_cloud_auditor
 from tenants.credentials import resolve_token
+from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 
 def _esc(value: str) -> str:

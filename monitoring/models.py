@@ -7,7 +7,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-from portal.querysets import AdminOnlyQuerySet, RestrictedQuerySet
+from tenants.querysets import AdminOnlyQuerySet, RestrictedQuerySet
 
 
 class EventQuerySet(RestrictedQuerySet["Event"]):
@@ -151,3 +151,29 @@ class Rollup(models.Model):
                 fields=["resolution", "kind", "object_id", "metric", "bucket"], name="rollup_series_uniq"
             )
         ]
+
+
+class AuditRecord(models.Model):
+    """Who did what to which object, when, from where, and with what result.
+
+    Every manager's services write these through ``monitoring.audit.record_action``; the table
+    keeps the name it had when the VM manager owned it.
+    """
+
+    project = models.ForeignKey("tenants.Project", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32)
+    object_type = models.CharField(max_length=32)
+    object_id = models.CharField(max_length=64)
+    object_name = models.CharField(max_length=128, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    result = models.CharField(max_length=16, default="accepted")
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = RestrictedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "compute_auditrecord"
+        ordering = ["-created_at", "-pk"]

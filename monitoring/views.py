@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from portal.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin
 
 from .models import Event, Webhook, WebhookDelivery
 

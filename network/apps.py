@@ -2,6 +2,16 @@ from django.apps import AppConfig
 
 
 class NetworkConfig(AppConfig):
-    """Empty shell until its manager's issue lands."""
+    """The network manager: virtual networks, IPAM, public IPs, security groups."""
 
     name = "network"
+
+    def ready(self) -> None:
+        from compute import hooks
+
+        from . import vmnics
+
+        hooks.vms_created.register(vmnics.on_vms_created, order=20)  # after storage's disks
+        hooks.nic_specs.register(vmnics.nic_specs)
+        hooks.network_config.register(vmnics.network_config)
+        hooks.vm_done.register(vmnics.on_vm_done, order=20)

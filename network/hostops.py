@@ -6,7 +6,7 @@ Each ``NicSpec`` of the domain carries its ``PortPlan`` (``network.vmnics``); NI
 
 from __future__ import annotations
 
-from compute.drivers.base import DomainSpec, NicSpec
+from specs import DomainSpec, NicSpec
 
 from .drivers.base import NetworkDriver, PortPlan, get_driver
 

@@ -13,8 +13,8 @@ from django.db import models
 from django.db.models import Q
 
 from compute.models import Host, VirtualMachine, VMTemplate, name_validator
-from portal.querysets import AdminOnlyQuerySet, RestrictedQuerySet, is_cloud_admin, is_cloud_auditor
 from tenants.models import Project
+from tenants.querysets import AdminOnlyQuerySet, RestrictedQuerySet, is_cloud_admin, is_cloud_auditor
 
 
 class Visibility(models.TextChoices):

@@ -37,8 +37,8 @@ def refresh_port(nic_id: int) -> str:
 @shared_task(name="network.hotplug_nic")
 def hotplug_nic(nic_id: int, attach: bool = True) -> str:
     """Provision the NIC's port and attach the interface to the running domain."""
-    from compute.drivers.base import DriverError
     from compute.drivers.registry import get_driver as compute_driver
+    from specs import DriverError
 
     from .models import VMNic
     from .vmnics import nic_spec
@@ -61,9 +61,9 @@ def hotplug_nic(nic_id: int, attach: bool = True) -> str:
 @shared_task(name="network.hotunplug_nic")
 def hotunplug_nic(vm_id: int, mac: str, tap: str) -> str:
     """Detach the interface with ``mac`` from the running domain and drop its filter."""
-    from compute.drivers.base import DriverError
     from compute.drivers.registry import get_driver as compute_driver
     from compute.models import VirtualMachine
+    from specs import DriverError
 
     vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
     if vm is None or vm.host is None:

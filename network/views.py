@@ -24,9 +24,9 @@ from compute.models import Host, VirtualMachine, VMTemplate
 from compute.states import VMState
 from portal.api import client_ip
 from portal.errors import NotFound, ServiceError
-from portal.querysets import is_cloud_admin
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 
 from . import models as m
 from .services import hosts, ipam, networks, nics, publicips, secgroups

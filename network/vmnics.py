@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from compute.drivers.base import NicSpec
+from specs import NicSpec
 
 from .drivers.base import HostTarget, NatPlan, PortPlan, RulePlan, SegmentPlan
 

@@ -6,9 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
-from rest_framework import status
+from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from tenants.querysets import is_cloud_admin
 
 from .errors import ServiceError
 
@@ -35,3 +37,20 @@ def client_ip(request: HttpRequest) -> str | None:
 
 
 ACCEPTED = status.HTTP_202_ACCEPTED
+
+
+class IsCloudAdmin(permissions.BasePermission):
+    """Infrastructure endpoints: cloud administrators only."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return is_cloud_admin(request.user)
+
+
+class ShareSerializer(serializers.Serializer):
+    project = serializers.IntegerField(required=False, help_text="share with every member of this project")
+    user = serializers.CharField(required=False, help_text="share with this user (user name)")
+
+
+class SharesSerializer(serializers.Serializer):
+    projects = serializers.ListField(child=serializers.IntegerField())
+    users = serializers.ListField(child=serializers.CharField())

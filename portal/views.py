@@ -17,9 +17,9 @@ from django.views.decorators.http import require_POST
 from compute.models import Host, VirtualMachine
 from compute.states import FAILURES, TRANSIENT, HostState, VMState
 from compute.views import decorate_host, with_rights
-from portal.querysets import is_cloud_admin, is_cloud_auditor
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 
 @login_required

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from compute.admin import ReadOnlyStateAdmin
+from portal.admin import ReadOnlyStateAdmin
 from portal.errors import ServiceError
 
 from .models import TemplateDisk, VMDisk, Volume, VolumeSnapshot

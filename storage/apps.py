@@ -2,10 +2,20 @@ from django.apps import AppConfig
 
 
 class StorageConfig(AppConfig):
-    """Empty shell until its manager's issue lands."""
+    """The storage manager: datastores, VM disks and volumes."""
 
     name = "storage"
 
     def ready(self) -> None:
         # Celery discovers ``storage.tasks`` by itself; the volume tasks live beside it
-        from . import tasks_volumes  # noqa: F401
+        from compute import hooks
+
+        from . import tasks_volumes, vmdisks  # noqa: F401
+        from .services.datastores import keep_hosts_reaching_datastore
+
+        # storage joins a VM first (its disks), then the network manager (order 20)
+        hooks.vms_created.register(vmdisks.on_vms_created, order=10)
+        hooks.disk_specs.register(vmdisks.disk_specs)
+        hooks.boot_files.register(vmdisks.boot)
+        hooks.vm_done.register(vmdisks.on_vm_done, order=10)
+        hooks.placement_filter.register(keep_hosts_reaching_datastore)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from compute.drivers.base import DiskSpec, DomainSpec, DriverError
+from specs import DiskSpec, DomainSpec, DriverError
 
 QEMU_IMG = "qemu-img"
 TIMEOUT_S = 3600

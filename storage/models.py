@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 
 from compute.models import Cluster, host_name_validator, name_validator
-from portal.querysets import AdminOnlyQuerySet, RestrictedQuerySet
+from tenants.querysets import AdminOnlyQuerySet, RestrictedQuerySet
 
 
 class DatastoreKind(models.TextChoices):

@@ -12,8 +12,8 @@ import logging
 
 from celery import shared_task
 
-from compute.drivers.base import DriverError
 from compute.drivers.registry import get_driver
+from specs import DriverError
 
 from . import hostops
 from .services import disks as disk_services

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from compute.models import Cluster
 from portal.api import client_ip
 from portal.errors import ServiceError
-from portal.querysets import is_cloud_admin, is_cloud_auditor
+from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from .models import CloneMode, Datastore, DatastoreDriver, DatastoreKind, DatastoreState
 from .services import datastores as svc

@@ -59,7 +59,7 @@ def _decorate(vols: list[Volume]) -> list[Volume]:
 
 
 def manageable_projects(user: Any) -> set[int] | None:
-    from portal.querysets import is_cloud_admin
+    from tenants.querysets import is_cloud_admin
 
     if is_cloud_admin(user):
         return None

@@ -27,8 +27,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from compute.drivers.base import DiskSpec
 from portal.errors import Conflict, InvalidInput
+from specs import DiskSpec
 
 from .models import GIB, CloneMode, Datastore, DatastoreKind, DatastoreState, TemplateDisk, VMDisk, VMDiskKind
 from .models import VMDiskState as DS
@@ -98,7 +98,8 @@ def next_target(used: Iterable[str], cdrom: bool = False) -> str:
 def _lock_persistent(images: list[Any], count: int) -> None:
     """Persistent images: one VM at a time. Lock their rows, refuse when taken, mark them USED."""
     from images.models import Image, ImageState
-    from images.services import core as images_core
+
+    from .hooks import set_image_in_use
 
     if not images:
         return
@@ -110,10 +111,10 @@ def _lock_persistent(images: list[Any], count: int) -> None:
             raise Conflict(f"persistent image {img.name} is in use by VM {users[0].name}", field="template")
         if img.state != ImageState.READY:
             raise Conflict(f"image {img.name} is {img.state}, not ready", field="template")
-        images_core.set_in_use(img.pk, True)
+        set_image_in_use(img.pk, True)
 
 
-def on_vms_created(vms: list[Any], template: Any) -> None:
+def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
     """Give each new VM its disks from ``template``'s disks (same transaction as the VMs)."""
     from images.models import ImageState, ImageType
 
@@ -210,6 +211,12 @@ def boot_files(vm: Any) -> tuple[str, str]:
     return files.get(VMDiskKind.KERNEL, ""), files.get(VMDiskKind.INITRD, "")
 
 
+def boot(vm: Any) -> tuple[str, str, str] | None:
+    """``compute.hooks.boot_files``: kernel, initrd and command line from the VM's kernel images."""
+    kernel, initrd = boot_files(vm)
+    return (kernel, initrd, boot_cmdline(vm)) if kernel or initrd else None
+
+
 def boot_cmdline(vm: Any) -> str:
     """The kernel command line of the VM's kernel image disk ("" when it has none)."""
     row = VMDisk.objects.filter(vm=vm, kind=VMDiskKind.KERNEL).values_list("cmdline", flat=True).first()
@@ -258,8 +265,7 @@ def on_vm_done(vm: Any) -> None:
     """The VM reached DONE (inside the state change's transaction): detach its volumes, give its
     persistent images back (READY) and remove volatile files that no EPILOG removed (a VM
     terminated while undeployed). Idempotent."""
-    from images.services import core as images_core
-
+    from .hooks import set_image_in_use
     from .models import Volume, VolumeState
 
     disks = list(VMDisk.objects.filter(vm=vm))
@@ -273,7 +279,7 @@ def on_vm_done(vm: Any) -> None:
         VMDisk.objects.filter(vm=vm, volume_id__in=vol_ids).delete()
     for d in disks:
         if d.persistent and d.image_id and not [v for v in vms_using_image(d.image_id) if v.pk != vm.pk]:
-            images_core.set_in_use(d.image_id, False)
+            set_image_in_use(d.image_id, False)
     volatile = [d.path for d in disks if d.volatile and d.path]
     if volatile:
         from . import tasks_volumes

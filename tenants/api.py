@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.errors import Conflict, NotFound, PermissionDenied
-from portal.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin
 
 from . import credentials, quotas
 from . import services as tenancy

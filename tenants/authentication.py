@@ -1,7 +1,7 @@
 """REST authentication by API token (``Authorization: Bearer nph_…`` or ``Token nph_…``).
 
 A token scoped to a project confines the request to it: the access gate reads the scope
-from the user object (``portal.querysets.token_project_id``).
+from the user object (``tenants.querysets.token_project_id``).
 """
 
 from __future__ import annotations

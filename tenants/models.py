@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from portal.querysets import RestrictedQuerySet
+from tenants.querysets import RestrictedQuerySet
 
 from .roles import OrgRole, Role
 
@@ -18,7 +18,7 @@ class OrganizationQuerySet(RestrictedQuerySet["Organization"]):
     """Organizations the user belongs to (through a project or an organization role)."""
 
     def restrict(self, user, action="view"):  # type: ignore[no-untyped-def,override]
-        from portal.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
+        from tenants.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
         from tenants.roles import org_roles_allowing
 
         if not getattr(user, "is_authenticated", False):

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from portal.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin
 
 from .models import Membership, Organization, OrgMembership, Project
 from .roles import OrgRole, Role
@@ -19,7 +19,7 @@ User = get_user_model()
 
 
 def _audit(actor: Any, obj: Any, action: str, **detail: Any) -> None:
-    from compute.services import record_action
+    from monitoring.audit import record_action
 
     record_action(actor, obj, action, project=obj if isinstance(obj, Project) else None, **detail)
 

@@ -31,7 +31,7 @@ EXEMPT_PREFIXES = ("/login/", "/logout/", "/account/2fa/", "/static/", "/api/v1/
 
 def requires_2fa(user: Any) -> bool:
     """True when one of the user's organizations requires a second factor."""
-    from portal.querysets import allowed_projects
+    from tenants.querysets import allowed_projects
 
     return (
         Organization.objects.filter(require_2fa=True, projects__in=allowed_projects(user, "view")).exists()

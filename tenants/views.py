@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.errors import ServiceError
-from portal.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin
 
 from . import credentials
 from . import services as tenancy

@@ -7,12 +7,12 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.querysets import is_cloud_admin
+from monitoring.models import AuditRecord
+from tenants.querysets import is_cloud_admin
 
 from ..models import (
     MAX_MEMORY_MB,
     MAX_VCPU,
-    AuditRecord,
     BootImage,
     Cluster,
     Host,
@@ -45,16 +45,6 @@ class HostSerializer(serializers.ModelSerializer):
             "alloc_memory_mb", "alloc_disk_gb", "free_memory_mb", "cpu_load", "unknown_domains", "last_probe_at",
             "created_at",
         ]  # fmt: skip
-
-
-class ShareSerializer(serializers.Serializer):
-    project = serializers.IntegerField(required=False, help_text="share with every member of this project")
-    user = serializers.CharField(required=False, help_text="share with this user (user name)")
-
-
-class SharesSerializer(serializers.Serializer):
-    projects = serializers.ListField(child=serializers.IntegerField())
-    users = serializers.ListField(child=serializers.CharField())
 
 
 class HostActionSerializer(serializers.Serializer):

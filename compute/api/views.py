@@ -15,20 +15,16 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import client_ip
+from monitoring.models import AuditRecord
+from portal.api import IsCloudAdmin, ShareSerializer, SharesSerializer, client_ip
 from portal.errors import InvalidInput, NotFound, PermissionDenied
-from portal.querysets import is_cloud_admin
+from tenants import sharing
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 
 from .. import services
-from ..models import AuditRecord, BootImage, Cluster, Host, VirtualMachine, VMTemplate
-from ..services import sharing
+from ..models import BootImage, Cluster, Host, VirtualMachine, VMTemplate
 from . import serializers as s
-
-
-class IsCloudAdmin(permissions.BasePermission):
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return is_cloud_admin(request.user)
 
 
 class ClusterViewSet(viewsets.ModelViewSet):
@@ -129,13 +125,13 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
         self._check_project(project, serializer.validated_data.get("public", serializer.instance.public))
         serializer.save()
 
-    @extend_schema(request=s.ShareSerializer, responses={200: s.SharesSerializer})
+    @extend_schema(request=ShareSerializer, responses={200: SharesSerializer})
     @action(detail=True, methods=["get", "post", "delete"], url_path="shares")
     def shares(self, request: Request, pk: str | None = None) -> Response:
         """GET: who the template is shared with. POST / DELETE {project | user}: share / unshare."""
         template = self.get_object()
         if request.method != "GET":
-            ser = s.ShareSerializer(data=request.data)
+            ser = ShareSerializer(data=request.data)
             ser.is_valid(raise_exception=True)
             fn = sharing.share if request.method == "POST" else sharing.unshare
             fn(request.user, VMTemplate, template.pk, project_id=ser.validated_data.get("project"),

@@ -8,158 +8,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 
-from ..context import ContextSpec
-
-
-class DriverError(Exception):
-    """A driver operation failed; the message is the hypervisor's own."""
-
-
-class DomainNotFound(DriverError):
-    """The domain does not exist on the host."""
-
-
-class HostUnreachable(DriverError):
-    """The host (or its hypervisor daemon) cannot be reached."""
-
-
-class Unsupported(DriverError):
-    """The driver cannot do this operation."""
-
-
-class PowerState(StrEnum):
-    """The hypervisor's view of a domain, kept beside our own state."""
-
-    RUNNING = "running"
-    BLOCKED = "blocked"
-    PAUSED = "paused"
-    SHUTDOWN = "shutdown"  # shutting down
-    SHUTOFF = "shutoff"
-    CRASHED = "crashed"
-    PMSUSPENDED = "pmsuspended"
-    NOSTATE = "nostate"
-
-
-@dataclass(frozen=True)
-class DiskSpec:
-    """One disk or CD-ROM of a domain, and how the host prepares its file before boot.
-
-    Owned by the storage manager (``storage/``): it builds these from the VM's image and
-    volumes; the agent prepares them at PROLOG and releases them at EPILOG.
-    """
-
-    target: str  # guest device name: vda, vdb, sda (cdrom)
-    path: str  # the file (or device) on the host
-    format: str = "qcow2"  # raw, qcow2, ...
-    device: str = "disk"  # disk | cdrom
-    bus: str = "virtio"  # virtio | sata | scsi
-    readonly: bool = False
-    serial: str = ""  # shown to the guest (/dev/disk/by-id), e.g. the volume id
-    # how the host makes ``path`` at PROLOG (storage.hostops; all empty: the file exists already)
-    backing: str = ""  # a copy-on-write overlay on this file …
-    backing_format: str = ""  # … of this format (pinned, never probed)
-    copy_from: str = ""  # a full copy of this file
-    create_size_bytes: int = 0  # an empty disk of this size, or the size an overlay / copy is grown to
-    delete_on_release: bool = False  # removed at EPILOG when the VM is terminated (volatile)
-
-
-@dataclass(frozen=True)
-class NicSpec:
-    """One network interface of a domain.
-
-    Owned by the network manager (``network/``): it builds these from the VM's NICs.
-    """
-
-    mac: str
-    bridge: str  # the host bridge of the virtual network
-    tap: str = ""  # the tap device name on the host ('' lets libvirt choose)
-    model: str = "virtio"
-    mtu: int = 0
-    # bandwidth in KiB/s (libvirt's unit) and KiB; 0 = unlimited
-    average_kbps: int = 0
-    peak_kbps: int = 0
-    burst_kb: int = 0
-    # the host-side plan (``network.drivers.base.PortPlan``: bridge, VNI, peers, filter rules),
-    # built by ``network.vmnics``; None when the host has no network driver (simulated hosts)
-    plan: object | None = None
-
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """Everything needed to define a domain."""
-
-    name: str  # the hypervisor's name (nephele-<pk>)
-    title: str  # the user's name, free text
-    uuid: str
-    vcpu: int
-    memory_mb: int
-    kernel: str = ""
-    initrd: str = ""
-    cmdline: str = ""
-    disk_path: str = ""
-    disk_format: str = "qcow2"
-    serial_log: str = ""  # file receiving the serial console
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    disks: tuple[DiskSpec, ...] = ()  # beyond ``disk_path``: image disks, volumes, the context CD-ROM
-    nics: tuple[NicSpec, ...] = ()
-    # the NoCloud seed (compute/context.py): the agent writes it to ``context_path`` at PROLOG;
-    # ``disks`` carries it as the read-only CD-ROM
-    context: ContextSpec | None = None
-    context_path: str = ""
-
-
-@dataclass(frozen=True)
-class DomainInfo:
-    """A domain as the hypervisor reports it."""
-
-    name: str
-    uuid: str
-    power_state: PowerState
-    vcpu: int
-    memory_mb: int
-    cpu_time_ns: int = 0
-    # why it is in that state, for SHUTOFF: "shutdown" (the guest), "destroyed", "crashed", "failed", …
-    reason: str = ""
-
-    @property
-    def crashed(self) -> bool:
-        """Stopped without the guest shutting down, or reported crashed: restart material."""
-        if self.power_state == PowerState.CRASHED:
-            return True
-        return self.power_state == PowerState.SHUTOFF and self.reason in ("crashed", "destroyed", "failed", "unknown")
-
-
-@dataclass(frozen=True)
-class DomainStats:
-    """Cumulative counters of a running domain (rates are computed by the collector)."""
-
-    name: str
-    cpu_time_ns: int
-    vcpu: int
-    memory_kb: int
-    rx_bytes: int = 0
-    tx_bytes: int = 0
-    rd_bytes: int = 0
-    wr_bytes: int = 0
-    rd_reqs: int = 0
-    wr_reqs: int = 0
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    """A host's capacity and measured load."""
-
-    hostname: str
-    hypervisor: str
-    vcpu: int
-    memory_mb: int
-    free_memory_mb: int
-    disk_gb: int
-    cpu_model: str = ""
-    cpu_load: float = 0.0
+from specs import (  # noqa: F401 - the driver contract's plain types, re-exported for drivers
+    ContextSpec,
+    DiskSpec,
+    DomainInfo,
+    DomainNotFound,
+    DomainSpec,
+    DomainStats,
+    DriverError,
+    HostInfo,
+    HostUnreachable,
+    NicSpec,
+    PowerState,
+    StepOrder,
+    StepResult,
+    Unsupported,
+)
 
 
 class ComputeDriver(abc.ABC):
@@ -171,6 +36,12 @@ class ComputeDriver(abc.ABC):
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+
+    @classmethod
+    def capabilities_for(cls, uri: str) -> Mapping[str, bool]:
+        """What a driver of this class can do on ``uri``, without connecting (services read it
+        to refuse unsupported operations early)."""
+        return cls.capabilities
 
     def supports(self, capability: str) -> bool:
         return bool(self.capabilities.get(capability, False))

@@ -11,7 +11,7 @@ import shutil
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import libvirt
@@ -192,6 +192,21 @@ class LibvirtComputeDriver(ComputeDriver):
 
     name = "libvirt"
 
+    @classmethod
+    def capabilities_for(cls, uri: str) -> Mapping[str, bool]:
+        is_test = uri.startswith("test:")
+        return {
+            "save_restore": True,
+            "suspend": True,
+            "acpi_shutdown": True,
+            "cold_migrate": True,
+            # libvirt's test driver has no migration; QEMU hosts migrate live over libvirt.
+            "live_migrate": not is_test,
+            # the test driver has no device hotplug (virDomainAttachDeviceFlags is unsupported)
+            "hotplug_disk": not is_test,
+            "hotplug_nic": not is_test,
+        }
+
     def __init__(self, uri: str) -> None:
         super().__init__(uri)
         self._conn: libvirt.virConnect | None = None
@@ -201,17 +216,7 @@ class LibvirtComputeDriver(ComputeDriver):
         self._last_cpu: tuple[int, int] | None = None
         self.is_test = uri.startswith("test:")
         self.domain_type = "test" if self.is_test else os.environ.get("NEPHELE_VIRT_TYPE", "qemu")
-        self.capabilities = {
-            "save_restore": True,
-            "suspend": True,
-            "acpi_shutdown": True,
-            "cold_migrate": True,
-            # libvirt's test driver has no migration; QEMU hosts migrate live over libvirt.
-            "live_migrate": not self.is_test,
-            # the test driver has no device hotplug (virDomainAttachDeviceFlags is unsupported)
-            "hotplug_disk": not self.is_test,
-            "hotplug_nic": not self.is_test,
-        }
+        self.capabilities = self.capabilities_for(uri)
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> libvirt.virConnect:

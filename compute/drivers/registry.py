@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections.abc import Mapping
 
 from .base import ComputeDriver, DriverError
 
@@ -26,6 +27,12 @@ def driver_class(name: str) -> type[ComputeDriver]:
         return _DRIVERS[name]
     except KeyError:
         raise DriverError(f"unknown compute driver {name!r}; known: {', '.join(sorted(_DRIVERS))}") from None
+
+
+def capabilities(name: str, uri: str) -> Mapping[str, bool]:
+    """What driver ``name`` can do on ``uri``, read from its class: nothing is constructed or
+    connected (no libvirt event loop starts in a web process)."""
+    return driver_class(name).capabilities_for(uri)
 
 
 def names() -> list[str]:

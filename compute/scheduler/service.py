@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import Count
 
+from .. import hooks
 from ..models import Host, VirtualMachine
 from ..states import HostState
 from .core import HostView, Policy, VMRequest, ranked_hosts
@@ -70,24 +71,10 @@ def rank_for(vm: VirtualMachine, exclude: int | None = None) -> tuple[list[int],
     if not hosts:
         return [], "no enabled and monitored host"
     ranked, reason = ranked_hosts(vm_request(vm), hosts, policy_for(vm))
-    return _reaching_system_datastore(vm, hosts, ranked, reason)
-
-
-def _reaching_system_datastore(vm: VirtualMachine, hosts: list[HostView], ranked: list[int],
-                               reason: str) -> tuple[list[int], str]:  # fmt: skip
-    """Keep the hosts that reach a READY system datastore with room for the VM's disk (a host
-    reaches a datastore with no clusters, or one listing the host's cluster). A cloud without
-    any system datastore places as before (storage.services.datastores.system_reach)."""
-    from storage.services.datastores import GIB, system_reach, vm_system_needs
-
-    if not ranked:
-        return ranked, reason
-    need, pinned = vm_system_needs(vm)
-    reach = system_reach(need, pinned)
-    if reach is None:
-        return ranked, reason
-    cluster_of = {h.id: h.cluster_id for h in hosts}
-    kept = [hid for hid in ranked if reach.allows(cluster_of[hid])]
-    if not kept:
-        return [], f"no host reaches a system datastore with {-(-need // GIB)} GiB free"
-    return kept, ""
+    if ranked:
+        cluster_of = {h.id: h.cluster_id for h in hosts}
+        for keep in hooks.placement_filter.functions():  # e.g. storage: hosts reaching a datastore with room
+            ranked, reason = keep(vm, cluster_of, ranked, reason)
+            if not ranked:
+                break
+    return ranked, reason

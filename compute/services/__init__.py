@@ -11,7 +11,6 @@ from .vms import (
     domain_spec,
     perform_action,
     place_vm,
-    record_action,
     step_order,
 )
 
@@ -27,7 +26,6 @@ __all__ = [
     "perform_action",
     "place_vm",
     "reconcile",
-    "record_action",
     "record_probe",
     "register_host",
     "set_host_state",

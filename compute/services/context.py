@@ -12,18 +12,23 @@ from typing import Any
 
 from django.conf import settings
 
-from network.vmnics import network_config
 from portal.errors import InvalidInput
+from specs import DiskSpec
 from tenants.models import SSHKey
 
+from .. import hooks
 from ..context import ContextSpec, UserDataError, check_user_data, dns_hostname
-from ..drivers.base import DiskSpec
 from ..models import VirtualMachine
 
 # the seed's CD-ROM: the default machine (i440fx) has IDE built in; the test guest's initramfs
 # carries ata_piix, sr_mod, cdrom and isofs for it
 CONTEXT_TARGET = "hdc"
 CONTEXT_BUS = "ide"
+
+
+def _network_config(vm: VirtualMachine) -> dict[str, Any]:
+    """The network manager's cloud-init config for the VM (the first non-empty answer)."""
+    return next((cfg for cfg in hooks.network_config(vm) if cfg), {})
 
 
 def vm_hostname(vm: VirtualMachine) -> str:
@@ -42,7 +47,7 @@ def context_spec(vm: VirtualMachine) -> ContextSpec:
         instance_id=str(vm.uuid),
         hostname=vm_hostname(vm),
         ssh_keys=tuple(k.public_key for k in owner_keys(vm)),
-        network_config=network_config(vm),
+        network_config=_network_config(vm),
         user_data=vm.user_data,
     )
 
@@ -80,7 +85,7 @@ class ContextSummary:
 
 def context_summary(vm: VirtualMachine) -> ContextSummary:
     """The VM's context as people see it."""
-    data: Any = network_config(vm)
+    data: Any = _network_config(vm)
     return ContextSummary(
         hostname=vm_hostname(vm),
         keys=[{"name": k.name, "fingerprint": k.fingerprint} for k in owner_keys(vm)],

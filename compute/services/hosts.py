@@ -10,18 +10,18 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.audit import record_action
 from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_host
-from portal.querysets import is_cloud_admin
+from specs import DomainInfo, HostInfo
+from tenants.querysets import is_cloud_admin
 
-from ..drivers.base import DomainInfo, HostInfo
 from ..drivers.registry import names as driver_names
 from ..models import Cluster, Host, VirtualMachine, host_name_validator
 from ..states import HostState
 from ..states import VMState as S
 from .observation import observe_domain
-from .vms import record_action
 
 log = logging.getLogger(__name__)
 URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "test")

@@ -8,8 +8,8 @@ import time
 from django.db import transaction
 
 from monitoring.events import emit
+from specs import PowerState
 
-from ..drivers.base import PowerState
 from ..models import VirtualMachine
 from ..states import Action, RestartPolicy
 from ..states import VMState as S

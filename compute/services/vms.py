@@ -16,24 +16,21 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.audit import record_action
 from monitoring.events import emit
-from network import vmnics
-from network.vmnics import nic_specs
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_vm
-from portal.querysets import is_cloud_admin
-from storage import vmdisks
-from storage.vmdisks import disk_specs
+from specs import DomainSpec, StepOrder, StepResult
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 
-from .. import capacity
-from ..drivers.base import DomainSpec
+from .. import capacity, hooks
+from ..locking import lock_vm
 from ..models import (
     MAX_DISK_GB,
     MAX_MEMORY_MB,
     MAX_VCPU,
-    AuditRecord,
     Host,
     VirtualMachine,
     VMPlacement,
@@ -61,39 +58,8 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def record_action(
-    actor: Any,
-    obj: Any,
-    action: str,
-    *,
-    ip: str | None = None,
-    result: str = "accepted",
-    project: Project | None = None,
-    **detail: Any,
-) -> AuditRecord:
-    """Write the audit row for an action on ``obj``, and its event."""
-    emit(f"{obj._meta.model_name}.action.{action}", obj, actor=actor, project=project, result=result, **detail)
-    return AuditRecord.objects.create(
-        project=project if project is not None else getattr(obj, "project", None),
-        actor=actor if getattr(actor, "pk", None) else None,
-        actor_name=getattr(actor, "username", "") or "system",
-        action=action,
-        object_type=obj._meta.model_name,
-        object_id=str(obj.pk),
-        object_name=str(getattr(obj, "name", ""))[:128],
-        source_ip=ip,
-        result=result,
-        detail=detail,
-    )
-
-
 def _lock_vm(actor: Any, vm_id: int, action: str = "manage") -> VirtualMachine:
-    """The VM row, locked, if ``actor`` may ``action`` it; 404 otherwise."""
-    qs = VirtualMachine.objects.all() if actor is None else VirtualMachine.objects.restrict(actor, action)
-    try:
-        return qs.select_for_update().get(pk=vm_id)
-    except VirtualMachine.DoesNotExist:
-        raise NotFound("virtual machine not found") from None
+    return lock_vm(actor, vm_id, action)
 
 
 def _account(vm: VirtualMachine, old: str, new: str, check: bool) -> None:
@@ -123,8 +89,7 @@ def _set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: b
         emit(f"virtualmachine.state.{new}", vm, from_state=old, reason=reason[:255], host=vm.host_id)
     vm.save()
     if new == S.DONE and old != S.DONE:
-        vmdisks.on_vm_done(vm)  # volumes detached, persistent images given back
-        vmnics.on_vm_done(vm)  # NICs removed, their addresses back in the pools
+        hooks.vm_done(vm)  # storage: volumes detached, images given back; network: leases, IPs
     publish_vm(vm)
 
 
@@ -249,8 +214,7 @@ def create_vms(
         record_action(actor, vm, "create", ip=ip, template=template.pk, vcpu=vcpu, memory_mb=memory_mb)
         publish_vm(vm)
         vms.append(vm)
-    vmdisks.on_vms_created(vms, template)  # the template's disks (quota: system_disk_gb above)
-    vmnics.on_vms_created(actor, vms, template)  # the template's NICs, with their leases
+    hooks.vms_created(actor, vms, template)  # the template's disks (storage), NICs and leases (network)
     if not hold:
         from .. import tasks
 
@@ -430,14 +394,14 @@ def _terminate(vm: VirtualMachine, req: ActionRequest) -> None:
 
 
 def _migrate(vm: VirtualMachine, req: ActionRequest) -> None:
-    from ..drivers.registry import driver_class
+    from ..drivers.registry import capabilities as driver_capabilities
     from ..scheduler.service import rank_for
 
     assert vm.host is not None
     if req.live:
         if vm.state != S.RUNNING:
             raise Conflict(f"live migration needs a RUNNING VM, this one is {vm.state}", field="state")
-        caps = driver_class(vm.host.driver)(vm.host.uri).capabilities
+        caps = driver_capabilities(vm.host.driver, vm.host.uri)
         if not caps.get("live_migrate"):
             raise Conflict(f"host {vm.host.name} ({vm.host.uri.split(':')[0]}) cannot migrate live", field="live")
     if req.host_id is not None:
@@ -530,39 +494,11 @@ _HANDLERS = {
 # --------------------------------------------------------------------------------------------
 # driver steps: what the agent should do next, and what it reports back
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StepOrder:
-    """One driver step, in plain values (the agent needs no ORM to carry it out)."""
-
-    vm_id: int
-    seq: int
-    operation: str
-    step: str  # the VM's transient state, or RUNNING for a reboot
-    driver: str
-    uri: str
-    domain: DomainSpec
-    hard: bool = False
-    live: bool = False
-    restore_path: str = ""
-    save_path: str = ""
-    dest_driver: str = ""
-    dest_uri: str = ""
-    was_running: bool = True
-    shutdown_timeout: float = 60.0
-
-
-@dataclass(frozen=True)
-class StepResult:
-    ok: bool
-    error: str = ""
-    hv_state: str = ""
-    saved_path: str = ""
-
-
 def domain_spec(vm: VirtualMachine) -> DomainSpec:
     """The domain definition for ``vm``."""
     img = vm.boot_image
-    boot_files = ("", "") if img else vmdisks.boot_files(vm)  # kernel / ramdisk images of its template
+    # kernel / ramdisk images of its template (storage), unless a compute boot image boots it
+    boot = ("", "", "") if img else next((b for b in hooks.boot_files(vm) if b), ("", "", ""))
     seed = context.seed_path(vm)
     serial_log = ""
     if vm.host is not None and not vm.host.uri.startswith("test:"):
@@ -573,14 +509,14 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         uuid=str(vm.uuid),
         vcpu=vm.vcpu,
         memory_mb=vm.memory_mb,
-        kernel=img.kernel_path if img else boot_files[0],
-        initrd=img.initrd_path if img else boot_files[1],
-        cmdline=img.cmdline.replace("{vm_name}", str(vm.pk)) if img else vmdisks.boot_cmdline(vm),
+        kernel=img.kernel_path if img else boot[0],
+        initrd=img.initrd_path if img else boot[1],
+        cmdline=img.cmdline.replace("{vm_name}", str(vm.pk)) if img else boot[2],
         disk_path=img.disk_path if img else "",
         serial_log=serial_log,
         metadata={"vm": str(vm.pk), "project": str(vm.project_id), "owner": vm.owner.username},
-        disks=(*disk_specs(vm), context.seed_disk(seed)),
-        nics=tuple(nic_specs(vm)),
+        disks=(*(d for specs in hooks.disk_specs(vm) for d in specs), context.seed_disk(seed)),
+        nics=tuple(n for specs in hooks.nic_specs(vm) for n in specs),
         context=context.context_spec(vm),
         context_path=seed,
     )

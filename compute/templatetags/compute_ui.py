@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from portal.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin
 
 from ..states import FAILURES, TRANSIENT, Action, VMState, allowed_actions
 

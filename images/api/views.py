@@ -13,8 +13,8 @@ from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPart
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from compute.api.serializers import ShareSerializer, SharesSerializer
-from compute.services import sharing
+from portal.api import ShareSerializer, SharesSerializer
+from tenants import sharing
 
 from .. import services
 from ..filters import ImageFilter, with_visibility

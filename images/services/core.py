@@ -14,12 +14,12 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from compute.services import record_action
+from monitoring.audit import record_action
 from portal.errors import Conflict, InvalidInput, NotFound
-from portal.querysets import is_cloud_admin
 from storage.models import Datastore, DatastoreKind
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 
 from .. import qemu, states
 from ..models import Image, ImageFormat, ImageState, ImageType
@@ -277,13 +277,13 @@ def delete_image(actor: Any, image_id: int) -> None:
 
 def share_image(actor: Any, image_id: int, *, project_id: int | None = None, username: str | None = None) -> Image:
     """Share with another project (its members) or one user (view and use)."""
-    from compute.services.sharing import share
+    from tenants.sharing import share
 
     return share(actor, Image, image_id, project_id=project_id, username=username)  # type: ignore[no-any-return]
 
 
 def unshare_image(actor: Any, image_id: int, *, project_id: int | None = None, username: str | None = None) -> Image:
-    from compute.services.sharing import unshare
+    from tenants.sharing import unshare
 
     return unshare(actor, Image, image_id, project_id=project_id, username=username)  # type: ignore[no-any-return]
 
@@ -304,7 +304,7 @@ def request_publish(actor: Any, image_id: int, requested: bool = True) -> Image:
 @transaction.atomic
 def set_public(actor: Any, image_id: int, public: bool) -> Image:
     """Publish (approve) or unpublish: cloud administrators only."""
-    from compute.services.sharing import publish
+    from tenants.sharing import publish
 
     img: Image = publish(actor, Image, image_id, public)
     Image.objects.filter(pk=img.pk).update(publish_requested=False)

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
-from compute.services import record_action
+from monitoring.audit import record_action
 from portal.errors import InvalidInput
 
 from .. import qemu

@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from compute.models import MAX_MEMORY_MB, MAX_VCPU, VMTemplate
-from compute.services import record_action
+from monitoring.audit import record_action
 from portal.errors import InvalidInput
 
 from .. import qemu

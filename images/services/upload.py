@@ -19,7 +19,7 @@ from typing import IO, Any
 from django.db import transaction
 from django.utils import timezone
 
-from compute.services import record_action
+from monitoring.audit import record_action
 from portal.errors import Conflict, InvalidInput
 
 from .. import qemu

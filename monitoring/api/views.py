@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin
 
 from ..models import Event, Webhook, WebhookDelivery
 

@@ -12,8 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from compute.api.views import IsCloudAdmin
-from portal.api import client_ip
+from portal.api import IsCloudAdmin, client_ip
 from portal.errors import NotFound
 from tenants.models import Project
 

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 
 from compute.models import name_validator
 from portal.errors import InvalidInput, NotFound, PermissionDenied
-from portal.querysets import is_cloud_admin
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 
 
 def require_admin(actor: Any, what: str) -> None:
@@ -80,6 +80,6 @@ def parse_cidr(value: str, field: str) -> ipaddress.IPv4Network | ipaddress.IPv6
 
 def audit(actor: Any, obj: Any, action: str, *, project: Any = None, ip: str | None = None, **detail: Any) -> None:
     """Audit row and event, as compute records its actions."""
-    from compute.services import record_action
+    from monitoring.audit import record_action
 
     record_action(actor, obj, action, ip=ip, project=project, **detail)

@@ -8,9 +8,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from portal.querysets import is_cloud_admin
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 
 from ..models import (
     AddressRange,

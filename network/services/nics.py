@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
+from compute.locking import lock_vm
 from compute.models import VirtualMachine, VMTemplate
 from compute.states import VMState
 from portal.errors import Conflict, InvalidInput, NotFound
@@ -185,9 +186,7 @@ def on_vm_done(vm: VirtualMachine) -> None:
 @transaction.atomic
 def attach_nic(actor: Any, vm_id: int, *, ip: str | None = None, **spec: Any) -> VMNic:
     """Add a NIC to a VM: cold while it is on no host, hot (hypervisor hotplug) while RUNNING."""
-    from compute.services.vms import _lock_vm
-
-    vm = _lock_vm(actor, vm_id)
+    vm = lock_vm(actor, vm_id)
     hot = vm.state == VMState.RUNNING
     if vm.busy or (vm.state not in COLD_STATES and not hot):
         raise Conflict(f"cannot attach a NIC to a VM in state {vm.state}", field="state")
@@ -206,12 +205,10 @@ def attach_nic(actor: Any, vm_id: int, *, ip: str | None = None, **spec: Any) ->
 @transaction.atomic
 def detach_nic(actor: Any, nic_id: int, *, ip: str | None = None) -> None:
     """Remove a NIC (and free its address): cold, or hot while RUNNING on a host that can."""
-    from compute.services.vms import _lock_vm
-
     found = VMNic.objects.restrict(actor, "manage").filter(pk=nic_id).first()
     if found is None:
         raise NotFound("NIC not found")
-    vm = _lock_vm(actor, found.vm_id)
+    vm = lock_vm(actor, found.vm_id)
     nic = VMNic.objects.select_related("vm__project", "vm__owner").get(pk=nic_id)
     hot = vm.state == VMState.RUNNING
     if vm.busy or (vm.state not in COLD_STATES and not hot):
@@ -234,12 +231,10 @@ def detach_nic(actor: Any, nic_id: int, *, ip: str | None = None) -> None:
 
 
 def _require_hotplug(vm: VirtualMachine) -> None:
-    from compute.drivers.registry import driver_class
+    from compute.drivers.registry import capabilities
 
     host = vm.host
-    cls = driver_class(host.driver) if host else None
-    caps = getattr(cls, "static_capabilities", None) if cls else None
-    if host is None or host.uri.startswith("test:") or (caps is not None and not caps.get("hotplug_nic")):
+    if host is None or not capabilities(host.driver, host.uri).get("hotplug_nic"):
         raise Conflict(f"host {getattr(host, 'name', '?')} cannot hotplug NICs; power the VM off (undeploy) first",
                        field="state")  # fmt: skip
 

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api import client_ip
-from portal.querysets import is_cloud_admin, is_cloud_auditor
+from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from ..models import CloneMode, Datastore, DatastoreDriver, DatastoreKind
 from ..services import datastores as svc

@@ -21,10 +21,10 @@ from django.db.models import ProtectedError, Q, QuerySet
 from django.utils import timezone
 
 from compute.models import Cluster, host_name_validator
-from compute.services import record_action
+from monitoring.audit import record_action
 from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from portal.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin
 
 from ..drivers.base import InvalidPoolSpec, PoolInfo, PoolSpec, PoolType
 from ..drivers.libvirt import parse_monitors
@@ -259,9 +259,9 @@ def _wake_scheduler(ds: Datastore) -> None:
     """A system datastore became usable: pending VMs may fit now (compute.schedule_pending)."""
     if ds.kind != DatastoreKind.SYSTEM or ds.state != DatastoreState.READY or ds.free_bytes <= 0:
         return
-    from compute import tasks as compute_tasks
+    from compute.hooks import wake_scheduler
 
-    transaction.on_commit(lambda: compute_tasks.schedule_pending.delay())
+    wake_scheduler()
 
 
 @transaction.atomic
@@ -569,3 +569,20 @@ def vm_system_needs(vm: Any) -> tuple[int, set[int]]:
         pinned.add(ds_id)
         extra += size
     return vm.disk_gb * GIB + extra, pinned
+
+
+def keep_hosts_reaching_datastore(
+    vm: Any, cluster_of: Mapping[int, int | None], ranked: list[int], reason: str
+) -> tuple[list[int], str]:
+    """The scheduler's storage filter (``compute.hooks.placement_filter``): keep the hosts that
+    reach a READY system datastore with room for the VM's disks (a host reaches a datastore with
+    no clusters, or one listing the host's cluster). A cloud without any system datastore places
+    as before."""
+    need, pinned = vm_system_needs(vm)
+    reach = system_reach(need, pinned)
+    if reach is None:
+        return ranked, reason
+    kept = [hid for hid in ranked if reach.allows(cluster_of[hid])]
+    if not kept:
+        return [], f"no host reaches a system datastore with {-(-need // GIB)} GiB free"
+    return kept, ""

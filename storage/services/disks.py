@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db import transaction
 
-from compute.services import record_action
 from compute.states import VMState
+from monitoring.audit import record_action
 from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
@@ -99,8 +99,7 @@ def finish_save_disk(
     """The copy is done (or failed): register it as an image, and give the disk back."""
     from django.contrib.auth import get_user_model
 
-    from images import services as images
-
+    from ..hooks import adopt_image_file
     from ..hostops import remove
 
     disk = VMDisk.objects.select_for_update().select_related("vm__project").filter(pk=disk_id).first()
@@ -112,7 +111,7 @@ def finish_save_disk(
     if not error:
         try:
             with transaction.atomic():
-                image = images.register_file(
+                image = adopt_image_file(
                     actor, project=disk.vm.project, name=name, datastore=Datastore.objects.get(pk=datastore_id),
                     path=path, type="os",
                 )  # fmt: skip

@@ -24,12 +24,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from compute.drivers.base import DiskSpec
+from compute.locking import lock_vm
 from compute.models import VirtualMachine, name_validator
-from compute.services import record_action
 from compute.states import VMState
+from monitoring.audit import record_action
 from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound
+from specs import DiskSpec
 from tenants import quotas
 from tenants.models import Project
 
@@ -67,11 +68,7 @@ def _lock_volume(actor: Any, volume_id: Any, action: str = "manage") -> Volume:
 
 
 def _lock_vm(actor: Any, vm_id: Any) -> VirtualMachine:
-    try:
-        qs = VirtualMachine.objects.restrict(actor, "manage").select_related("host")
-        return qs.select_for_update(of=("self",)).get(pk=vm_id)
-    except (VirtualMachine.DoesNotExist, ValueError, TypeError):
-        raise NotFound("virtual machine not found", field="vm") from None
+    return lock_vm(actor, vm_id, field="vm")
 
 
 def _lock_with_vm(actor: Any, volume_id: Any) -> tuple[Volume, VirtualMachine | None]:
@@ -240,10 +237,10 @@ def delete_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volum
 # attach / detach
 # --------------------------------------------------------------------------------------------
 def _hotplug(vm: VirtualMachine) -> bool:
-    from compute.drivers.registry import driver_class
+    from compute.drivers.registry import capabilities
 
     assert vm.host is not None
-    return bool(driver_class(vm.host.driver)(vm.host.uri).supports("hotplug_disk"))
+    return bool(capabilities(vm.host.driver, vm.host.uri).get("hotplug_disk"))
 
 
 def _mode(vm: VirtualMachine, what: str) -> str:
@@ -496,7 +493,7 @@ def recover_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volu
     host's agent is gone) and put the volume back where it was before; a create that never
     finished becomes ``error`` (deletable). The task, if it ever runs, finds its order stale."""
     from portal.errors import PermissionDenied
-    from portal.querysets import is_cloud_admin
+    from tenants.querysets import is_cloud_admin
 
     if not is_cloud_admin(actor):
         raise PermissionDenied("only cloud administrators recover volumes")

@@ -13,8 +13,9 @@ import pytest
 from django.db import connection
 
 from compute.drivers.registry import get_driver
-from compute.models import AuditRecord, Host, VirtualMachine, VMPlacement
+from compute.models import Host, VirtualMachine, VMPlacement
 from compute.states import VMState as S
+from monitoring.models import AuditRecord
 from tests.conftest import client_for, requires_postgres, vm_state, wait_for
 
 

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compute.models import AuditRecord, Host, VirtualMachine, VMStateChange
+from compute.models import Host, VirtualMachine, VMStateChange
 from compute.states import ACTIONS, ON_HOST, Action
 from compute.states import VMState as S
+from monitoring.models import AuditRecord
 from tests.conftest import client_for
 
 from .helpers import act, drive_to, settle

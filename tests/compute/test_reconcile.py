@@ -8,10 +8,10 @@ from typing import Any
 from compute import services
 from compute.drivers.base import DomainSpec
 from compute.drivers.registry import get_driver
-from compute.models import AuditRecord, Host, VirtualMachine, VMStateChange
+from compute.models import Host, VirtualMachine, VMStateChange
 from compute.states import VMState as S
 from compute.tasks import reconcile_host
-from monitoring.models import Event
+from monitoring.models import AuditRecord, Event
 
 from .helpers import settle
 

@@ -128,7 +128,7 @@ MATRIX += matrix_extensions.api_rows()
 @pytest.fixture
 def world(project: Any, admin_user: Any, member: Any, viewer: Any, project_admin: Any, other_tenant: Any,
           template: Any, make_sim_host: Any, request: Any) -> dict[str, Any]:  # fmt: skip
-    from compute.models import AuditRecord
+    from monitoring.models import AuditRecord
     from tenants import credentials
 
     UserFactory(username="newbie")

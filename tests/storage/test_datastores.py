@@ -17,8 +17,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from compute.models import AuditRecord
-from monitoring.models import Event, Kind, Sample
+from monitoring.models import AuditRecord, Event, Kind, Sample
 from portal.errors import Conflict, PermissionDenied
 from storage import services, tasks
 from storage.drivers.base import DriverError

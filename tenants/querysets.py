@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from django.db import models
 from django.db.models import Q
 
-from tenants.roles import AUDITOR_GROUP, org_roles_allowing, roles_allowing
+from .roles import AUDITOR_GROUP, org_roles_allowing, roles_allowing
 
 M = TypeVar("M", bound=models.Model)
 

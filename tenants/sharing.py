@@ -13,12 +13,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from guardian.shortcuts import assign_perm, get_groups_with_perms, get_users_with_perms, remove_perm
 
+from monitoring.audit import record_action
 from portal.errors import InvalidInput, NotFound, PermissionDenied
-from portal.querysets import is_cloud_admin
 from tenants.models import Project
+from tenants.querysets import is_cloud_admin
 from tenants.signals import project_group
-
-from .vms import record_action
 
 
 def _perm(obj: Any) -> str:

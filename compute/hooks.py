@@ -1,0 +1,43 @@
+"""The VM manager's seams: where the storage, network and image managers join a VM.
+
+Each manager registers its functions in its ``AppConfig.ready()``; compute calls the hooks and
+never imports those managers (see docs/architecture.md). All run inside the caller's
+transaction unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portal.hooks import Hook
+from specs import DiskSpec, NicSpec
+
+#: ``(actor, vms, template)`` inside ``create_vms``' transaction: give the new VMs their disks,
+#: NICs, leases… (raise a portal error to refuse the create; nothing is kept)
+vms_created: Hook[None] = Hook("compute.vms_created")
+#: ``(vm)`` → the VM's ``DiskSpec``s (image disks, volumes), for its domain spec
+disk_specs: Hook[list[DiskSpec]] = Hook("compute.disk_specs")
+#: ``(vm)`` → the VM's ``NicSpec``s with their host plans
+nic_specs: Hook[list[NicSpec]] = Hook("compute.nic_specs")
+#: ``(vm)`` → ``(kernel, initrd, cmdline)`` from its template's kernel images, or None
+boot_files: Hook[tuple[str, str, str] | None] = Hook("compute.boot_files")
+#: ``(vm)`` → the cloud-init network config (version 2) for the VM's seed, or {}
+network_config: Hook[dict[str, Any]] = Hook("compute.network_config")
+#: ``(vm)`` the VM reached DONE: release what it held (volumes, images, leases, public IPs)
+vm_done: Hook[None] = Hook("compute.vm_done")
+#: ``(vm, cluster_of, ranked, reason)`` → ``(ranked, reason)``: keep only the hosts (ids,
+#: best first) where the VM may go; ``cluster_of`` maps host id → cluster id
+placement_filter: Hook[tuple[list[int], str]] = Hook("compute.placement_filter")
+
+
+def wake_scheduler() -> None:
+    """Another manager made room (a system datastore has space again): try PENDING VMs now.
+
+    Safe to call from any manager: the scheduler's sweep is queued after commit.
+    """
+    for fn in capacity_available.functions():
+        fn()
+
+
+#: compute registers its scheduler sweep here; other managers call ``wake_scheduler``
+capacity_available: Hook[None] = Hook("compute.capacity_available")
