@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 
-from specs import (  # noqa: F401 - the driver contract's plain types, re-exported for drivers
+from specs import (  # the driver contract's plain types, re-exported for drivers
     ContextSpec,
     DiskSpec,
     DomainInfo,
@@ -25,6 +25,24 @@ from specs import (  # noqa: F401 - the driver contract's plain types, re-export
     StepResult,
     Unsupported,
 )
+
+__all__ = [
+    "ComputeDriver",
+    "ContextSpec",
+    "DiskSpec",
+    "DomainInfo",
+    "DomainNotFound",
+    "DomainSpec",
+    "DomainStats",
+    "DriverError",
+    "HostInfo",
+    "HostUnreachable",
+    "NicSpec",
+    "PowerState",
+    "StepOrder",
+    "StepResult",
+    "Unsupported",
+]
 
 
 class ComputeDriver(abc.ABC):

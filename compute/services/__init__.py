@@ -1,18 +1,18 @@
-"""Compute services: the only writers of VM and host state."""
+"""Compute services: the only writers of VM and host state.
 
+``lifecycle`` holds the state machine's primitives; ``create``, ``placement``, ``actions`` and
+``steps`` are the VM's services by concern; ``hosts`` and ``observation`` the hosts' and the
+reconciliation loop's.
+"""
+
+from specs import StepOrder, StepResult
+
+from .actions import ActionRequest, perform_action
+from .create import create_vms
 from .hosts import delete_host, reconcile, record_probe, register_host, set_host_state
 from .observation import observe_domain
-from .vms import (
-    ActionRequest,
-    StepOrder,
-    StepResult,
-    complete_step,
-    create_vms,
-    domain_spec,
-    perform_action,
-    place_vm,
-    step_order,
-)
+from .placement import place_vm
+from .steps import complete_step, domain_spec, step_order
 
 __all__ = [
     "ActionRequest",

@@ -13,11 +13,11 @@ from typing import Any
 from django.conf import settings
 
 from portal.errors import InvalidInput
-from specs import DiskSpec
+from specs import ContextSpec, DiskSpec
 from tenants.models import SSHKey
 
 from .. import hooks
-from ..context import ContextSpec, UserDataError, check_user_data, dns_hostname
+from ..context import UserDataError, check_user_data, dns_hostname
 from ..models import VirtualMachine
 
 # the seed's CD-ROM: the default machine (i440fx) has IDE built in; the test guest's initramfs

@@ -221,14 +221,14 @@ def fence_command(host: Host) -> list[str] | None:
 @transaction.atomic
 def evacuate_vm(vm_id: int, host_id: int) -> bool:
     """Take an HA VM off its failed host and give it back to the scheduler (PENDING)."""
-    from .vms import _finish
+    from .lifecycle import finish
 
     vm = VirtualMachine.objects.select_for_update().filter(pk=vm_id).first()
     if vm is None or vm.host_id != host_id or not vm.ha or vm.state not in (S.RUNNING, S.UNKNOWN, S.BOOT, S.PROLOG):
         return False
     host = Host.objects.get(pk=host_id)
     vm.operation = "evacuate"  # closes the placement with this reason
-    _finish(vm, S.PENDING, f"host {host.name} failed; rescheduled elsewhere", saved_state_path="")
+    finish(vm, S.PENDING, f"host {host.name} failed; rescheduled elsewhere", saved_state_path="")
     emit("virtualmachine.evacuated", vm, from_host=host.name)
     from .. import tasks
 

@@ -13,7 +13,7 @@ from specs import PowerState
 from ..models import VirtualMachine
 from ..states import Action, RestartPolicy
 from ..states import VMState as S
-from .vms import _begin, _set_state
+from .lifecycle import begin, set_state
 
 # --------------------------------------------------------------------------------------------
 _OBSERVED = {
@@ -44,7 +44,7 @@ def observe_domain(
         return vm
     if power is None:
         if vm.state in (S.RUNNING, S.SUSPENDED, S.POWEROFF):
-            _set_state(vm, S.UNKNOWN, "domain not found on its host", hv_state="missing")
+            set_state(vm, S.UNKNOWN, "domain not found on its host", hv_state="missing")
         return vm
     new = _OBSERVED.get(power)
     hv = raw or power.value
@@ -58,20 +58,20 @@ def observe_domain(
         S.RUNNING: "domain found running again",
         S.SUSPENDED: "domain found paused",
     }.get(new, "observed")
-    _set_state(vm, new, reason, hv_state=hv)
+    set_state(vm, new, reason, hv_state=hv)
     return vm
 
 
 def _handle_crash(vm: VirtualMachine, hv: str) -> None:
     emit("virtualmachine.crashed", vm, hv_state=hv)
     if vm.restart_policy != RestartPolicy.ON_CRASH:
-        _set_state(vm, S.POWEROFF, "the VM crashed (restart policy: never)", hv_state=hv)
+        set_state(vm, S.POWEROFF, "the VM crashed (restart policy: never)", hv_state=hv)
         return
     now = time.time()
     recent = [t for t in vm.restart_times if now - t < vm.restart_window_s]
     if len(recent) >= vm.restart_max:
         vm.restart_times = recent
-        _set_state(
+        set_state(
             vm,
             S.CRASH_FAILURE,
             f"crashed {len(recent) + 1} times within {vm.restart_window_s} s; not restarted again",
@@ -83,5 +83,5 @@ def _handle_crash(vm: VirtualMachine, hv: str) -> None:
         return
     vm.restart_times = [*recent, now]
     vm.hv_state = hv
-    _begin(vm, Action.RESUME, S.BOOT, f"restart after crash ({len(recent) + 1} of {vm.restart_max})")
+    begin(vm, Action.RESUME, S.BOOT, f"restart after crash ({len(recent) + 1} of {vm.restart_max})")
     emit("virtualmachine.restarted", vm, attempt=len(recent) + 1)

@@ -9,6 +9,7 @@ import pytest
 from compute import services
 from compute.models import Host, VirtualMachine
 from compute.states import VMState as S
+from portal.errors import Conflict, PermissionDenied
 from tests.factories import ClusterFactory, VMTemplateFactory
 
 from .helpers import act, settle
@@ -96,7 +97,7 @@ def test_admin_deploys_to_a_chosen_host_and_members_cannot(
     make_sim_host("a")
     b = make_sim_host("b")
     (vm,) = services.create_vms(member, project=project, template=template, name="held", hold=True)
-    with pytest.raises(services.vms.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         act(member, vm, "deploy", host_id=b.pk)
     act(admin_user, vm, "deploy", host_id=b.pk)
     settle()
@@ -112,7 +113,7 @@ def test_cold_migration_moves_the_domain(
     a, b = make_sim_host("a"), make_sim_host("b")
     vm = _vm(member, project, template)
     src, dst = (a, b) if vm.host_id == a.pk else (b, a)
-    with pytest.raises(services.vms.Conflict, match="cannot migrate live"):
+    with pytest.raises(Conflict, match="cannot migrate live"):
         act(admin_user, vm, "migrate", live=True)
     act(admin_user, vm, "migrate", host_id=dst.pk)
     settle()
@@ -132,7 +133,7 @@ def test_resize_while_powered_off_claims_on_the_host(
     vm = _vm(member, project, template)  # 2 vCPU
     act(member, vm, "poweroff")
     settle()
-    with pytest.raises(services.vms.Conflict, match="not enough free capacity"):
+    with pytest.raises(Conflict, match="not enough free capacity"):
         act(member, vm, "resize", vcpu=6)
     act(member, vm, "resize", vcpu=4)
     host.refresh_from_db()

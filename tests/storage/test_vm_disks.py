@@ -127,7 +127,7 @@ def test_kernel_and_ramdisk_images_boot_the_vm(member: Any, project: Any, templa
     with pytest.raises(InvalidInput, match="kernel images only"):
         disks.add_template_disk(member, template.pk, image=initrd.pk, cmdline="x")
     (vm,) = compute.create_vms(member, project=project, template=template, name="k", hold=True)
-    spec = compute.vms.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
+    spec = compute.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
     assert (spec.kernel, spec.initrd, spec.cmdline) == (kernel.path, initrd.path, f"console=ttyS0 id={vm.pk}")
     assert [d.target for d in spec.disks if d.path in (kernel.path, initrd.path)] == []
 
@@ -197,7 +197,7 @@ def test_disks_follow_the_compute_boot_images_own_disk(member: Any, project: Any
     template.save()
     disks.add_template_disk(member, template.pk, size_bytes=MIB)
     (vm,) = compute.create_vms(member, project=project, template=template, name="b", hold=True)
-    spec = compute.vms.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
+    spec = compute.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
     assert spec.disk_path == "/var/lib/boot.qcow2"
     assert [(d.target, d.create_size_bytes, d.delete_on_release) for d in spec.disks if d.target.startswith("vd")] == [
         ("vdb", MIB, True)

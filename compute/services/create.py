@@ -1,0 +1,107 @@
+"""Creating VMs from a template: quota, the VM rows, and the other managers' hooks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+
+from monitoring.audit import record_action
+from monitoring.events import emit
+from portal.errors import InvalidInput, NotFound
+from portal.events import publish_vm
+from tenants import quotas
+from tenants.models import Project
+
+from .. import hooks
+from ..models import (
+    VirtualMachine,
+    VMStateChange,
+    VMTemplate,
+)
+from ..states import VMState as S
+from . import context
+from .lifecycle import validate_capacity
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# creation
+# --------------------------------------------------------------------------------------------
+@transaction.atomic
+def create_vms(
+    actor: Any,
+    *,
+    project: Project,
+    template: VMTemplate,
+    name: str,
+    count: int = 1,
+    vcpu: int | None = None,
+    memory_mb: int | None = None,
+    hold: bool = False,
+    ip: str | None = None,
+    user_data: str = "",
+) -> list[VirtualMachine]:
+    """Instantiate ``template`` ``count`` times in ``project``; VMs enter PENDING (or HOLD).
+
+    ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see compute/context.py)."""
+    if not Project.objects.restrict(actor, "manage").filter(pk=project.pk).exists():
+        raise NotFound("project not found", field="project")
+    if not VMTemplate.objects.restrict(actor, "view").filter(pk=template.pk).exists():
+        raise NotFound("template not found", field="template")
+    if not 1 <= count <= 100:
+        raise InvalidInput("count must be between 1 and 100", field="count")
+    vcpu = template.vcpu if vcpu is None else vcpu
+    memory_mb = template.memory_mb if memory_mb is None else memory_mb
+    validate_capacity(vcpu, memory_mb, template.disk_gb)
+    context.validate_user_data(user_data)
+    from django.core.exceptions import ValidationError
+
+    from ..models import name_validator
+
+    try:
+        name_validator(name)
+    except ValidationError as exc:
+        raise InvalidInput(f"name: {exc.messages[0]}", field="name") from None
+    quotas.consume(
+        project,
+        actor,
+        vms=count,
+        running_vms=count,  # HOLD and PENDING count as running, as in OpenNebula
+        vcpu=vcpu * count,
+        memory_mb=memory_mb * count,
+        system_disk_gb=template.disk_gb * count,
+    )
+    vms = []
+    for i in range(count):
+        vm = VirtualMachine.objects.create(
+            project=project,
+            owner=actor,
+            name=name if count == 1 else f"{name}-{i}"[:63],
+            template=template,
+            boot_image=template.boot_image,
+            vcpu=vcpu,
+            memory_mb=memory_mb,
+            disk_gb=template.disk_gb,
+            required_labels=template.required_labels,
+            restart_policy=template.restart_policy,
+            ha=template.ha,
+            hypervisor=template.hypervisor,
+            cluster=template.cluster,
+            state=S.HOLD if hold else S.PENDING,
+            user_data=user_data,
+        )
+        VMStateChange.objects.create(vm=vm, from_state="", to_state=vm.state, reason="created")
+        emit(f"virtualmachine.state.{vm.state}", vm, actor=actor, from_state="", reason="created")
+        record_action(actor, vm, "create", ip=ip, template=template.pk, vcpu=vcpu, memory_mb=memory_mb)
+        publish_vm(vm)
+        vms.append(vm)
+    hooks.vms_created(actor, vms, template)  # the template's disks (storage), NICs and leases (network)
+    if not hold:
+        from .. import tasks
+
+        ids = [vm.pk for vm in vms]
+        transaction.on_commit(lambda: [tasks.schedule_vm.delay(pk) for pk in ids])
+    return vms
