@@ -10,8 +10,9 @@ object is indistinguishable from a missing one (404).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 from django.db.models import Q
 
@@ -19,29 +20,35 @@ from .roles import AUDITOR_GROUP, org_roles_allowing, roles_allowing
 
 M = TypeVar("M", bound=models.Model)
 
+#: who acts: a signed-in user, an anonymous request, or None for the system (periodic tasks,
+#: agents' reports, LDAP provisioning)
+Actor: TypeAlias = User | AnonymousUser | None
 
-def is_cloud_admin(user: Any) -> bool:
+
+def is_cloud_admin(user: Actor) -> bool:
     """Cloud administrators see and act on everything."""
-    return bool(getattr(user, "is_authenticated", False) and (user.is_superuser or user.is_staff))
+    if user is None or not user.is_authenticated:
+        return False
+    return bool(user.is_superuser or user.is_staff)
 
 
-def is_cloud_auditor(user: Any) -> bool:
-    """Cloud auditors see everything and change nothing."""
-    if not getattr(user, "is_authenticated", False):
+def is_cloud_auditor(user: Actor) -> bool:
+    """Cloud auditors see everything and change nothing (cached on the user object per request)."""
+    if user is None or not user.is_authenticated:
         return False
     cached = getattr(user, "_nephele_auditor", None)
     if cached is None:
         cached = user.groups.filter(name=AUDITOR_GROUP).exists()
-        user._nephele_auditor = cached
+        setattr(user, "_nephele_auditor", cached)  # noqa: B010 - a per-request cache on the user object
     return bool(cached)
 
 
-def token_project_id(user: Any) -> int | None:
+def token_project_id(user: Actor) -> int | None:
     """The project an API token confines this request to, if any (set by the token backend)."""
     return getattr(user, "_nephele_token_project", None)
 
 
-def allowed_projects(user: Any, action: str) -> models.QuerySet[Any]:
+def allowed_projects(user: Actor, action: str) -> models.QuerySet[Any]:
     """Primary keys of the projects on which ``user`` may ``action`` (a subquery)."""
     from tenants.models import Project
 
@@ -60,8 +67,8 @@ class RestrictedQuerySet(models.QuerySet[M]):
 
     project_path: str | None = "project"
 
-    def restrict(self, user: Any, action: str = "view") -> RestrictedQuerySet[M]:
-        if not getattr(user, "is_authenticated", False):
+    def restrict(self, user: Actor, action: str = "view") -> RestrictedQuerySet[M]:
+        if user is None or not user.is_authenticated:
             return self.none()
         key = f"{self.project_path}_id" if self.project_path else "pk"
         if self.project_path and "__" in self.project_path:
@@ -88,14 +95,17 @@ class ShareableQuerySet(RestrictedQuerySet[M]):
     project's group or to a user) or published to the whole cloud (``public``). Sharing and
     publication widen ``view`` only; managing stays with the owning project."""
 
-    def restrict(self, user: Any, action: str = "view") -> RestrictedQuerySet[M]:
+    def restrict(self, user: Actor, action: str = "view") -> RestrictedQuerySet[M]:
         base = super().restrict(user, action)
-        if action != "view" or not getattr(user, "is_authenticated", False) or is_cloud_admin(user):
+        if action != "view" or user is None or not user.is_authenticated or is_cloud_admin(user):
             return base
         from guardian.shortcuts import get_objects_for_user
 
         meta = self.model._meta
         shared = get_objects_for_user(
-            user, f"{meta.app_label}.view_{meta.model_name}", klass=self.model.objects.all(), accept_global_perms=False
+            user,
+            f"{meta.app_label}.view_{meta.model_name}",
+            klass=self.model._default_manager.all(),
+            accept_global_perms=False,
         )
         return self.filter(Q(pk__in=base.values("pk")) | Q(public=True) | Q(pk__in=shared.values("pk")))
