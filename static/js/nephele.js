@@ -95,4 +95,16 @@
   document.addEventListener("htmx:oobAfterSwap", (e) => {
     if (e.target && e.target.id === "messages") fadeSuccesses(e.target);
   });
+
+  // ---- no inline handlers (the CSP forbids them): behaviour comes from data attributes -------
+  // <select data-autosubmit> submits its form when changed
+  document.addEventListener("change", (e) => {
+    const el = e.target.closest("[data-autosubmit]");
+    if (el && el.form) el.form.submit();
+  });
+  // <form data-confirm="…"> asks before a plain (non-htmx) destructive post
+  document.addEventListener("submit", (e) => {
+    const form = e.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.dataset.confirm)) e.preventDefault();
+  }, true);
 })();
