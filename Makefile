@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 # Runs its command with a throwaway PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
 WITH_SERVICES := $(PY) scripts/test-services.py --
 
-.PHONY: help deps venv run test test-fast lint bench guest check-deploy clean
+.PHONY: help deps venv run test test-fast screenshots lint bench guest check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test: venv guest ## the whole suite (unit, Celery/libvirt, QEMU host, browser) o
 
 test-fast: venv ## the suite without the integration and browser tiers
 	$(WITH_SERVICES) $(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+screenshots: venv ## regenerate the README's docs/screenshots/vm-list.png (and artifacts/screenshots/)
+	$(WITH_SERVICES) $(PY) scripts/screenshots.py
 
 lint: venv ## ruff, mypy on services and drivers, and makemigrations --check
 	$(VENV)/bin/ruff check .
