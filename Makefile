@@ -5,13 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients qemu-system-x86 qemu-utils redis-server chromium busybox-static cpio xz-utils \
-	slapd ldap-utils libldap2-dev libsasl2-dev krb5-kdc krb5-admin-server krb5-user libkrb5-dev nftables
+	slapd ldap-utils libldap2-dev libsasl2-dev krb5-kdc krb5-admin-server krb5-user libkrb5-dev nftables postgresql
 export PYTHONUNBUFFERED := 1
+# Runs its command with a throwaway PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
+WITH_SERVICES := $(PY) scripts/test-services.py --
 
-.PHONY: help deps venv run test test-fast lint bench guest check-deploy clean
+.PHONY: help deps venv run test test-fast screenshots lint bench guest check-deploy clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 deps: ## install the Debian packages Nephele needs (as root; skipped when present)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -34,12 +36,15 @@ guest: deps ## build the tiny test guest (kernel + busybox initramfs) from Debia
 run: venv ## set up and serve Nephele with demo data on http://127.0.0.1:8000 (Ctrl-C stops)
 	$(PY) scripts/run.py
 
-test: venv guest ## run the whole test suite (unit, Celery/libvirt, real QEMU host, browser)
+test: venv guest ## the whole suite (unit, Celery/libvirt, QEMU host, browser) on a throwaway PostgreSQL + Redis
 	bash scripts/start-libvirtd.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(WITH_SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv ## the suite without the integration and browser tiers
-	$(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+	$(WITH_SERVICES) $(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+screenshots: venv ## regenerate the README's docs/screenshots/vm-list.png (and artifacts/screenshots/)
+	$(WITH_SERVICES) $(PY) scripts/screenshots.py
 
 lint: venv ## ruff, mypy on services and drivers, and makemigrations --check
 	$(VENV)/bin/ruff check .

@@ -1,9 +1,15 @@
 """Shared fixtures: role clients, simulated hosts, and a real Celery agent (in-process worker
-on the real Redis broker, serving the default queue and every host queue)."""
+on the real Redis broker, serving the default queue and every host queue).
+
+The suite runs on PostgreSQL only (``make test`` starts a throwaway one when ``DATABASE_URL``
+is unset, see scripts/test-services.py): the session refuses to start on anything else."""
 
 from __future__ import annotations
 
-import os
+import ast
+import functools
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +23,48 @@ from compute.drivers.simulated import write_node
 from compute.models import Host, VirtualMachine
 from tenants.roles import Role
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory, VMTemplateFactory
+
+
+def _serialize_ast_parse() -> None:
+    """Keep a failing test from crashing the runner (``INTERNALERROR … SystemError: AST
+    constructor recursion depth mismatch``).
+
+    CPython 3.11.0–3.11.7 and 3.12.0–3.12.1 (Debian 12 ships 3.11.2) track the AST
+    constructor's recursion depth in one per-interpreter counter (python/cpython#106905, fixed
+    in 3.11.8 / 3.12.2). When two threads build ASTs at the same time, one of them fails with
+    that SystemError: here pytest parses the test module to format a failure while an
+    in-process Celery worker thread logs a task's traceback (3.11's ``traceback`` parses each
+    source line to place its ``^^^`` carets). Every such caller in the standard library and
+    in pytest goes through ``ast.parse``, so taking one lock around it is enough."""
+    v = sys.version_info[:3]
+    if not ((3, 11) <= v < (3, 11, 8) or (3, 12) <= v < (3, 12, 2)) or getattr(ast.parse, "_serialized", False):
+        return
+    lock = threading.RLock()
+    parse = ast.parse
+
+    @functools.wraps(parse)
+    def serialized_parse(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return parse(*args, **kwargs)
+
+    serialized_parse._serialized = True  # type: ignore[attr-defined]
+    ast.parse = serialized_parse
+
+
+_serialize_ast_parse()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run on anything but PostgreSQL: row locks and real concurrency are under test,
+    and SQLite would quietly turn those tests into something else."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if not engine.endswith("postgresql"):
+        raise pytest.UsageError(
+            f"Nephele's tests need PostgreSQL, and the database is {engine} (DATABASE_URL unset or not "
+            "postgres://). Run `make test` (it starts a throwaway PostgreSQL and Redis), or for a subset "
+            "`python3 scripts/test-services.py -- .venv/bin/python -m pytest tests/…`, or set "
+            "DATABASE_URL=postgres://…"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -183,7 +231,6 @@ def vm_state(pk: int) -> str:
 
 
 def requires_postgres() -> Any:
-    return pytest.mark.skipif(
-        not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-        reason="needs PostgreSQL (DATABASE_URL=postgres://…): SQLite has no row locks",
-    )
+    """Mark a row-lock / real-concurrency test (``-m postgres`` selects them). Nothing is skipped:
+    the whole suite runs on PostgreSQL only (see ``pytest_sessionstart``)."""
+    return pytest.mark.postgres

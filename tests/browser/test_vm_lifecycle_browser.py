@@ -2,16 +2,14 @@
 
 The live server is daphne on the test database; the Celery agent is a real worker in this
 process; hosts are simulated (libvirt's test driver). Screenshots go to artifacts/screenshots/
-and one of the VM list to docs/screenshots/vm-list.png (the README's).
+(ignored by git). The README's picture is made by `make screenshots` (scripts/screenshots.py).
 """
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from compute import services
 from compute.models import VirtualMachine
@@ -147,65 +145,3 @@ def test_a_reconnect_catches_up_with_missed_pushes(
     link["page_side"].close(code=1012, reason="server restart")  # …then the socket drops; htmx reconnects
     page.wait_for_selector(f'#vm-{vm.pk}[data-state="PENDING"]', timeout=15_000)
     assert link["opened"] >= 2 and page.evaluate("window.__noReload") == "gap"
-
-
-def test_screenshots_for_the_readme(
-    browser_page: Any, live_server_url: str, agent: Any, member: Any, project: Any, template: Any, make_sim_host: Any,
-    admin_user: Any,
-) -> None:  # fmt: skip
-    """The VM list with VMs in several states (docs/screenshots/vm-list.png), and the other pages."""
-    from tests.compute.helpers import act
-    from tests.factories import ClusterFactory
-
-    rack = ClusterFactory(name="rack-1")
-    make_sim_host("kvm-01", vcpu=16, cluster=rack)
-    make_sim_host("kvm-02", vcpu=16, cluster=rack, labels={"ssd": "yes"})
-    make_sim_host("edge-01", vcpu=8, memory_mb=16384)
-    web = services.create_vms(member, project=project, template=template, name="web", count=3)
-    (db,) = services.create_vms(member, project=project, template=template, name="db-primary", vcpu=4, memory_mb=8192)
-    (cache,) = services.create_vms(member, project=project, template=template, name="cache")
-    wait_for(lambda: VirtualMachine.objects.filter(state=S.RUNNING).count() == 5)
-    act(member, web[2], "poweroff")
-    act(member, cache, "suspend")
-    services.create_vms(member, project=project, template=template, name="ci-runner", hold=True)
-    services.create_vms(member, project=project, template=template, name="analytics", vcpu=32, memory_mb=65536)
-    wait_for(lambda: VirtualMachine.objects.filter(state__in=[S.POWEROFF, S.SUSPENDED]).count() == 2)
-    wait_for(lambda: VirtualMachine.objects.filter(name="analytics").exclude(schedule_message="").exists())
-    admin_user.set_password(PASSWORD)
-    admin_user.save()
-
-    page, base = browser_page, live_server_url
-    page.set_viewport_size({"width": 1440, "height": 760})
-    log_in(page, base, admin_user.username)
-    page.goto(f"{base}/compute/vms/?project=all")
-    wait_live(page, "readme")
-    page.screenshot(path=str(ARTIFACTS / "vm-list.png"))
-    docs = settings.BASE_DIR / "docs" / "screenshots"
-    docs.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ARTIFACTS / "vm-list.png", docs / "vm-list.png")
-
-    page.set_viewport_size({"width": 1440, "height": 900})
-    page.goto(f"{base}/")
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-    page.goto(f"{base}/compute/hosts/")
-    page.screenshot(path=str(ARTIFACTS / "hosts.png"), full_page=True)
-    page.goto(f"{base}/compute/vms/{db.pk}/")
-    page.screenshot(path=str(ARTIFACTS / "vm-detail.png"), full_page=True)
-    page.goto(f"{base}/compute/templates/")
-    page.screenshot(path=str(ARTIFACTS / "templates.png"), full_page=True)
-    for other in ("events", "identity", "account"):  # pages of other apps share the layout
-        page.goto(f"{base}/{other}/")
-        page.screenshot(path=str(ARTIFACTS / f"{other}.png"), full_page=True)
-    page.emulate_media(color_scheme="dark")
-    page.goto(f"{base}/compute/vms/?project=all")
-    page.locator(f"#vm-{db.pk} details.more summary").click()
-    page.screenshot(path=str(ARTIFACTS / "vm-list-dark.png"))
-    page.goto(f"{base}/")
-    page.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"), full_page=True)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 820, "height": 900})
-    page.goto(f"{base}/compute/vms/?project=all")
-    page.screenshot(path=str(ARTIFACTS / "vm-list-narrow.png"), full_page=True)
-    page.context.clear_cookies()
-    page.goto(f"{base}/login/")
-    page.screenshot(path=str(ARTIFACTS / "login.png"))
