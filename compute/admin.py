@@ -15,6 +15,7 @@ from portal.errors import ServiceError
 
 from . import services
 from .models import BootImage, Cluster, Host, VirtualMachine, VMTemplate
+from .services import bootimages, clusters, templates
 
 
 def _run(request: HttpRequest, objs: QuerySet[Any], fn: Any) -> None:
@@ -64,6 +65,37 @@ class AuditAdmin(ReadOnlyStateAdmin):
     list_filter = ["action", "object_type"]
 
 
-admin.site.register(Cluster)
-admin.site.register(BootImage)
-admin.site.register(VMTemplate)
+# Clusters, boot images and templates change through their services (validation, the access
+# gate, the audit trail): the API and the pages create and edit them; here they are read-only,
+# and deleting goes through the service (a 409 of the service becomes a message).
+@admin.register(Cluster)
+class ClusterAdmin(ReadOnlyStateAdmin):
+    list_display = ["name", "placement_policy", "monitor_interval_s"]
+    actions = ["delete_through_service"]
+
+    @admin.action(description="Delete selected clusters (refused while they are used)")
+    def delete_through_service(self, request: HttpRequest, qs: QuerySet[Cluster]) -> None:
+        _run(request, qs, lambda c: clusters.delete_cluster(request.user, c.pk))
+
+
+@admin.register(BootImage)
+class BootImageAdmin(ReadOnlyStateAdmin):
+    list_display = ["name", "project", "kind", "public"]
+    list_filter = ["kind", "public"]
+    actions = ["delete_through_service"]
+
+    @admin.action(description="Delete selected boot images (refused while they are used)")
+    def delete_through_service(self, request: HttpRequest, qs: QuerySet[BootImage]) -> None:
+        _run(request, qs, lambda b: bootimages.delete_boot_image(request.user, b.pk))
+
+
+@admin.register(VMTemplate)
+class VMTemplateAdmin(ReadOnlyStateAdmin):
+    list_display = ["name", "project", "vcpu", "memory_mb", "disk_gb", "boot_image", "public"]
+    list_filter = ["public"]
+    search_fields = ["name"]
+    actions = ["delete_through_service"]
+
+    @admin.action(description="Delete selected templates")
+    def delete_through_service(self, request: HttpRequest, qs: QuerySet[VMTemplate]) -> None:
+        _run(request, qs, lambda t: templates.delete_template(request.user, t.pk))

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 
 from .models import MAX_MEMORY_MB, MAX_VCPU, BootImage, Cluster, VMTemplate
+from .states import RestartPolicy
 
 
 class TemplateChoiceField(forms.ModelChoiceField):
@@ -57,6 +58,8 @@ class CreateVMForm(forms.Form):
 
 
 class TemplateForm(forms.ModelForm):
+    """A new template's fields (shapes only; ``compute.services.templates`` decides and writes)."""
+
     labels = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -65,13 +68,21 @@ class TemplateForm(forms.ModelForm):
 
     class Meta:
         model = VMTemplate
-        fields = ["name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image", "hypervisor", "cluster"]
+        fields = [
+            "name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image", "hypervisor", "cluster",
+            "restart_policy", "ha",
+        ]  # fmt: skip
         widgets = {"description": forms.TextInput()}
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # only the boot images the user may use are offered; the service checks again
         self.fields["boot_image"].queryset = BootImage.objects.restrict(user, "view")  # type: ignore[attr-defined]
         self.fields["cluster"].queryset = Cluster.objects.all()  # type: ignore[attr-defined]
+        self.fields["restart_policy"].required = False
+
+    def clean_restart_policy(self) -> str:
+        return self.cleaned_data.get("restart_policy") or RestartPolicy.NEVER
 
     def clean_labels(self) -> dict[str, str]:
         return parse_labels(self.cleaned_data.get("labels", ""))

@@ -30,6 +30,7 @@ from tenants.querysets import is_cloud_admin, is_cloud_auditor
 from . import services
 from .forms import CreateVMForm, HostForm, TemplateForm
 from .models import Host, VirtualMachine, VMTemplate
+from .services import templates as template_service
 from .services.context import context_summary
 from .states import FAILURES, RECOVER_OPTIONS, TRANSIENT, Action, HostState, VMState
 
@@ -291,11 +292,20 @@ def template_list(request: HttpRequest) -> HttpResponse:
     if can_manage:
         form = TemplateForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
-            tpl = form.save(commit=False)
-            tpl.project, tpl.owner, tpl.required_labels = project, request.user, form.cleaned_data["labels"]
-            tpl.save()
-            messages.success(request, f"Template {tpl.name} created.")
-            return redirect("template-list")
+            d = form.cleaned_data
+            try:
+                tpl = template_service.create_template(
+                    request.user, project=project, name=d["name"], description=d["description"], vcpu=d["vcpu"],
+                    memory_mb=d["memory_mb"], disk_gb=d["disk_gb"], boot_image=d["boot_image"],
+                    hypervisor=d["hypervisor"], cluster=d["cluster"], required_labels=d["labels"],
+                    restart_policy=d["restart_policy"], ha=d["ha"], ip=client_ip(request),
+                )  # fmt: skip
+            except ServiceError as exc:
+                field = "labels" if exc.field == "required_labels" else exc.field
+                form.add_error(field if field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"Template {tpl.name} created.")
+                return redirect("template-list")
     elif request.method == "POST":
         messages.error(request, "You cannot create templates in this project.")
     templates = (

@@ -1,4 +1,5 @@
-"""Pages: the live event stream, and webhooks with their deliveries (admins)."""
+"""Pages: the live event stream, and webhooks with their deliveries (admins; registered through
+``monitoring.services``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from portal.api import client_ip
+from portal.errors import ServiceError
 from tenants.querysets import is_cloud_admin
 
+from . import services
 from .models import Event, Webhook, WebhookDelivery
 
 
@@ -26,12 +30,14 @@ def webhooks(request: HttpRequest) -> HttpResponse:
         raise Http404("not found")
     if request.method == "POST":
         patterns = [p.strip() for p in request.POST.get("event_types", "").replace(",", "\n").splitlines() if p.strip()]
-        url = request.POST.get("url", "").strip()
-        if not patterns or not url.startswith(("http://", "https://")):
-            messages.error(request, "url must be http(s):// and event_types needs at least one pattern")
+        try:
+            services.create_webhook(
+                request.user, name=request.POST.get("name", "")[:64], url=request.POST.get("url", ""),
+                event_types=patterns, ip=client_ip(request),
+            )  # fmt: skip
+        except ServiceError as exc:
+            messages.error(request, exc.message)
         else:
-            Webhook.objects.create(name=request.POST.get("name", "")[:64] or url[:64], url=url, event_types=patterns,
-                                   created_by=request.user)  # fmt: skip
             messages.success(request, "Webhook registered.")
         return redirect("webhooks")
     ctx = {

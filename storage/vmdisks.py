@@ -2,14 +2,17 @@
 
 ORM side only; ``storage.hostops`` makes and removes the files on the host (agent side).
 
-- ``on_vms_created`` (called by ``compute.services.vms.create_vms`` in its transaction) gives
-  each new VM a ``VMDisk`` per template disk: a copy-on-write overlay (or a full copy, per the
-  system datastore's ``clone_mode``) of a non-persistent image, the persistent image itself
-  (marked USED: one VM at a time), an empty volatile disk, a CD-ROM, or its kernel / initrd.
+- ``on_vms_created`` (called by ``compute.services.create.create_vms`` in its transaction)
+  checks the template's images against the creator's rights at that moment (a revoked share
+  makes no new copy), then gives each new VM a ``VMDisk`` per template disk: a copy-on-write
+  overlay (or a full copy, per the system datastore's ``clone_mode``) of a non-persistent
+  image, the persistent image itself (marked USED: one VM at a time), an empty volatile disk,
+  a CD-ROM, or its kernel / initrd.
 - ``disk_specs`` (called by ``domain_spec``) lists them as ``DiskSpec`` values, so it is the one
   place that lists a VM's image and volume disks (the context CD-ROM is appended by compute).
-- ``on_vm_done`` (called when a VM reaches DONE) detaches its volumes, gives persistent
-  images back and removes volatile files that no EPILOG removed.
+- ``on_vm_done`` (called when a VM reaches DONE) releases its volumes through the volume
+  service (``release_volumes_of``: audit row and event per volume), gives persistent images
+  back and removes volatile files that no EPILOG removed.
 
 Quota: a VM's disks are covered by ``system_disk_gb``, which ``create_vms`` consumes from the
 template's ``disk_gb``; template disks add nothing to it (the template's ``disk_gb`` is the
@@ -114,6 +117,23 @@ def _lock_persistent(images: list[Any], count: int) -> None:
         set_image_in_use(img.pk, True)
 
 
+def _check_images_usable(actor: Any, tdisks: list[TemplateDisk]) -> None:
+    """The template's images, checked against the VM creator's rights now (time of use): an
+    image whose share was revoked since the template disk was made gives no new copy."""
+    from images.models import Image
+
+    if actor is None:  # the system (no one's rights to check)
+        return
+    wanted = {td.image_id for td in tdisks if td.image_id is not None}
+    usable = set(Image.objects.restrict(actor, "view").filter(pk__in=wanted).values_list("pk", flat=True))
+    for td in tdisks:
+        if td.image_id is not None and td.image_id not in usable:
+            raise Conflict(
+                f"disk {td.position} of the template uses an image that is not available to you (no longer shared?)",
+                field="template",
+            )
+
+
 def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
     """Give each new VM its disks from ``template``'s disks (same transaction as the VMs)."""
     from images.models import ImageState, ImageType
@@ -121,6 +141,7 @@ def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
     tdisks = list(TemplateDisk.objects.filter(template=template).select_related("image__datastore"))
     if not tdisks:
         return
+    _check_images_usable(actor, tdisks)
     for td in tdisks:
         img = td.image
         if img is not None and img.state not in (ImageState.READY, ImageState.USED):
@@ -266,17 +287,12 @@ def on_vm_done(vm: Any) -> None:
     persistent images back (READY) and remove volatile files that no EPILOG removed (a VM
     terminated while undeployed). Idempotent."""
     from .hooks import set_image_in_use
-    from .models import Volume, VolumeState
+    from .services.volumes import release_volumes_of
 
+    release_volumes_of(vm)  # each volume through the volume service: audit row, event
     disks = list(VMDisk.objects.filter(vm=vm))
     if not disks:
         return
-    vol_ids = [d.volume_id for d in disks if d.volume_id]
-    if vol_ids:
-        Volume.objects.filter(pk__in=vol_ids, vm=vm).update(
-            vm=None, target="", state=VolumeState.AVAILABLE, operation="", previous_state=""
-        )
-        VMDisk.objects.filter(vm=vm, volume_id__in=vol_ids).delete()
     for d in disks:
         if d.persistent and d.image_id and not [v for v in vms_using_image(d.image_id) if v.pk != vm.pk]:
             set_image_in_use(d.image_id, False)

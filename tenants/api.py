@@ -12,7 +12,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.errors import Conflict, NotFound, PermissionDenied
+from portal.api import client_ip
+from portal.errors import NotFound, PermissionDenied
 from tenants.querysets import is_cloud_admin
 
 from . import credentials, quotas
@@ -94,7 +95,10 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
                 user = get_user_model().objects.filter(pk=ser.validated_data["user"]).first()
                 if user is None:
                     raise NotFound("user not found", field="user")
-            quotas.set_limit(project, ser.validated_data["resource"], ser.validated_data["limit"], user)
+            tenancy.set_quota_limit(
+                request.user, project=project, resource=ser.validated_data["resource"],
+                limit=ser.validated_data["limit"], user=user, ip=client_ip(request),
+            )  # fmt: skip
         return Response(QuotaLineSerializer(quotas.usage(project), many=True).data)
 
 
@@ -179,27 +183,21 @@ class OrganizationViewSet(viewsets.ModelViewSet):
     def create(self, request: Request) -> Response:
         ser = OrganizationSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        org = tenancy.create_organization(request.user, **ser.validated_data)
+        org = tenancy.create_organization(request.user, ip=client_ip(request), **ser.validated_data)
         return Response(OrganizationSerializer(org).data, status=201)
 
     def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
         org = self.get_object()
         ser = OrganizationSerializer(org, data=request.data, partial=partial)
         ser.is_valid(raise_exception=True)
-        org = tenancy.update_organization(request.user, org.pk, **ser.validated_data)
+        org = tenancy.update_organization(request.user, org.pk, ip=client_ip(request), **ser.validated_data)
         return Response(OrganizationSerializer(org).data)
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         return self.update(request, pk, partial=True)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        org = self.get_object()
-        if not is_cloud_admin(request.user):
-            raise PermissionDenied("only cloud administrators delete organizations")
-        if org.projects.exists():
-            names = ", ".join(p.name for p in org.projects.all())
-            raise Conflict(f"organization {org.name} still has projects: {names}")
-        org.delete()
+        tenancy.delete_organization(request.user, self.get_object().pk, ip=client_ip(request))
         return Response(status=204)
 
     @extend_schema(request=RoleGrantSerializer, responses={200: RoleGrantSerializer})
@@ -210,8 +208,9 @@ class OrganizationViewSet(viewsets.ModelViewSet):
         ser = RoleGrantSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         tenancy.grant_org_role(
-            request.user, organization=org, user=ser.target_user(), role=ser.validated_data.get("role")
-        )
+            request.user, organization=org, user=ser.target_user(), role=ser.validated_data.get("role"),
+            ip=client_ip(request),
+        )  # fmt: skip
         return Response(ser.data)
 
 
@@ -227,11 +226,11 @@ class ProjectAdminViewSet(ProjectViewSet, mixins.CreateModelMixin, mixins.Destro
     def create(self, request: Request) -> Response:
         ser = ProjectWriteSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        project = tenancy.create_project(request.user, **ser.validated_data)
+        project = tenancy.create_project(request.user, ip=client_ip(request), **ser.validated_data)
         return Response(ProjectSerializer(project).data, status=201)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        tenancy.delete_project(request.user, self.get_object().pk)
+        tenancy.delete_project(request.user, self.get_object().pk, ip=client_ip(request))
         return Response(status=204)
 
     @extend_schema(request=RoleGrantSerializer, responses={200: MembershipSerializer(many=True)})
@@ -243,8 +242,9 @@ class ProjectAdminViewSet(ProjectViewSet, mixins.CreateModelMixin, mixins.Destro
             ser = RoleGrantSerializer(data=request.data)
             ser.is_valid(raise_exception=True)
             tenancy.grant_project_role(
-                request.user, project=project, user=ser.target_user(), role=ser.validated_data.get("role")
-            )
+                request.user, project=project, user=ser.target_user(), role=ser.validated_data.get("role"),
+                ip=client_ip(request),
+            )  # fmt: skip
         rows = Membership.objects.filter(project=project).select_related("user").order_by("user__username")
         return Response(MembershipSerializer(rows, many=True).data)
 

@@ -8,11 +8,14 @@ user staff.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django_auth_ldap.backend import LDAPBackend, populate_user
+
+log = logging.getLogger(__name__)
 
 
 class NepheleLDAPBackend(LDAPBackend):
@@ -24,8 +27,13 @@ def sync_roles(user: Any, group_dns: set[str]) -> list[str]:
     """Grant the project roles the user's LDAP groups map to; returns what was granted.
 
     ``NEPHELE_LDAP_GROUP_ROLES``: {"cn=devs,ou=groups,dc=example": [["acme", "web", "member"]]}.
+    Organizations, projects and memberships are made through the tenancy services with the
+    system as the actor, so each creation and grant is in the audit trail; a mapping the
+    services refuse (a name too long) is logged and skipped, the login goes on.
     """
-    from .models import Membership, Organization, Project
+    from portal.errors import ServiceError
+
+    from . import services as tenancy
     from .roles import Role
 
     mapping: dict[str, list[list[str]]] = getattr(settings, "NEPHELE_LDAP_GROUP_ROLES", {})
@@ -37,9 +45,14 @@ def sync_roles(user: Any, group_dns: set[str]) -> list[str]:
         for org_name, project_name, role in grants:
             if role not in Role.values:
                 continue
-            org, _ = Organization.objects.get_or_create(name=org_name)
-            project, _ = Project.objects.get_or_create(organization=org, name=project_name)
-            Membership.objects.update_or_create(user=user, project=project, defaults={"role": role})
+            try:
+                with transaction.atomic():
+                    org, _ = tenancy.ensure_organization(None, org_name)
+                    project, _ = tenancy.ensure_project(None, org, project_name)
+                    tenancy.grant_project_role(None, project=project, user=user, role=role, source="ldap", group=dn)
+            except ServiceError as exc:
+                log.warning("LDAP role mapping %s -> %s/%s refused: %s", dn, org_name, project_name, exc.message)
+                continue
             granted.append(f"{role}@{org_name}/{project_name}")
     return granted
 

@@ -1,4 +1,10 @@
-"""Tenancy services: the only writers of organizations, projects, users and role grants."""
+"""Tenancy services: the only writers of organizations, projects, users, role grants and quota
+limits; every change is recorded in the audit trail.
+
+``actor`` is the user acting; ``None`` is the system itself (LDAP provisioning at login), which
+passes every check and is recorded as "system". Views and the API always pass the request's
+user, never ``None``.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,22 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, models, transaction
 
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tenants.querysets import is_cloud_admin
 
+from . import quotas
 from .models import Membership, Organization, OrgMembership, Project
 from .roles import OrgRole, Role
 
 User = get_user_model()
 
 
-def _audit(actor: Any, obj: Any, action: str, **detail: Any) -> None:
+def _audit(actor: Any, obj: Any, action: str, *, ip: str | None = None, **detail: Any) -> None:
     from monitoring.audit import record_action
 
-    record_action(actor, obj, action, project=obj if isinstance(obj, Project) else None, **detail)
+    record_action(actor, obj, action, ip=ip, project=obj if isinstance(obj, Project) else None, **detail)
 
 
 def _require_cloud_admin(actor: Any) -> None:
@@ -29,53 +36,166 @@ def _require_cloud_admin(actor: Any) -> None:
         raise PermissionDenied("only cloud administrators may do this")
 
 
-def _name(value: str, field: str = "name", limit: int = 100) -> str:
-    value = (value or "").strip()
-    if not 1 <= len(value) <= limit:
+def _require_cloud_admin_or_system(actor: Any) -> None:
+    if actor is not None:
+        _require_cloud_admin(actor)
+
+
+def _gate(model: Any, actor: Any, action: str) -> models.QuerySet[Any]:
+    """``model``'s rows ``actor`` may ``action`` (all of them for the system)."""
+    return model.objects.all() if actor is None else model.objects.restrict(actor, action)  # type: ignore[no-any-return]
+
+
+def _name(value: Any, field: str = "name", limit: int = 100) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if not 1 <= len(text) <= limit:
         raise InvalidInput(f"{field} must be 1 to {limit} characters", field=field)
+    return text
+
+
+def _text(value: Any, field: str, limit: int = 4000) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(f"{field} is text of at most {limit} characters", field=field)
     return value
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field} must be true or false", field=field)
+    return value
+
+
+def _save_new(obj: models.Model, message: str) -> None:
+    """Insert ``obj``; a concurrent twin (unique name) is a 400 naming the name, not a 500."""
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction survives the refusal
+            obj.save()
+    except IntegrityError:
+        raise InvalidInput(message, field="name") from None
 
 
 # -- organizations ----------------------------------------------------------------------------
 @transaction.atomic
-def create_organization(actor: Any, *, name: str, description: str = "", require_2fa: bool = False) -> Organization:
-    _require_cloud_admin(actor)
+def create_organization(
+    actor: Any,
+    *,
+    name: str,
+    description: str = "",
+    require_2fa: bool = False,
+    enabled: bool = True,
+    ip: str | None = None,
+) -> Organization:
+    """A new organization (tenant): cloud administrators, or the system."""
+    _require_cloud_admin_or_system(actor)
     name = _name(name)
     if Organization.objects.filter(name=name).exists():
         raise InvalidInput(f"an organization named {name!r} exists already", field="name")
-    org = Organization.objects.create(name=name, description=description, require_2fa=require_2fa)
-    _audit(actor, org, "create")
+    org = Organization(
+        name=name,
+        description=_text(description or "", "description"),
+        require_2fa=_flag(require_2fa, "require_2fa"),
+        enabled=_flag(enabled, "enabled"),
+    )
+    _save_new(org, f"an organization named {name!r} exists already")
+    _audit(actor, org, "create", ip=ip, require_2fa=org.require_2fa, enabled=org.enabled)
+    return org
+
+
+ORG_FIELDS = frozenset({"name", "description", "require_2fa", "enabled"})
+
+
+@transaction.atomic
+def update_organization(actor: Any, org_id: int, *, ip: str | None = None, **fields: Any) -> Organization:
+    """Rename, describe, require a second factor (organization admins); enable or disable
+    (cloud administrators only)."""
+    org: Organization | None = _gate(Organization, actor, "admin").select_for_update().filter(pk=org_id).first()
+    if org is None:
+        raise NotFound("organization not found")
+    unknown = set(fields) - ORG_FIELDS
+    if unknown:
+        raise InvalidInput(f"cannot set {', '.join(sorted(unknown))} on an organization", field=sorted(unknown)[0])
+    was_enabled = org.enabled
+    if "enabled" in fields:
+        if actor is not None and not is_cloud_admin(actor):
+            raise PermissionDenied("only cloud administrators enable or disable organizations", field="enabled")
+        org.enabled = _flag(fields["enabled"], "enabled")
+    if "require_2fa" in fields:
+        org.require_2fa = _flag(fields["require_2fa"], "require_2fa")
+    if "description" in fields:
+        org.description = _text(fields["description"] or "", "description")
+    if "name" in fields:
+        org.name = _name(fields["name"])
+        if Organization.objects.filter(name=org.name).exclude(pk=org.pk).exists():
+            raise InvalidInput(f"an organization named {org.name!r} exists already", field="name")
+    org.save()
+    _audit(actor, org, "update", ip=ip, **{k: str(v) for k, v in fields.items()})
+    if org.enabled != was_enabled:
+        _audit(actor, org, "enable" if org.enabled else "disable", ip=ip)
     return org
 
 
 @transaction.atomic
-def update_organization(actor: Any, org_id: int, **fields: Any) -> Organization:
-    org = Organization.objects.restrict(actor, "admin").select_for_update().filter(pk=org_id).first()
+def delete_organization(actor: Any, org_id: int, *, ip: str | None = None) -> None:
+    """Delete an organization that has no projects left (409 naming them); cloud administrators."""
+    _require_cloud_admin(actor)
+    org: Organization | None = _gate(Organization, actor, "admin").select_for_update().filter(pk=org_id).first()
     if org is None:
         raise NotFound("organization not found")
-    for key in ("description", "require_2fa", "enabled"):
-        if key in fields:
-            if key == "enabled" and not is_cloud_admin(actor):
-                raise PermissionDenied("only cloud administrators enable or disable organizations", field="enabled")
-            setattr(org, key, fields[key])
-    if "name" in fields:
-        org.name = _name(fields["name"])
-    org.save()
-    _audit(actor, org, "update", **{k: str(v) for k, v in fields.items()})
-    return org
+    names = list(org.projects.order_by("name").values_list("name", flat=True))
+    if names:
+        raise Conflict(f"organization {org.name} still has projects: {', '.join(names)}", field="organization")
+    _audit(actor, org, "delete", ip=ip)
+    org.delete()  # its organization roles go with it
+
+
+@transaction.atomic
+def ensure_organization(actor: Any, name: str, *, ip: str | None = None, **detail: Any) -> tuple[Organization, bool]:
+    """The organization named ``name``, created when missing (provisioning); ``(org, created)``."""
+    org = Organization.objects.filter(name=name).first()
+    if org is not None:
+        return org, False
+    try:
+        with transaction.atomic():
+            return create_organization(actor, name=name, ip=ip), True
+    except InvalidInput:
+        found = Organization.objects.filter(name=name).first()  # created meanwhile by a twin login
+        if found is None:
+            raise
+        return found, False
 
 
 # -- projects ---------------------------------------------------------------------------------
 @transaction.atomic
-def create_project(actor: Any, *, organization: Organization, name: str, description: str = "") -> Project:
-    if not Organization.objects.restrict(actor, "admin").filter(pk=organization.pk).exists():
+def create_project(
+    actor: Any, *, organization: Organization, name: str, description: str = "", ip: str | None = None
+) -> Project:
+    """A new project in ``organization`` (its admins, cloud administrators, or the system)."""
+    if not _gate(Organization, actor, "admin").filter(pk=getattr(organization, "pk", None)).exists():
         raise NotFound("organization not found", field="organization")
     name = _name(name)
+    message = f"{organization.name} has a project named {name!r} already"
     if Project.objects.filter(organization=organization, name=name).exists():
-        raise InvalidInput(f"{organization.name} has a project named {name!r} already", field="name")
-    project = Project.objects.create(organization=organization, name=name, description=description)
-    _audit(actor, project, "create")
+        raise InvalidInput(message, field="name")
+    project = Project(organization=organization, name=name, description=_text(description or "", "description"))
+    _save_new(project, message)
+    _audit(actor, project, "create", ip=ip)
     return project
+
+
+@transaction.atomic
+def ensure_project(actor: Any, organization: Organization, name: str, *, ip: str | None = None) -> tuple[Project, bool]:
+    """The project ``name`` of ``organization``, created when missing (provisioning)."""
+    project = Project.objects.filter(organization=organization, name=name).first()
+    if project is not None:
+        return project, False
+    try:
+        with transaction.atomic():
+            return create_project(actor, organization=organization, name=name, ip=ip), True
+    except InvalidInput:
+        found = Project.objects.filter(organization=organization, name=name).first()
+        if found is None:
+            raise
+        return found, False
 
 
 def owned_resources(project: Project) -> list[str]:
@@ -90,14 +210,14 @@ def owned_resources(project: Project) -> list[str]:
 
 
 @transaction.atomic
-def delete_project(actor: Any, project_id: int) -> None:
+def delete_project(actor: Any, project_id: int, *, ip: str | None = None) -> None:
     project = Project.objects.restrict(actor, "admin").select_for_update().filter(pk=project_id).first()
     if project is None:
         raise NotFound("project not found")
     owned = owned_resources(project)
     if owned:
         raise Conflict(f"project {project} still owns: {'; '.join(owned)}")
-    _audit(actor, project, "delete")
+    _audit(actor, project, "delete", ip=ip)
     from compute.models import BootImage, VirtualMachine, VMTemplate
 
     VirtualMachine.objects.filter(project=project).delete()  # DONE VMs only, kept for accounting until now
@@ -192,30 +312,67 @@ def delete_user(actor: Any, user_id: int) -> None:
 
 # -- role grants ------------------------------------------------------------------------------
 @transaction.atomic
-def grant_project_role(actor: Any, *, project: Project, user: Any, role: str | None) -> Membership | None:
-    """Give ``user`` ``role`` on ``project`` (None: remove). Project, org and cloud admins may."""
-    if not Project.objects.restrict(actor, "admin").filter(pk=project.pk).exists():
+def grant_project_role(
+    actor: Any, *, project: Project, user: Any, role: str | None, ip: str | None = None, **detail: Any
+) -> Membership | None:
+    """Give ``user`` ``role`` on ``project`` (None: remove). Project, org and cloud admins may
+    (and the system). Granting the role the user holds already changes and records nothing."""
+    if not _gate(Project, actor, "admin").filter(pk=project.pk).exists():
         raise NotFound("project not found", field="project")
     if role is not None and role not in Role.values:
         raise InvalidInput(f"role must be one of {', '.join(Role.values)}", field="role")
+    current = Membership.objects.select_for_update().filter(project=project, user=user).first()
     if role is None:
-        Membership.objects.filter(project=project, user=user).delete()
-        _audit(actor, project, "revoke-role", user=user.username)
+        if current is not None:
+            current.delete()  # the signal takes the user out of the project's group
+            _audit(actor, project, "revoke-role", ip=ip, user=user.username, role=current.role, **detail)
         return None
-    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
-    _audit(actor, project, "grant-role", user=user.username, role=role)
-    return membership
+    if current is not None and current.role == role:
+        return current
+    if current is None:
+        current = Membership.objects.create(project=project, user=user, role=role)
+    else:
+        current.role = role
+        current.save(update_fields=["role"])
+    _audit(actor, project, "grant-role", ip=ip, user=user.username, role=role, **detail)
+    return current
 
 
 @transaction.atomic
-def grant_org_role(actor: Any, *, organization: Organization, user: Any, role: str | None) -> OrgMembership | None:
-    if not Organization.objects.restrict(actor, "admin").filter(pk=organization.pk).exists():
+def grant_org_role(
+    actor: Any, *, organization: Organization, user: Any, role: str | None, ip: str | None = None
+) -> OrgMembership | None:
+    """Give ``user`` ``role`` on the whole ``organization`` (None: remove)."""
+    if not _gate(Organization, actor, "admin").filter(pk=organization.pk).exists():
         raise NotFound("organization not found", field="organization")
-    if role is None:
-        OrgMembership.objects.filter(organization=organization, user=user).delete()
-        return None
-    if role not in OrgRole.values:
+    if role is not None and role not in OrgRole.values:
         raise InvalidInput(f"role must be one of {', '.join(OrgRole.values)}", field="role")
-    m, _ = OrgMembership.objects.update_or_create(organization=organization, user=user, defaults={"role": role})
-    _audit(actor, organization, "grant-role", user=user.username, role=role)
-    return m
+    current = OrgMembership.objects.select_for_update().filter(organization=organization, user=user).first()
+    if role is None:
+        if current is not None:
+            current.delete()
+            _audit(actor, organization, "revoke-role", ip=ip, user=user.username, role=current.role)
+        return None
+    if current is not None and current.role == role:
+        return current
+    if current is None:
+        current = OrgMembership.objects.create(organization=organization, user=user, role=role)
+    else:
+        current.role = role
+        current.save(update_fields=["role"])
+    _audit(actor, organization, "grant-role", ip=ip, user=user.username, role=role)
+    return current
+
+
+# -- quotas -----------------------------------------------------------------------------------
+@transaction.atomic
+def set_quota_limit(
+    actor: Any, *, project: Project, resource: str, limit: int, user: Any = None, ip: str | None = None
+) -> None:
+    """Set a project's (or one user's in it) limit of ``resource``; -1 is unlimited. Cloud
+    administrators only."""
+    _require_cloud_admin(actor)
+    if not Project.objects.restrict(actor, "admin").filter(pk=project.pk).exists():
+        raise NotFound("project not found", field="project")
+    quotas.set_limit(project, resource, limit, user)
+    _audit(actor, project, "set-quota", ip=ip, resource=resource, limit=limit, user=getattr(user, "username", None))

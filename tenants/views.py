@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from portal.api import client_ip
 from portal.errors import ServiceError
 from tenants.querysets import is_cloud_admin
 
@@ -94,19 +95,23 @@ def identity_action(request: HttpRequest) -> HttpResponse:
     try:
         what = p.get("what")
         if what == "org-create":
-            org = tenancy.create_organization(user, name=p.get("name", ""), require_2fa=bool(p.get("require_2fa")))
+            org = tenancy.create_organization(
+                user, name=p.get("name", ""), require_2fa=bool(p.get("require_2fa")), ip=client_ip(request)
+            )
             messages.success(request, f"Organization {org.name} created.")
         elif what == "org-2fa":
-            org = tenancy.update_organization(user, _int(p.get("id")) or 0, require_2fa=p.get("require_2fa") == "1")
+            org = tenancy.update_organization(
+                user, _int(p.get("id")) or 0, require_2fa=p.get("require_2fa") == "1", ip=client_ip(request)
+            )
             messages.success(request, f"{org.name}: second factor {'required' if org.require_2fa else 'optional'}.")
         elif what == "project-create":
             org = Organization.objects.restrict(user, "admin").filter(pk=_int(p.get("organization"))).first()
             if org is None:
                 raise tenancy.NotFound("organization not found", field="organization")
-            project = tenancy.create_project(user, organization=org, name=p.get("name", ""))
+            project = tenancy.create_project(user, organization=org, name=p.get("name", ""), ip=client_ip(request))
             messages.success(request, f"Project {project} created.")
         elif what == "project-delete":
-            tenancy.delete_project(user, _int(p.get("id")) or 0)
+            tenancy.delete_project(user, _int(p.get("id")) or 0, ip=client_ip(request))
             messages.success(request, "Project deleted.")
         elif what == "grant":
             project = Project.objects.restrict(user, "admin").filter(pk=_int(p.get("project"))).first()
@@ -114,7 +119,7 @@ def identity_action(request: HttpRequest) -> HttpResponse:
             if project is None or target is None:
                 raise tenancy.NotFound("user not found" if project else "project not found", field="username")
             role = p.get("role") or None
-            tenancy.grant_project_role(user, project=project, user=target, role=role)
+            tenancy.grant_project_role(user, project=project, user=target, role=role, ip=client_ip(request))
             messages.success(request, f"{target.username}: {role or 'removed'} in {project}.")
             return redirect(f"/identity/?project={project.pk}")
         elif what == "user-create":

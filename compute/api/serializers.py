@@ -51,18 +51,39 @@ class HostActionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=["enable", "disable", "offline"])
 
 
+def reference(name: str, *, required: bool = False, help_text: str = "") -> serializers.IntegerField:
+    """An id in a request body, checked for shape only: the service resolves it through the
+    access gate (a foreign object answers exactly like a missing one). ``validated_data``
+    carries it as ``<name>_id``; ``ids_to_names`` turns it back for the service call."""
+    return serializers.IntegerField(
+        source=f"{name}_id", required=required, allow_null=not required, min_value=1, help_text=help_text
+    )
+
+
+def ids_to_names(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    """``validated_data`` with the ``reference`` fields ``names`` under their own names."""
+    ids = {f"{n}_id": n for n in names}
+    return {ids.get(k, k): v for k, v in data.items()}
+
+
 class BootImageSerializer(serializers.ModelSerializer):
+    project = reference("project", required=True)
+
     class Meta:
         model = BootImage
         fields = ["id", "project", "name", "kind", "kernel_path", "initrd_path", "cmdline", "disk_path", "public"]
 
 
 class VMTemplateSerializer(serializers.ModelSerializer):
+    project = reference("project", required=True)
+    boot_image = reference("boot_image", help_text="a boot image you may see (your projects', shared or public)")
+    cluster = reference("cluster")
+
     class Meta:
         model = VMTemplate
         fields = [
             "id", "project", "owner", "name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image",
-            "required_labels", "hypervisor", "cluster", "public", "created_at",
+            "required_labels", "hypervisor", "cluster", "public", "restart_policy", "ha", "created_at",
         ]  # fmt: skip
         read_only_fields = ["owner", "created_at"]
 

@@ -17,14 +17,16 @@ from rest_framework.response import Response
 
 from monitoring.models import AuditRecord
 from portal.api import IsCloudAdmin, ShareSerializer, SharesSerializer, client_ip
-from portal.errors import InvalidInput, NotFound, PermissionDenied
+from portal.errors import InvalidInput, NotFound
 from tenants import sharing
 from tenants.models import Project
-from tenants.querysets import is_cloud_admin
 
 from .. import services
 from ..models import BootImage, Cluster, Host, VirtualMachine, VMTemplate
+from ..services import bootimages, clusters, templates
 from . import serializers as s
+
+TEMPLATE_REFERENCES = ("project", "boot_image", "cluster")
 
 
 class ClusterViewSet(viewsets.ModelViewSet):
@@ -35,6 +37,19 @@ class ClusterViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[Cluster]:
         return Cluster.objects.restrict(self.request.user, "view")
+
+    def perform_create(self, serializer: Any) -> None:
+        serializer.instance = clusters.create_cluster(
+            self.request.user, ip=client_ip(self.request), **serializer.validated_data
+        )
+
+    def perform_update(self, serializer: Any) -> None:
+        serializer.instance = clusters.update_cluster(
+            self.request.user, serializer.instance.pk, ip=client_ip(self.request), **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Cluster) -> None:
+        clusters.delete_cluster(self.request.user, instance.pk, ip=client_ip(self.request))
 
 
 class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -97,7 +112,17 @@ class BootImageViewSet(viewsets.ModelViewSet):
         return [IsCloudAdmin()]
 
     def perform_create(self, serializer: Any) -> None:
-        serializer.save(owner=self.request.user)
+        d = s.ids_to_names(serializer.validated_data, "project")
+        serializer.instance = bootimages.create_boot_image(self.request.user, ip=client_ip(self.request), **d)
+
+    def perform_update(self, serializer: Any) -> None:
+        d = s.ids_to_names(serializer.validated_data, "project")
+        serializer.instance = bootimages.update_boot_image(
+            self.request.user, serializer.instance.pk, ip=client_ip(self.request), **d
+        )
+
+    def perform_destroy(self, instance: BootImage) -> None:
+        bootimages.delete_boot_image(self.request.user, instance.pk, ip=client_ip(self.request))
 
 
 class VMTemplateViewSet(viewsets.ModelViewSet):
@@ -110,20 +135,20 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
         action_name = "view" if self.action in ("list", "retrieve", "shares") else "manage"
         return VMTemplate.objects.restrict(self.request.user, action_name).select_related("boot_image").order_by("name")
 
-    def _check_project(self, project: Project, public: bool) -> None:
-        if not Project.objects.restrict(self.request.user, "manage").filter(pk=project.pk).exists():
-            raise NotFound("project not found", field="project")
-        if public and not is_cloud_admin(self.request.user):
-            raise PermissionDenied("only cloud administrators publish templates", field="public")
-
+    # The serializer checks shapes; the service resolves project, boot image and cluster
+    # through the access gate and validates the rest (one place for the API and the page).
     def perform_create(self, serializer: Any) -> None:
-        self._check_project(serializer.validated_data["project"], serializer.validated_data.get("public", False))
-        serializer.save(owner=self.request.user)
+        d = s.ids_to_names(serializer.validated_data, *TEMPLATE_REFERENCES)
+        serializer.instance = templates.create_template(self.request.user, ip=client_ip(self.request), **d)
 
     def perform_update(self, serializer: Any) -> None:
-        project = serializer.validated_data.get("project", serializer.instance.project)
-        self._check_project(project, serializer.validated_data.get("public", serializer.instance.public))
-        serializer.save()
+        d = s.ids_to_names(serializer.validated_data, *TEMPLATE_REFERENCES)
+        serializer.instance = templates.update_template(
+            self.request.user, serializer.instance.pk, ip=client_ip(self.request), **d
+        )
+
+    def perform_destroy(self, instance: VMTemplate) -> None:
+        templates.delete_template(self.request.user, instance.pk, ip=client_ip(self.request))
 
     @extend_schema(request=ShareSerializer, responses={200: SharesSerializer})
     @action(detail=True, methods=["get", "post", "delete"], url_path="shares")

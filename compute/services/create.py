@@ -9,13 +9,14 @@ from django.db import transaction
 
 from monitoring.audit import record_action
 from monitoring.events import emit
-from portal.errors import InvalidInput, NotFound
+from portal.errors import Conflict, InvalidInput, NotFound
 from portal.events import publish_vm
 from tenants import quotas
 from tenants.models import Project
 
 from .. import hooks
 from ..models import (
+    BootImage,
     VirtualMachine,
     VMStateChange,
     VMTemplate,
@@ -49,8 +50,17 @@ def create_vms(
     ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see compute/context.py)."""
     if not Project.objects.restrict(actor, "manage").filter(pk=project.pk).exists():
         raise NotFound("project not found", field="project")
-    if not VMTemplate.objects.restrict(actor, "view").filter(pk=template.pk).exists():
+    # The template and what it references are resolved again now, with the creator's rights
+    # at this moment: a template or boot image whose share was revoked makes no new VM.
+    fresh = VMTemplate.objects.restrict(actor, "view").select_related("boot_image").filter(pk=template.pk).first()
+    if fresh is None:
         raise NotFound("template not found", field="template")
+    template = fresh
+    if (
+        template.boot_image_id is not None
+        and not BootImage.objects.restrict(actor, "view").filter(pk=template.boot_image_id).exists()
+    ):
+        raise Conflict("the template's boot image is not available to you (no longer shared?)", field="template")
     if not 1 <= count <= 100:
         raise InvalidInput("count must be between 1 and 100", field="count")
     vcpu = template.vcpu if vcpu is None else vcpu

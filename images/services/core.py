@@ -220,6 +220,7 @@ def set_in_use(image_id: int, in_use: bool) -> None:
         Image.objects.filter(pk=image_id, state=ImageState.USED).update(state=ImageState.READY)
 
 
+@transaction.atomic  # the row lock needs a transaction (without one PostgreSQL refuses FOR UPDATE)
 def update_image(actor: Any, image_id: int, **changes: Any) -> Image:
     """Change name, description, type or persistent."""
     img = lock(actor, image_id)

@@ -1,4 +1,5 @@
-"""REST API of the information manager: the event stream and webhooks."""
+"""REST API of the information manager: the event stream and webhooks (changed through
+``monitoring.services``; the serializers check shapes)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from portal.api import client_ip
 from tenants.querysets import is_cloud_admin
 
+from .. import services
 from ..models import Event, Webhook, WebhookDelivery
 
 
@@ -90,7 +93,17 @@ class WebhookViewSet(viewsets.ModelViewSet):
         return Webhook.objects.restrict(self.request.user, "view")
 
     def perform_create(self, serializer: Any) -> None:
-        serializer.save(created_by=self.request.user)
+        serializer.instance = services.create_webhook(
+            self.request.user, ip=client_ip(self.request), **serializer.validated_data
+        )
+
+    def perform_update(self, serializer: Any) -> None:
+        serializer.instance = services.update_webhook(
+            self.request.user, serializer.instance.pk, ip=client_ip(self.request), **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Webhook) -> None:
+        services.delete_webhook(self.request.user, instance.pk, ip=client_ip(self.request))
 
     @extend_schema(responses={200: DeliverySerializer(many=True)})
     @action(detail=True, methods=["get"])

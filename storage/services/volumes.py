@@ -515,3 +515,24 @@ def recover_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volu
     record_action(actor, vol, "recover", ip=ip, operation=op)
     _set_state(vol, state, f"recovered: {op} abandoned", state_message=f"{op} abandoned by an administrator", **fields)
     return vol
+
+
+# --------------------------------------------------------------------------------------------
+# the end of a VM (compute's ``vm_done`` hook, through ``storage.vmdisks.on_vm_done``)
+# --------------------------------------------------------------------------------------------
+@transaction.atomic  # a savepoint inside the VM's state change: the caller's transaction
+def release_volumes_of(vm: VirtualMachine) -> list[Volume]:
+    """``vm`` reached DONE: every volume still attached to it becomes available again, each
+    with its audit row and state event (the system acts). The caller holds the VM's row lock;
+    the volumes are locked after it, the order attach uses. Idempotent."""
+    released = []
+    for vol in Volume.objects.select_for_update().filter(vm=vm).order_by("pk"):
+        before = vol.state
+        vol.vm, vol.target, vol.state, vol.operation, vol.previous_state = None, "", V.AVAILABLE, "", ""
+        vol.save(update_fields=["vm", "target", "state", "operation", "previous_state", "updated_at"])
+        record_action(None, vol, "release", vm=vm.pk, from_state=before)
+        if before != V.AVAILABLE:
+            emit(f"volume.state.{V.AVAILABLE}", vol, from_state=before, reason=f"VM {vm.pk} is done")
+        released.append(vol)
+    VMDisk.objects.filter(vm=vm, volume__isnull=False).delete()
+    return released
