@@ -8,7 +8,7 @@ user, never ``None``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -311,6 +311,39 @@ def delete_user(actor: Any, user_id: int) -> None:
 
 
 # -- role grants ------------------------------------------------------------------------------
+RoleRow = TypeVar("RoleRow", Membership, OrgMembership)
+
+
+def _put_role(
+    actor: Any,
+    scope: Any,
+    model: type[RoleRow],
+    key: dict[str, Any],
+    role: str | None,
+    *,
+    ip: str | None,
+    **detail: Any,
+) -> RoleRow | None:
+    """Make the one role row ``key`` picks (a project's or an organization's membership of a
+    user) hold ``role``, or remove it (None), audited on ``scope``; the same role again is a no-op."""
+    user = key["user"]
+    current = model._default_manager.select_for_update().filter(**key).first()
+    if role is None:
+        if current is not None:
+            current.delete()
+            _audit(actor, scope, "revoke-role", ip=ip, user=user.username, role=current.role, **detail)
+        return None
+    if current is not None and current.role == role:
+        return current
+    if current is None:
+        current = model._default_manager.create(**key, role=role)
+    else:
+        current.role = role
+        current.save(update_fields=["role"])
+    _audit(actor, scope, "grant-role", ip=ip, user=user.username, role=role, **detail)
+    return current
+
+
 @transaction.atomic
 def grant_project_role(
     actor: Any, *, project: Project, user: Any, role: str | None, ip: str | None = None, **detail: Any
@@ -321,21 +354,8 @@ def grant_project_role(
         raise NotFound("project not found", field="project")
     if role is not None and role not in Role.values:
         raise InvalidInput(f"role must be one of {', '.join(Role.values)}", field="role")
-    current = Membership.objects.select_for_update().filter(project=project, user=user).first()
-    if role is None:
-        if current is not None:
-            current.delete()  # the signal takes the user out of the project's group
-            _audit(actor, project, "revoke-role", ip=ip, user=user.username, role=current.role, **detail)
-        return None
-    if current is not None and current.role == role:
-        return current
-    if current is None:
-        current = Membership.objects.create(project=project, user=user, role=role)
-    else:
-        current.role = role
-        current.save(update_fields=["role"])
-    _audit(actor, project, "grant-role", ip=ip, user=user.username, role=role, **detail)
-    return current
+    # deleting a Membership: the signal takes the user out of the project's group
+    return _put_role(actor, project, Membership, {"project": project, "user": user}, role, ip=ip, **detail)
 
 
 @transaction.atomic
@@ -347,21 +367,7 @@ def grant_org_role(
         raise NotFound("organization not found", field="organization")
     if role is not None and role not in OrgRole.values:
         raise InvalidInput(f"role must be one of {', '.join(OrgRole.values)}", field="role")
-    current = OrgMembership.objects.select_for_update().filter(organization=organization, user=user).first()
-    if role is None:
-        if current is not None:
-            current.delete()
-            _audit(actor, organization, "revoke-role", ip=ip, user=user.username, role=current.role)
-        return None
-    if current is not None and current.role == role:
-        return current
-    if current is None:
-        current = OrgMembership.objects.create(organization=organization, user=user, role=role)
-    else:
-        current.role = role
-        current.save(update_fields=["role"])
-    _audit(actor, organization, "grant-role", ip=ip, user=user.username, role=role)
-    return current
+    return _put_role(actor, organization, OrgMembership, {"organization": organization, "user": user}, role, ip=ip)
 
 
 # -- quotas -----------------------------------------------------------------------------------
