@@ -1,9 +1,10 @@
 """Quotas: limits per project (and optionally per user within a project), with cloud-wide
 defaults, checked and consumed in the transaction that creates, resizes or resumes a resource.
 
-Usage rows are locked (``SELECT … FOR UPDATE``) in a fixed order — resource name, project
-row before user row — so concurrent requests queue behind each other and never admit more
-than the limit; the error names the quota, the usage, the limit and the request.
+Usage rows are locked (``SELECT … FOR UPDATE``) all at once per scope, in one global order —
+project rows before user rows, then resource name — so concurrent requests queue behind each
+other, never deadlock, and never admit more than the limit; the error names the quota, the
+usage, the limit and the request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from portal.errors import ServiceError
 
@@ -115,16 +116,31 @@ def _limit(project_id: int, user_id: int | None, resource: str) -> int:
 
 
 def _lock_rows(project_id: int, user_id: int | None, resources: list[str]) -> dict[tuple[int | None, str], QuotaUsage]:
+    """Lock **every** usage row of the project (and of the user in it) in one statement, in the
+    cloud's one global order: project rows before user rows, then by resource name.
+
+    Whatever resources a call touches, it takes the whole scope at once, so a transaction that
+    consumes twice (a terminate gives back ``running_vms`` and then the sizes) never holds one
+    row while waiting for another that a concurrent create holds: the second call finds its
+    rows already locked by its own transaction. Quota rows are the last locks a transaction
+    takes (after the VM, host, volume or network rows), so they can't form a cycle with those.
+    """
     scopes: list[int | None] = [None] if user_id is None else [None, user_id]
-    missing = [QuotaUsage(project_id=project_id, user_id=uid, resource=r) for r in resources for uid in scopes]
-    QuotaUsage.objects.bulk_create(missing, ignore_conflicts=True)
-    rows: dict[tuple[int | None, str], QuotaUsage] = {}
-    for r in sorted(resources):
-        for uid in scopes:  # fixed order: no deadlock between concurrent requests
-            qs = QuotaUsage.objects.filter(project_id=project_id, resource=r)
-            qs = qs.filter(user__isnull=True) if uid is None else qs.filter(user_id=uid)
-            rows[(uid, r)] = qs.select_for_update().get()
-    return rows
+    wanted = {(uid, r) for r in Resource.values for uid in scopes}
+
+    def locked() -> list[QuotaUsage]:
+        scope = Q(user__isnull=True) if user_id is None else Q(user__isnull=True) | Q(user_id=user_id)
+        qs = QuotaUsage.objects.filter(scope, project_id=project_id)
+        return list(qs.order_by(F("user_id").asc(nulls_first=True), "resource").select_for_update())
+
+    rows = locked()
+    if len({(row.user_id, row.resource) for row in rows} & wanted) < len(wanted):
+        have = {(row.user_id, row.resource) for row in rows}
+        missing = [QuotaUsage(project_id=project_id, user_id=uid, resource=r) for uid, r in sorted(wanted - have, key=str)]
+        QuotaUsage.objects.bulk_create(missing, ignore_conflicts=True)
+        rows = locked()
+    asked = set(resources)
+    return {(row.user_id, row.resource): row for row in rows if row.resource in asked}
 
 
 def consume(project: Any, user: Any, *, check: bool = True, **deltas: int) -> None:

@@ -189,11 +189,12 @@ def _resize(vm: VirtualMachine, req: ActionRequest) -> None:
     vcpu = vm.vcpu if req.vcpu is None else req.vcpu
     memory_mb = vm.memory_mb if req.memory_mb is None else req.memory_mb
     validate_capacity(vcpu, memory_mb, vm.disk_gb)
-    quotas.consume(vm.project, vm.owner, vcpu=vcpu - vm.vcpu, memory_mb=memory_mb - vm.memory_mb)
     if vm.host_id:  # POWEROFF keeps its host: the difference must fit there
         dv, dm = vcpu - vm.vcpu, memory_mb - vm.memory_mb
         if not capacity.adjust(vm.host_id, dv, dm):
             raise Conflict(f"host has not enough free capacity for +{dv} vCPU / +{dm} MiB", field="vcpu")
+    # Quota rows come last, after the VM and host rows (the one lock order, tenants/quotas.py).
+    quotas.consume(vm.project, vm.owner, vcpu=vcpu - vm.vcpu, memory_mb=memory_mb - vm.memory_mb)
     vm.vcpu, vm.memory_mb = vcpu, memory_mb
     vm.save(update_fields=["vcpu", "memory_mb"])
     publish_vm(vm)

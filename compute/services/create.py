@@ -75,15 +75,6 @@ def create_vms(
         name_validator(name)
     except ValidationError as exc:
         raise InvalidInput(f"name: {exc.messages[0]}", field="name") from None
-    quotas.consume(
-        project,
-        actor,
-        vms=count,
-        running_vms=count,  # HOLD and PENDING count as running, as in OpenNebula
-        vcpu=vcpu * count,
-        memory_mb=memory_mb * count,
-        system_disk_gb=template.disk_gb * count,
-    )
     vms = []
     for i in range(count):
         vm = VirtualMachine.objects.create(
@@ -109,6 +100,17 @@ def create_vms(
         publish_vm(vm)
         vms.append(vm)
     hooks.vms_created(actor, vms, template)  # the template's disks (storage), NICs and leases (network)
+    # Quota rows are locked last, after every VM, image, datastore and network row the hooks
+    # locked (the one lock order, tenants/quotas.py); a refusal rolls all of it back.
+    quotas.consume(
+        project,
+        actor,
+        vms=count,
+        running_vms=count,  # HOLD and PENDING count as running, as in OpenNebula
+        vcpu=vcpu * count,
+        memory_mb=memory_mb * count,
+        system_disk_gb=template.disk_gb * count,
+    )
     if not hold:
         from .. import tasks
 

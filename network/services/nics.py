@@ -136,7 +136,6 @@ def create_nic(
     index = max([n.index for n in vm.nics.all()], default=-1) + 1
     bw = _bandwidth(average_kbps, peak_kbps, burst_kb)
     groups = _groups(actor, vm.project_id, security_groups) or [default_group(vm.project, actor or vm.owner)]
-    quotas.consume(vm.project, vm.owner, ip_leases=1 if net.cidr4 else 0, nic_mbps=_mbps(bw[0]))
     mac = _new_mac()
     nic = VMNic.objects.create(vm=vm, network=net, index=index, mac=mac, average_kbps=bw[0], peak_kbps=bw[1],
                                burst_kb=bw[2])  # fmt: skip
@@ -145,6 +144,8 @@ def create_nic(
         lease = ipam.allocate(net, mac=mac, fixed_ip=fixed_ip, reservation=res, field="fixed_ip")
         lease.nic = nic
         lease.save(update_fields=["nic"])
+    # Quota rows last, after the network row the lease locked (tenants/quotas.py).
+    quotas.consume(vm.project, vm.owner, ip_leases=1 if net.cidr4 else 0, nic_mbps=_mbps(bw[0]))
     return nic
 
 
