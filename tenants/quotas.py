@@ -136,7 +136,9 @@ def _lock_rows(project_id: int, user_id: int | None, resources: list[str]) -> di
     rows = locked()
     if len({(row.user_id, row.resource) for row in rows} & wanted) < len(wanted):
         have = {(row.user_id, row.resource) for row in rows}
-        missing = [QuotaUsage(project_id=project_id, user_id=uid, resource=r) for uid, r in sorted(wanted - have, key=str)]
+        missing = [
+            QuotaUsage(project_id=project_id, user_id=uid, resource=r) for uid, r in sorted(wanted - have, key=str)
+        ]
         QuotaUsage.objects.bulk_create(missing, ignore_conflicts=True)
         rows = locked()
     asked = set(resources)
