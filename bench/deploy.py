@@ -4,16 +4,14 @@
 Prints request → RUNNING p50 / p95 / p99 (target p95 ≤ 1 s) and, as the last line, a JSON
 object. Runs the production shape: the scheduler worker and the host agent are separate
 processes (as `make run` starts them); the bench process plays the API server and its
-clients. Uses its own database (``nephele_bench`` on the PostgreSQL of DATABASE_URL, a
-temporary SQLite file otherwise) and Redis DB 13 of REDIS_URL (or a private Redis it starts).
+clients. Uses a database and a Redis of its own (``bench/benchenv.py``: unique names, so two
+runs at once never collide; ``BENCH_DATABASE`` / ``BENCH_REDIS_URL`` choose them).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import benchenv  # noqa: E402
+
 N_VMS = int(os.environ.get("BENCH_VMS", "200"))
 # Requests per second offered by the clients; 0 = as fast as they can (a burst).
 RATE = float(os.environ.get("BENCH_RATE", "0"))
@@ -31,38 +32,10 @@ N_HOSTS = 8
 CLIENTS = 8
 
 
-def _redis() -> subprocess.Popen[bytes] | None:
-    if "REDIS_URL" in os.environ:
-        os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/13"
-        return None
-    port = 6398
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-    proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(50):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    return proc
-
-
 def main() -> None:
-    redis_proc = _redis()
+    benchenv.redis()
+    benchenv.database()
     tmp = Path(tempfile.mkdtemp(prefix="nephele-bench-"))
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/nephele_bench"
-        subprocess.run(
-            ["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "DROP DATABASE IF EXISTS nephele_bench"], check=True
-        )
-        subprocess.run(
-            ["psql", url.rsplit("/", 1)[0] + "/postgres", "-qc", "CREATE DATABASE nephele_bench"], check=True
-        )
-    else:
-        os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ["NEPHELE_STATE_DIR"] = str(tmp / "state")
     os.environ["NEPHELE_LOG_LEVEL"] = "WARNING"
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
@@ -87,9 +60,6 @@ def main() -> None:
     template = VMTemplate.objects.create(
         project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test"
     )
-    import redis
-
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     for i in range(N_HOSTS):
         uri = write_node(tmp / "sim", f"h{i}", vcpu=64, memory_mb=262144, disk_gb=1000)
         services.register_host(admin, name=f"h{i}", uri=uri, hypervisor="test")
@@ -156,8 +126,6 @@ def main() -> None:
             proc.wait(30)
     running_at = dict(VMStateChange.objects.filter(to_state="RUNNING").values_list("vm_id", "created_at"))
     lat = sorted(running_at[pk].timestamp() - t0 for pk, t0 in started.items() if pk in running_at)
-    if redis_proc:
-        redis_proc.terminate()
 
     def pct(p: float) -> float:
         return round(lat[min(len(lat) - 1, int(p * len(lat)))], 3) if lat else float("nan")
@@ -174,6 +142,7 @@ def main() -> None:
         f"  running: {len(lat)}/{N_VMS}   p50 {result['p50_s']} s   p95 {result['p95_s']} s   p99 {result['p99_s']} s   (target p95 ≤ 1 s)"
     )
     print(f"  wall time for all: {result['wall_s']} s")
+    result["load_average_1min"] = round(os.getloadavg()[0], 1)
     print(json.dumps(result))
 
 

@@ -2,8 +2,8 @@
 """Monitoring store: ingest samples for 10,000 VMs and 1,000 hosts, then chart one VM over 24 h.
 
 Prints samples/s for batched ingest (COPY on PostgreSQL; target ≥ 100,000/s on this machine)
-and the latency of a 24 h chart query (per-minute roll-ups). Uses its own database
-(``nephele_bench``; PostgreSQL from DATABASE_URL, else a temporary SQLite file). Last line: JSON.
+and the latency of a 24 h chart query (per-minute roll-ups). Uses a database and a
+Redis of its own (``bench/benchenv.py``; two runs at once never collide). Last line: JSON.
 """
 
 from __future__ import annotations
@@ -11,29 +11,23 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import benchenv  # noqa: E402
+
 VMS, HOSTS, METRICS_PER_VM, METRICS_PER_HOST = 10_000, 1_000, 8, 4
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 
 
 def main() -> None:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        base = url.rsplit("/", 1)[0]
-        subprocess.run(["psql", f"{base}/postgres", "-qc", "DROP DATABASE IF EXISTS nephele_bench"], check=True)
-        subprocess.run(["psql", f"{base}/postgres", "-qc", "CREATE DATABASE nephele_bench"], check=True)
-        os.environ["DATABASE_URL"] = f"{base}/nephele_bench"
-    else:
-        os.environ["DATABASE_URL"] = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.sqlite3'}"
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    benchenv.database()
+    benchenv.redis()
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
     import django
 
@@ -80,6 +74,7 @@ def main() -> None:
     )
     print(f"  {result['samples_per_s']:,} samples/s (median of {ROUNDS} rounds; target ≥ 100,000/s)")
     print(f"  24 h chart of one VM: {len(points)} points at {res} s, {result['query_24h_ms_p50']} ms (p50 of 20)")
+    result["load_average_1min"] = round(os.getloadavg()[0], 1)
     print(json.dumps(result))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -99,6 +100,7 @@ def main() -> None:
         "hosts_used": used, "hosts_lower_bound": bound, "hosts_used_vs_bound": round(used / bound, 3),
         "packing_decisions_per_s": round(rate_b),
     }  # fmt: skip
+    result["load_average_1min"] = round(os.getloadavg()[0], 1)
     print(json.dumps(result))
 
 

@@ -1,0 +1,68 @@
+"""Where a bench keeps its data: names that two runs at once never share (issue 13).
+
+``database()`` points ``DATABASE_URL`` at a database of its own — ``BENCH_DATABASE`` if set,
+else ``nephele_bench_<pid>_<random>`` on the PostgreSQL server of ``DATABASE_URL`` (a temporary
+SQLite file when there is none) — created now and dropped at exit. ``redis()`` points
+``REDIS_URL`` at ``BENCH_REDIS_URL`` if set, else at a private ``redis-server`` on a free port,
+stopped at exit. Neither ever flushes or drops anything it did not create.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def database(prefix: str = "nephele_bench") -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}-")) / "bench.sqlite3"
+        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+        return os.environ["DATABASE_URL"]
+    server = url.rsplit("/", 1)[0]
+    given = os.environ.get("BENCH_DATABASE", "")
+    name = given or f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    if not given:
+        subprocess.run(["psql", f"{server}/postgres", "-qc", f'CREATE DATABASE "{name}"'], check=True)
+
+        def drop() -> None:
+            subprocess.run(
+                ["psql", f"{server}/postgres", "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=False
+            )
+
+        atexit.register(drop)
+    os.environ["DATABASE_URL"] = f"{server}/{name}"
+    return os.environ["DATABASE_URL"]
+
+
+def redis() -> str:
+    given = os.environ.get("BENCH_REDIS_URL", "")
+    if given:
+        os.environ["REDIS_URL"] = given
+        return given
+    port = _free_port()
+    proc = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    atexit.register(proc.terminate)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    return os.environ["REDIS_URL"]
