@@ -115,6 +115,16 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+elif os.environ.get("NEPHELE_DB_POOL", "1") != "0":
+    # A bounded pool per process (psycopg_pool): at most NEPHELE_DB_POOL_MAX connections, a
+    # request waits NEPHELE_DB_POOL_TIMEOUT s for one and is then answered 503 + Retry-After
+    # (portal/overload.py), never 500, and PostgreSQL's max_connections is never exhausted:
+    # size it as processes × max. Connections go back to the pool at the end of each request.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("NEPHELE_DB_POOL_MIN", "1")),
+        "max_size": int(os.environ.get("NEPHELE_DB_POOL_MAX", "16")),
+        "timeout": float(os.environ.get("NEPHELE_DB_POOL_TIMEOUT", "10")),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
