@@ -304,7 +304,7 @@ def on_vm_done(vm: Any) -> None:
 
 
 def templates_using_image(image_id: int) -> list[Any]:
-    """The templates with a disk from image ``image_id`` (deleting the image removes those disks)."""
+    """The templates with a disk from image ``image_id`` (the image manager refuses to delete it while any exists)."""
     from compute.models import VMTemplate
 
     return list(VMTemplate.objects.filter(disks__image_id=image_id).distinct().order_by("pk"))

@@ -257,7 +257,7 @@ def set_enabled(actor: Any, image_id: int, enabled: bool) -> Image:
 def delete_image(actor: Any, image_id: int) -> None:
     """Delete the image and its file; refused while a VM uses it (the VM is named) or while a
     clone or conversion reads it. Gives the ``images`` quota unit back."""
-    from storage.vmdisks import vms_using_image
+    from storage.vmdisks import templates_using_image, vms_using_image
 
     img = lock(actor, image_id)
     guard(img, "delete")
@@ -265,6 +265,10 @@ def delete_image(actor: Any, image_id: int) -> None:
     if users:
         names = ", ".join(f"{vm.name} (#{vm.pk})" for vm in users[:5])
         raise Conflict(f"image {img.name} is used by VM {names}", field="image")
+    templates = templates_using_image(img.pk)
+    if templates:  # a VM created from them later would get no disk
+        names = ", ".join(f"{t.name} (#{t.pk})" for t in templates[:5])
+        raise Conflict(f"image {img.name} is a disk of template {names}; remove the disk first", field="image")
     if Image.objects.filter(derived_from=img, state=ImageState.CONVERTING).exists():
         raise Conflict(f"image {img.name} is being cloned or converted; retry when that ends", field="image")
     paths = [img.path, part_path(img)]

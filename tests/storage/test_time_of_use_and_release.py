@@ -79,3 +79,18 @@ def test_volumes_of_a_vm_that_ends_are_released_through_the_service(
     assert Event.objects.filter(type="volume.state.available", object_id=str(vol.pk), payload__from_state="in-use")
     svc.release_volumes_of(vm)  # idempotent: nothing left to release, nothing recorded
     assert AuditRecord.objects.filter(object_type="volume", object_id=str(vol.pk), action="release").count() == 1
+
+
+def test_an_image_a_template_uses_is_not_deleted_from_under_it(
+    member: Any, project: Any, template: Any, image_ds: Any
+) -> None:
+    """Issue 11: deleting the image answered 204, cascaded the template's disk away, and VMs
+    made from the template then ran with no disk. Now the API answers 409 naming the template."""
+    base = make_image(member, project, image_ds, "base")
+    disks.add_template_disk(member, template.pk, image=base.pk)
+    resp = client_for(member).delete(f"/api/v1/images/{base.pk}/")
+    assert resp.status_code == 409, resp.content
+    assert resp.json()["field"] == "image" and f"template {template.name} (#{template.pk})" in resp.json()["detail"]
+    assert template.disks.filter(image=base).exists()
+    (vm,) = compute.create_vms(member, project=project, template=template, name="still", hold=True)
+    assert VMDisk.objects.filter(vm=vm, image=base).exists()

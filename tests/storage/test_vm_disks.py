@@ -185,6 +185,9 @@ def test_image_delete_is_refused_while_a_vm_uses_it(
     assert [t.pk for t in vmdisks.templates_using_image(base.pk)] == [template.pk]
     act(member, vm, "terminate", hard=True)
     settle(schedule=False)
+    with pytest.raises(Conflict, match=f"disk of template {template.name}"):  # the template still holds it
+        images.delete_image(member, base.pk)
+    disks.remove_template_disk(member, template.disks.get().pk)
     images.delete_image(member, base.pk)  # a DONE VM's disk row does not hold it
     assert not Image.objects.filter(pk=base.pk).exists() and not template.disks.exists()
     assert VMDisk.objects.get(vm=vm).image_id is None
