@@ -34,6 +34,9 @@ NIC_TABLE = ActionTable(
 )
 
 
-def nic_actions(vm_state: str, *, busy: bool) -> list[str]:
-    """The NIC actions a VM in ``vm_state`` allows (its NIC section's buttons)."""
+def nic_actions(vm_state: str, *, busy: bool, hotplug: bool) -> list[str]:
+    """The NIC actions a VM in ``vm_state`` allows (its NIC section's buttons); ``hotplug``:
+    its host can add NICs to a running guest (the service refuses hot changes otherwise)."""
+    if vm_state in HOT_STATES and not hotplug:
+        return []
     return NIC_TABLE.actions_for(vm_state, busy=busy)

@@ -90,6 +90,14 @@ SNAPSHOT_VM_STATES = COLD_VM_STATES
 VM_SIDE = ActionTable({a: ActionSpec(COLD_VM_STATES | HOT_VM_STATES) for a in (A.ATTACH, A.DETACH, A.GROW)})
 
 
+def vm_side_actions(vm_state: str, *, busy: bool, hotplug: bool) -> list[str]:
+    """The volume actions a VM in ``vm_state`` allows (the VM page's Storage buttons);
+    ``hotplug``: its host can change the disks of a running guest."""
+    if vm_state in HOT_VM_STATES and not hotplug:
+        return []
+    return VM_SIDE.actions_for(vm_state, busy=busy)
+
+
 def volume_actions(state: str, *, busy: bool, admin: bool = False) -> list[str]:
     """The actions the volume page offers for a volume in ``state`` (its buttons)."""
     return TABLE.actions_for(state, busy=busy, admin=admin)

@@ -19,4 +19,11 @@ def vm_nics(context: Any, vm: Any) -> dict[str, Any]:
     from network.views import vm_nics_context
 
     ctx = vm_nics_context(context["request"].user, vm)
-    return {**ctx, "nic_actions": nic_actions(vm.state, busy=vm.busy)}
+    return {**ctx, "nic_actions": nic_actions(vm.state, busy=vm.busy, hotplug=_can_hotplug(vm, "hotplug_nic"))}
+
+
+def _can_hotplug(vm: Any, capability: str) -> bool:
+    from compute.drivers.registry import capabilities
+
+    host = vm.host if vm.host_id else None
+    return host is not None and bool(capabilities(host.driver, host.uri).get(capability))

@@ -12,7 +12,7 @@ from django import template
 
 from tenants.querysets import is_cloud_admin
 
-from ..states import TABLE, VM_SIDE
+from ..states import TABLE, vm_side_actions
 
 register = template.Library()
 
@@ -24,7 +24,15 @@ def vm_storage(context: Any, vm: Any) -> dict[str, Any]:
     from storage.views_volumes import vm_storage_context
 
     ctx = vm_storage_context(context["request"].user, vm)
-    return {**ctx, "vm_actions": VM_SIDE.actions_for(vm.state, busy=vm.busy)}
+    hotplug = _can_hotplug(vm, "hotplug_disk")
+    return {**ctx, "vm_actions": vm_side_actions(vm.state, busy=vm.busy, hotplug=hotplug)}
+
+
+def _can_hotplug(vm: Any, capability: str) -> bool:
+    from compute.drivers.registry import capabilities
+
+    host = vm.host if vm.host_id else None
+    return host is not None and bool(capabilities(host.driver, host.uri).get(capability))
 
 
 @register.simple_tag(takes_context=True)
