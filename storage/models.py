@@ -14,9 +14,7 @@ from compute.models import Cluster, host_name_validator, name_validator
 from portal.models import Operated
 from tenants.querysets import AdminOnlyQuerySet, RestrictedQuerySet
 
-from .states import VMDiskState, VolumeState
-
-__all__ = ["VMDiskState", "VolumeState"]  # re-exported: their home is storage.states
+from .states import VMDiskState, VolumeState  # their home is storage.states; importable from here too
 
 
 class DatastoreKind(models.TextChoices):
