@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from portal.models import Operated
 from tenants.models import Project
 from tenants.querysets import AdminOnlyQuerySet, RestrictedQuerySet, ShareableQuerySet
 
@@ -171,8 +172,9 @@ class VMTemplate(models.Model):
         return self.name
 
 
-class VirtualMachine(models.Model):
-    """A VM: its desired and observed state, where it runs, and the operation in flight."""
+class VirtualMachine(Operated):
+    """A VM: its desired and observed state, where it runs, and the operation in flight
+    (``operation`` / ``operation_args`` / ``operation_seq`` from ``portal.operations.Operated``)."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="vms")
@@ -189,9 +191,6 @@ class VirtualMachine(models.Model):
 
     state = models.CharField(max_length=16, choices=VMState.choices, default=VMState.PENDING, db_index=True)
     previous_state = models.CharField(max_length=16, choices=VMState.choices, blank=True)
-    operation = models.CharField(max_length=16, blank=True, help_text="the action in flight, '' when idle")
-    operation_args = models.JSONField(default=dict, blank=True)
-    operation_seq = models.PositiveIntegerField(default=0, help_text="bumped per operation; tasks carry it")
     host = models.ForeignKey(Host, on_delete=models.PROTECT, null=True, blank=True, related_name="vms")
     target_host = models.ForeignKey(Host, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     hv_state = models.CharField(max_length=32, blank=True, help_text="the hypervisor's own word for the domain")
@@ -220,10 +219,6 @@ class VirtualMachine(models.Model):
     def domain_name(self) -> str:
         """The hypervisor's name for this VM; the user's name goes into the domain title."""
         return f"{settings.NEPHELE_DOMAIN_PREFIX}-{self.pk}"
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.operation)
 
     @property
     def holds_capacity(self) -> bool:

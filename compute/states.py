@@ -10,9 +10,9 @@ EPILOG) mean a driver step is running; the VM's ``operation`` says which action 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.db import models
+
+from portal.operations import ActionSpec, ActionTable
 
 
 class VMState(models.TextChoices):
@@ -80,17 +80,6 @@ class Action(models.TextChoices):
     RECOVER = "recover", "Recover"
 
 
-@dataclass(frozen=True)
-class ActionSpec:
-    """What an action needs: the states it is allowed from and who may ask for it."""
-
-    allowed_from: frozenset[str]
-    admin_only: bool = False
-    # Where the action leads when it completes (by source state when it differs).
-    target: str | None = None
-    danger: bool = False
-
-
 def _f(*states: str) -> frozenset[str]:
     return frozenset(states)
 
@@ -112,24 +101,18 @@ ACTIONS: dict[str, ActionSpec] = {
     ),
     Action.MIGRATE: ActionSpec(_f(S.RUNNING, S.POWEROFF, S.UNKNOWN), admin_only=True),
     Action.RESIZE: ActionSpec(_f(S.PENDING, S.HOLD, S.POWEROFF, S.STOPPED, S.UNDEPLOYED)),
-    Action.RECOVER: ActionSpec(TRANSIENT | FAILURES, admin_only=True),
+    Action.RECOVER: ActionSpec(TRANSIENT | FAILURES, admin_only=True, while_busy=True),
 }
+# A VM in a failure state keeps its failed operation until it is recovered or terminated: the
+# operation does not block the actions allowed from there.
+TABLE = ActionTable(ACTIONS, busy_ok=FAILURES)
 
 RECOVER_OPTIONS = ("success", "failure", "retry", "delete")
 
 
 def allowed_actions(state: str, *, busy: bool, admin: bool) -> list[str]:
     """The actions a user may start on a VM in ``state`` (what the page shows as buttons)."""
-    result = []
-    for name, spec in ACTIONS.items():
-        if spec.admin_only and not admin:
-            continue
-        if state not in spec.allowed_from:
-            continue
-        if busy and state not in FAILURES and name != Action.RECOVER:
-            continue
-        result.append(str(name))
-    return result
+    return TABLE.actions_for(state, busy=busy, admin=admin)
 
 
 class RestartPolicy(models.TextChoices):

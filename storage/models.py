@@ -11,7 +11,10 @@ from django.conf import settings
 from django.db import models
 
 from compute.models import Cluster, host_name_validator, name_validator
+from portal.models import Operated
 from tenants.querysets import AdminOnlyQuerySet, RestrictedQuerySet
+
+from .states import VMDiskState, VolumeState  # their home is storage.states; importable from here too
 
 
 class DatastoreKind(models.TextChoices):
@@ -127,13 +130,6 @@ class VMDiskKind(models.TextChoices):
     INITRD = "initrd", "Initrd"
 
 
-class VMDiskState(models.TextChoices):
-    ATTACHED = "attached", "Attached"
-    ATTACHING = "attaching", "Attaching"
-    DETACHING = "detaching", "Detaching"
-    SAVING = "saving", "Saving as image"
-
-
 class VMDiskQuerySet(RestrictedQuerySet["VMDisk"]):
     project_path = "vm__project"
 
@@ -181,25 +177,12 @@ class VMDisk(models.Model):
         return f"{self.vm_id}:{self.target or self.kind}"
 
 
-class VolumeState(models.TextChoices):
-    CREATING = "creating", "Creating"
-    AVAILABLE = "available", "Available"
-    ATTACHING = "attaching", "Attaching"
-    IN_USE = "in-use", "In use"
-    DETACHING = "detaching", "Detaching"
-    RESIZING = "resizing", "Growing"
-    SNAPSHOTTING = "snapshotting", "Snapshotting"
-    REVERTING = "reverting", "Reverting"
-    SAVING = "saving", "Saving as image"
-    DELETING = "deleting", "Deleting"
-    ERROR = "error", "Error"
-
-
-class Volume(models.Model):
+class Volume(Operated):
     """A persistent block device of a project: a file in a datastore, attachable to one VM.
 
-    ``state`` is the volume's own state; while an asynchronous operation runs ``operation``
-    names it and ``operation_seq`` (bumped per operation) lets its task know it is current.
+    ``state`` is the volume's own state (``storage.states``); while an asynchronous operation
+    runs ``operation`` names it and ``operation_seq`` (bumped per operation) lets its task know
+    it is current (``portal.operations``).
     ``vm`` / ``target`` say where it is attached (its ``VMDisk`` row carries the same).
     """
 
@@ -216,9 +199,6 @@ class Volume(models.Model):
     state = models.CharField(max_length=12, choices=VolumeState.choices, default=VolumeState.CREATING, db_index=True)
     state_message = models.TextField(blank=True)
     previous_state = models.CharField(max_length=12, blank=True)
-    operation = models.CharField(max_length=16, blank=True)
-    operation_args = models.JSONField(default=dict, blank=True)
-    operation_seq = models.PositiveIntegerField(default=0)
     vm = models.ForeignKey(
         "compute.VirtualMachine", on_delete=models.SET_NULL, null=True, blank=True, related_name="volumes"
     )
@@ -238,10 +218,6 @@ class Volume(models.Model):
     def size_gb(self) -> int:
         """Whole GiB counted against the ``volume_gb`` quota (rounded up)."""
         return -(-self.size_bytes // GIB)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.operation)
 
 
 class VolumeSnapshotQuerySet(RestrictedQuerySet["VolumeSnapshot"]):

@@ -9,6 +9,7 @@ message finds nothing to do, and every step below is idempotent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 
@@ -19,46 +20,80 @@ from . import hostops
 from .services import disks as disk_services
 from .services import volumes as services
 from .services.volumes import VolumeOrder
+from .states import VolumeAction
 
 log = logging.getLogger(__name__)
 
 
+def _create(order: VolumeOrder) -> int:
+    a = order.args
+    if a.get("source"):
+        hostops.convert(a["source"], a["source_format"], order.path, order.format, int(a["size"]))
+    else:
+        hostops.create_empty(order.path, order.format, int(a["size"]))
+    return hostops.virtual_size(order.path, order.format)
+
+
+def _delete(order: VolumeOrder) -> int:
+    hostops.remove(order.path)
+    return 0
+
+
+def _attach(order: VolumeOrder) -> int:
+    if order.disk is None:
+        raise DriverError("the volume's VM disk is gone")
+    get_driver(order.driver, order.uri).attach_disk(order.domain, order.disk, live=True)
+    return 0
+
+
+def _detach(order: VolumeOrder) -> int:
+    get_driver(order.driver, order.uri).detach_disk(order.domain, _target(order), live=True)
+    return 0
+
+
+def _grow(order: VolumeOrder) -> int:
+    size = int(order.args["size"])
+    if order.args.get("live") and order.uri:
+        get_driver(order.driver, order.uri).resize_disk(order.domain, _target(order), size)
+    else:
+        hostops.resize(order.path, order.format, size)
+    return size
+
+
+def _snapshot(order: VolumeOrder) -> int:
+    hostops.snapshot_create(order.path, order.args["tag"])
+    return 0
+
+
+def _revert(order: VolumeOrder) -> int:
+    hostops.snapshot_apply(order.path, order.args["tag"])
+    return 0
+
+
+def _delete_snapshot(order: VolumeOrder) -> int:
+    hostops.snapshot_delete(order.path, order.args["tag"])
+    return 0
+
+
+#: The work of each asynchronous volume operation.
+STEPS: dict[str, Callable[[VolumeOrder], int]] = {
+    VolumeAction.CREATE: _create,
+    VolumeAction.DELETE: _delete,
+    VolumeAction.ATTACH: _attach,
+    VolumeAction.DETACH: _detach,
+    VolumeAction.GROW: _grow,
+    VolumeAction.SNAPSHOT: _snapshot,
+    VolumeAction.REVERT: _revert,
+    VolumeAction.DELETE_SNAPSHOT: _delete_snapshot,
+}
+
+
 def execute(order: VolumeOrder) -> int:
     """Carry out one volume operation (no ORM); the volume's size in bytes afterwards (0: unknown)."""
-    op, a = order.operation, order.args
-    if op == "create":
-        if a.get("source"):
-            hostops.convert(a["source"], a["source_format"], order.path, order.format, int(a["size"]))
-        else:
-            hostops.create_empty(order.path, order.format, int(a["size"]))
-        return hostops.virtual_size(order.path, order.format)
-    if op == "delete":
-        hostops.remove(order.path)
-        return 0
-    if op in ("attach", "detach"):
-        drv = get_driver(order.driver, order.uri)
-        if op == "attach":
-            if order.disk is None:
-                raise DriverError("the volume's VM disk is gone")
-            drv.attach_disk(order.domain, order.disk, live=True)
-        else:
-            drv.detach_disk(order.domain, _target(order), live=True)
-        return 0
-    if op == "grow":
-        if a.get("live") and order.uri:
-            get_driver(order.driver, order.uri).resize_disk(order.domain, _target(order), int(a["size"]))
-        else:
-            hostops.resize(order.path, order.format, int(a["size"]))
-        return int(a["size"])
-    if op == "snapshot":
-        hostops.snapshot_create(order.path, a["tag"])
-    elif op == "revert":
-        hostops.snapshot_apply(order.path, a["tag"])
-    elif op == "delete-snapshot":
-        hostops.snapshot_delete(order.path, a["tag"])
-    else:
-        raise DriverError(f"no volume step for {op}")
-    return 0
+    step = STEPS.get(order.operation)
+    if step is None:
+        raise DriverError(f"no volume step for {order.operation}")
+    return step(order)
 
 
 def _target(order: VolumeOrder) -> str:

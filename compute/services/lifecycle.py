@@ -13,7 +13,8 @@ from typing import Any
 from django.utils import timezone
 
 from monitoring.events import emit
-from portal.errors import Conflict, InvalidInput, PermissionDenied
+from portal import operations
+from portal.errors import InvalidInput
 from portal.events import publish_vm
 from tenants import quotas
 from tenants.querysets import is_cloud_admin
@@ -29,12 +30,10 @@ from ..models import (
     VMStateChange,
 )
 from ..states import (
-    ACTIONS,
-    FAILURES,
     NOT_RUNNING,
     ON_HOST,
+    TABLE,
     TRANSIENT,
-    Action,
 )
 from ..states import VMState as S
 
@@ -83,17 +82,10 @@ def begin(vm: VirtualMachine, op: str, state: str, reason: str, *, check_quota: 
     """Start an asynchronous operation: enter its first transient state and queue the work."""
     from .. import tasks
 
-    set_state(
-        vm,
-        state,
-        reason,
-        previous_state=vm.state if vm.state not in TRANSIENT else vm.previous_state,
-        operation=op,
-        operation_args=args,
-        operation_seq=vm.operation_seq + 1,
-        last_error="",
-        check_quota=check_quota,
-    )
+    operations.begin(
+        vm, op, state, write=set_state, reason=reason, keep_previous=TRANSIENT, args=args,
+        last_error="", check_quota=check_quota,
+    )  # fmt: skip
     tasks.enqueue_step(vm)
 
 
@@ -103,7 +95,7 @@ def finish(vm: VirtualMachine, state: str, reason: str, **fields: Any) -> None:
         capacity.release(vm.host_id, vm.vcpu, vm.memory_mb, vm.disk_gb)
         close_placement(vm, reason=vm.operation or reason)
         fields["host"] = None
-    set_state(vm, state, reason, operation="", operation_args={}, target_host=None, **fields)
+    operations.finish(vm, state, write=set_state, reason=reason, target_host=None, **fields)
 
 
 def close_placement(vm: VirtualMachine, reason: str) -> None:
@@ -111,13 +103,8 @@ def close_placement(vm: VirtualMachine, reason: str) -> None:
 
 
 def check_allowed(actor: Any, vm: VirtualMachine, action: str) -> None:
-    spec = ACTIONS[action]
-    if spec.admin_only and actor is not None and not is_cloud_admin(actor):
-        raise PermissionDenied(f"only cloud administrators may {action} a VM")
-    if vm.state not in spec.allowed_from:
-        raise Conflict(f"cannot {action} a VM in state {vm.state}", field="state")
-    if vm.busy and vm.state not in FAILURES and action != Action.RECOVER:
-        raise Conflict(f"cannot {action} a VM while '{vm.operation}' is in progress (state {vm.state})", field="state")
+    """403 / 409 unless ``actor`` (None: the system) may start ``action`` on ``vm`` now (states.TABLE)."""
+    TABLE.require(action, vm, noun="a VM", admin=actor is None or is_cloud_admin(actor))
 
 
 def validate_capacity(vcpu: int, memory_mb: int, disk_gb: int) -> None:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from monitoring.audit import record_action
+from portal import operations
 from portal.errors import Conflict, InvalidInput, NotFound
 from storage.models import Datastore, DatastoreKind
 from tenants import quotas
@@ -99,16 +100,12 @@ def project_for(actor: Any, project: Any, action: str = "manage") -> Project:
 
 def lock(actor: Any, image_id: int, action: str = "manage") -> Image:
     """The image row, locked, if ``actor`` may ``action`` it; 404 otherwise."""
-    qs = Image.objects.all() if actor is None else Image.objects.restrict(actor, action)
-    img = qs.select_for_update().filter(pk=image_id).first()
-    if img is None:
-        raise NotFound("image not found")
-    return img
+    return operations.lock(Image, image_id, actor=actor, action=action, what="image")
 
 
 def guard(image: Image, action: str) -> None:
-    if not states.allowed(action, image.state):
-        raise Conflict(f"cannot {action} an image in state {image.state}", field="state")
+    """409 unless ``action`` is allowed from the image's state (``images.states.TABLE``)."""
+    states.TABLE.require(action, image, noun="an image")
 
 
 def _validate_name(name: str) -> str:

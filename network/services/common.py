@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from compute.models import name_validator
+from portal import operations
 from portal.errors import InvalidInput, NotFound, PermissionDenied
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin
@@ -28,12 +29,8 @@ def managed_project(actor: Any, project: Project | int) -> Project:
 
 
 def lock(model: Any, actor: Any, pk: int, action: str = "manage", what: str = "") -> Any:
-    """The row, locked, if ``actor`` may ``action`` it; 404 otherwise."""
-    qs = model.objects.all() if actor is None else model.objects.restrict(actor, action)
-    obj = qs.select_for_update().filter(pk=pk).first()
-    if obj is None:
-        raise NotFound(f"{what or model._meta.verbose_name} not found")
-    return obj
+    """The row, locked, if ``actor`` may ``action`` it; 404 otherwise (``portal.operations.lock``)."""
+    return operations.lock(model, pk, actor=actor, action=action, what=what)
 
 
 def check_name(name: str, field: str = "name") -> str:

@@ -11,18 +11,16 @@ from django.db import transaction
 
 from compute.locking import lock_vm
 from compute.models import VirtualMachine, VMTemplate
-from compute.states import VMState
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
 
 from ..models import Lease, PublicIP, Reservation, SecurityGroup, TemplateNic, VirtualNetwork, VMNic
+from ..states import HOT_STATES, NIC_TABLE, NicAction
 from . import ipam
 from .common import audit, lock, parse_ip4
 from .secgroups import default_group
 
 MAX_NICS = 8
-#: VM states in which a NIC may be added or removed without a hypervisor: the VM is defined on no host
-COLD_STATES = frozenset({VMState.PENDING, VMState.HOLD, VMState.STOPPED, VMState.UNDEPLOYED})
 MAX_KBPS = 10 * 1024 * 1024  # 10 GiB/s
 
 
@@ -188,13 +186,13 @@ def on_vm_done(vm: VirtualMachine) -> None:
 def attach_nic(actor: Any, vm_id: int, *, ip: str | None = None, **spec: Any) -> VMNic:
     """Add a NIC to a VM: cold while it is on no host, hot (hypervisor hotplug) while RUNNING."""
     vm = lock_vm(actor, vm_id)
-    hot = vm.state == VMState.RUNNING
-    if vm.busy or (vm.state not in COLD_STATES and not hot):
+    hot = vm.state in HOT_STATES
+    if not NIC_TABLE.allowed(NicAction.ATTACH, vm.state, busy=vm.busy):
         raise Conflict(f"cannot attach a NIC to a VM in state {vm.state}", field="state")
     if hot:
         _require_hotplug(vm)
     nic = create_nic(actor, vm, **spec)
-    audit(actor, vm, "attach_nic", ip=ip, nic=nic.pk, network=nic.network_id)
+    audit(actor, vm, NicAction.ATTACH, ip=ip, nic=nic.pk, network=nic.network_id)
     _refresh_peers(nic)
     if hot:
         from .. import tasks
@@ -211,8 +209,8 @@ def detach_nic(actor: Any, nic_id: int, *, ip: str | None = None) -> None:
         raise NotFound("NIC not found")
     vm = lock_vm(actor, found.vm_id)
     nic = VMNic.objects.select_related("vm__project", "vm__owner").get(pk=nic_id)
-    hot = vm.state == VMState.RUNNING
-    if vm.busy or (vm.state not in COLD_STATES and not hot):
+    hot = vm.state in HOT_STATES
+    if not NIC_TABLE.allowed(NicAction.DETACH, vm.state, busy=vm.busy):
         raise Conflict(f"cannot detach a NIC from a VM in state {vm.state}", field="state")
     if hot:
         _require_hotplug(vm)
@@ -224,7 +222,7 @@ def detach_nic(actor: Any, nic_id: int, *, ip: str | None = None) -> None:
         transaction.on_commit(
             lambda: tasks.hotunplug_nic.apply_async((vm.pk, spec.mac, spec.tap), queue=f"host.{host_id}")
         )
-    audit(actor, vm, "detach_nic", ip=ip, nic=nic.pk, network=nic.network_id)
+    audit(actor, vm, NicAction.DETACH, ip=ip, nic=nic.pk, network=nic.network_id)
     groups = list(nic.security_groups.all())
     _release(nic)
     for g in groups:

@@ -6,9 +6,8 @@ checks the state, records the audit row and event, and queues the file or driver
 commit (``storage.tasks_volumes``): on the host's agent queue when the volume belongs to a VM
 on a host, else on the default queue. The task ends by calling ``complete_volume_step``.
 
-Volume states: creating → available ⇄ (attaching → in-use → detaching); resizing,
-snapshotting, reverting and deleting are transient and return to the state before them;
-a failed create leaves ``error`` (deletable). Quotas ``volumes`` and ``volume_gb`` (whole GiB,
+States, actions and what each is allowed from are in ``storage.states`` (the buttons read the
+same table); the lock / begin / finish / stale-sequence checks are ``portal.operations``. Quotas ``volumes`` and ``volume_gb`` (whole GiB,
 rounded up) are consumed at create / grow and released at delete, under the quota row locks.
 """
 
@@ -17,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +26,11 @@ from django.db import transaction
 
 from compute.locking import lock_vm
 from compute.models import VirtualMachine, name_validator
-from compute.states import VMState
 from monitoring.audit import record_action
 from monitoring.events import emit
+from portal import operations
 from portal.errors import Conflict, InvalidInput, NotFound
+from portal.operations import Refusal
 from specs import DiskSpec
 from tenants import quotas
 from tenants.models import Project
@@ -47,12 +48,11 @@ from ..models import (
     Volume,
     VolumeFormat,
     VolumeSnapshot,
-    VolumeState,
 )
+from ..states import COLD_VM_STATES, KEEP_PREVIOUS, SNAPSHOT_VM_STATES, TABLE, VM_SIDE, VolumeAction, VolumeState
 
 V = VolumeState
-# VM states in which a volume is attached or detached cold (the VM's disks change for its next boot)
-COLD = (VMState.PENDING, VMState.HOLD, VMState.POWEROFF, VMState.STOPPED, VMState.UNDEPLOYED)
+A = VolumeAction
 TARGET_RE = re.compile(r"^vd[b-z]$")
 
 
@@ -60,11 +60,7 @@ TARGET_RE = re.compile(r"^vd[b-z]$")
 # helpers
 # --------------------------------------------------------------------------------------------
 def _lock_volume(actor: Any, volume_id: Any, action: str = "manage") -> Volume:
-    qs = Volume.objects.all() if actor is None else Volume.objects.restrict(actor, action)
-    try:
-        return qs.select_for_update().get(pk=volume_id)
-    except (Volume.DoesNotExist, ValueError, TypeError):
-        raise NotFound("volume not found", field="volume") from None
+    return operations.lock(Volume, volume_id, actor=actor, action=action, what="volume", field="volume")
 
 
 def _lock_vm(actor: Any, vm_id: Any) -> VirtualMachine:
@@ -95,6 +91,13 @@ def _not_busy(vol: Volume, what: str) -> None:
         raise Conflict(f"cannot {what} volume {vol.name} while '{vol.operation}' is in progress", field="state")
 
 
+def _allowed(vol: Volume, action: A, not_allowed: str = "") -> None:
+    """409 unless ``action`` is allowed from the volume's state (``storage.states.TABLE``).
+    Callers check the operation in flight first (``_not_busy``: its message names the verb)."""
+    if TABLE.refusal(action, vol.state, busy=vol.busy) is Refusal.STATE:
+        raise Conflict(f"volume {vol.name} is {vol.state}{not_allowed}", field="state")
+
+
 def _set_state(vol: Volume, state: str, reason: str = "", **fields: Any) -> None:
     old = vol.state
     vol.state = state
@@ -113,16 +116,12 @@ def queue_for(vol: Volume) -> str:
     return "nephele"
 
 
-def _begin(vol: Volume, op: str, state: str, **args: Any) -> None:
-    """Start an asynchronous operation and queue its task after commit."""
+def _begin(vol: Volume, op: A, state: str, **args: Any) -> None:
+    """Start an asynchronous operation and queue its task (with the new sequence) after commit."""
     from .. import tasks_volumes
 
-    previous = vol.state if vol.state not in (V.CREATING, V.DELETING) else vol.previous_state
-    _set_state(
-        vol, state, op, previous_state=previous, operation=op, operation_args=args,
-        operation_seq=vol.operation_seq + 1, state_message="",
-    )  # fmt: skip
-    pk, seq, queue = vol.pk, vol.operation_seq, queue_for(vol)
+    seq = operations.begin(vol, op, state, write=_set_state, keep_previous=KEEP_PREVIOUS, args=args, state_message="")
+    pk, queue = vol.pk, queue_for(vol)
     transaction.on_commit(lambda: tasks_volumes.run_volume_step.apply_async((pk, seq), queue=queue))
 
 
@@ -215,8 +214,8 @@ def create_volume(
     args: dict[str, Any] = {"size": size}
     if img is not None:
         args |= {"source": vmdisks.image_file(img), "source_format": vmdisks._disk_format(img)}
-    record_action(actor, vol, "create", ip=ip, size_bytes=size, image=img.pk if img else None)
-    _begin(vol, "create", V.CREATING, **args)
+    record_action(actor, vol, A.CREATE, ip=ip, size_bytes=size, image=img.pk if img else None)
+    _begin(vol, A.CREATE, V.CREATING, **args)
     return vol
 
 
@@ -228,8 +227,9 @@ def delete_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volum
     if vol.vm_id:
         raise Conflict(f"volume {vol.name} is attached to VM {_vm_name(vol)}; detach it first", field="state")
     _not_busy(vol, "delete")
-    record_action(actor, vol, "delete", ip=ip)
-    _begin(vol, "delete", V.DELETING)
+    _allowed(vol, A.DELETE)
+    record_action(actor, vol, A.DELETE, ip=ip)
+    _begin(vol, A.DELETE, V.DELETING)
     return vol
 
 
@@ -243,21 +243,22 @@ def _hotplug(vm: VirtualMachine) -> bool:
     return bool(capabilities(vm.host.driver, vm.host.uri).get("hotplug_disk"))
 
 
-def _mode(vm: VirtualMachine, what: str) -> str:
-    """ "cold" or "hot" for an attach / detach / grow on ``vm``; Conflict when neither works now."""
-    if vm.operation:
+def _mode(vm: VirtualMachine, action: A, what: str) -> str:
+    """ "cold" or "hot" for an attach / detach / grow on ``vm``; Conflict when neither works now
+    (``storage.states.VM_SIDE``: the VM idle, in a cold state or running on a host that hotplugs)."""
+    if vm.busy:
         raise Conflict(f"cannot {what} while VM {vm.name} is busy ('{vm.operation}', {vm.state})", field="vm")
-    if vm.state in COLD:
+    if not VM_SIDE.allowed(action, vm.state):
+        raise Conflict(f"cannot {what} on a VM in state {vm.state}", field="vm")
+    if vm.state in COLD_VM_STATES:
         return "cold"
-    if vm.state == VMState.RUNNING:
-        if not _hotplug(vm):
-            raise Conflict(
-                f"host {getattr(vm.host, 'name', '?')} cannot {what} on a running VM (no disk hotplug); "
-                f"power VM {vm.name} off first",
-                field="vm",
-            )
-        return "hot"
-    raise Conflict(f"cannot {what} on a VM in state {vm.state}", field="vm")
+    if not _hotplug(vm):
+        raise Conflict(
+            f"host {getattr(vm.host, 'name', '?')} cannot {what} on a running VM (no disk hotplug); "
+            f"power VM {vm.name} off first",
+            field="vm",
+        )
+    return "hot"
 
 
 def _vm_disk_row(vol: Volume, vm: VirtualMachine, target: str, state: str) -> VMDisk:
@@ -276,9 +277,8 @@ def attach_volume(actor: Any, volume_id: Any, vm_id: Any, *, target: str = "", i
     if vm.project_id != vol.project_id:
         raise InvalidInput("the volume and the VM must be in the same project", field="vm")
     _not_busy(vol, "attach")
-    if vol.state != V.AVAILABLE:
-        raise Conflict(f"volume {vol.name} is {vol.state}, not available", field="state")
-    mode = _mode(vm, "attach a volume")
+    _allowed(vol, A.ATTACH, ", not available")
+    mode = _mode(vm, A.ATTACH, "attach a volume")
     used = vmdisks.targets_in_use(vm)
     if target:
         if not TARGET_RE.match(target):
@@ -287,14 +287,14 @@ def attach_volume(actor: Any, volume_id: Any, vm_id: Any, *, target: str = "", i
             raise Conflict(f"VM {vm.name} already has a disk at {target}", field="target")
     else:
         target = vmdisks.next_target(used)
-    record_action(actor, vol, "attach", ip=ip, vm=vm.pk, target=target, live=mode == "hot")
+    record_action(actor, vol, A.ATTACH, ip=ip, vm=vm.pk, target=target, live=mode == "hot")
     vol.vm, vol.target = vm, target
     if mode == "cold":
         _vm_disk_row(vol, vm, target, VMDiskState.ATTACHED)
         _set_state(vol, V.IN_USE, f"attached to {vm.name}")
         return vol
     _vm_disk_row(vol, vm, target, VMDiskState.ATTACHING)
-    _begin(vol, "attach", V.ATTACHING)
+    _begin(vol, A.ATTACH, V.ATTACHING)
     return vol
 
 
@@ -305,14 +305,15 @@ def detach_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volum
     _not_busy(vol, "detach")
     if vm is None:
         raise Conflict(f"volume {vol.name} is not attached", field="state")
-    mode = _mode(vm, "detach a volume")
-    record_action(actor, vol, "detach", ip=ip, vm=vm.pk, target=vol.target, live=mode == "hot")
+    _allowed(vol, A.DETACH)
+    mode = _mode(vm, A.DETACH, "detach a volume")
+    record_action(actor, vol, A.DETACH, ip=ip, vm=vm.pk, target=vol.target, live=mode == "hot")
     if mode == "cold":
         VMDisk.objects.filter(vm=vm, volume=vol).delete()
         _set_state(vol, V.AVAILABLE, f"detached from {vm.name}", vm=None, target="")
         return vol
     VMDisk.objects.filter(vm=vm, volume=vol).update(state=VMDiskState.DETACHING)
-    _begin(vol, "detach", V.DETACHING)
+    _begin(vol, A.DETACH, V.DETACHING)
     return vol
 
 
@@ -325,26 +326,24 @@ def grow_volume(actor: Any, volume_id: Any, size_bytes: Any, *, ip: str | None =
     block resize when attached to a running VM. The extra GiB are consumed from ``volume_gb``."""
     vol, vm = _lock_with_vm(actor, volume_id)
     _not_busy(vol, "grow")
-    live = vm is not None and _mode(vm, "grow a volume") == "hot"
-    if vol.state not in (V.AVAILABLE, V.IN_USE):
-        raise Conflict(f"volume {vol.name} is {vol.state}", field="state")
+    live = vm is not None and _mode(vm, A.GROW, "grow a volume") == "hot"
+    _allowed(vol, A.GROW)
     size = _size(size_bytes)
     if size <= vol.size_bytes:
         raise InvalidInput(f"size_bytes must be larger than the current {vol.size_bytes}", field="size_bytes")
     quotas.consume(vol.project, vol.owner, volume_gb=_gb(size) - vol.size_gb)
-    record_action(actor, vol, "grow", ip=ip, size_bytes=size, live=live)
-    _begin(vol, "grow", V.RESIZING, size=size, old_size=vol.size_bytes, live=live)
+    record_action(actor, vol, A.GROW, ip=ip, size_bytes=size, live=live)
+    _begin(vol, A.GROW, V.RESIZING, size=size, old_size=vol.size_bytes, live=live)
     return vol
 
 
-def _snapshot_guard(vol: Volume, what: str) -> None:
+def _snapshot_guard(vol: Volume, action: A, what: str) -> None:
     _not_busy(vol, what)
     if vol.format != VolumeFormat.QCOW2:
         raise Conflict(f"volume {vol.name} is {vol.format}: snapshots need qcow2", field="format")
-    if vol.state not in (V.AVAILABLE, V.IN_USE):
-        raise Conflict(f"volume {vol.name} is {vol.state}", field="state")
+    _allowed(vol, action)
     vm = vol.vm
-    if vm is not None and vm.state not in COLD:
+    if vm is not None and vm.state not in SNAPSHOT_VM_STATES:
         raise Conflict(
             f"cannot {what} volume {vol.name} while VM {vm.name} is {vm.state}: power it off or detach the volume",
             field="state",
@@ -355,13 +354,13 @@ def _snapshot_guard(vol: Volume, what: str) -> None:
 def snapshot_volume(actor: Any, volume_id: Any, name: str, *, ip: str | None = None) -> VolumeSnapshot:
     """A qcow2 internal snapshot (refused while attached to a running VM)."""
     vol, _vm = _lock_with_vm(actor, volume_id)
-    _snapshot_guard(vol, "snapshot")
+    _snapshot_guard(vol, A.SNAPSHOT, "snapshot")
     _check_name(name)
     if vol.snapshots.filter(name=name).exists():
         raise Conflict(f"volume {vol.name} already has a snapshot named {name}", field="name")
     snap = VolumeSnapshot.objects.create(volume=vol, name=name, tag=f"nephele-{uuidlib.uuid4().hex[:12]}")
-    record_action(actor, vol, "snapshot", ip=ip, snapshot=name)
-    _begin(vol, "snapshot", V.SNAPSHOTTING, snapshot=snap.pk, tag=snap.tag)
+    record_action(actor, vol, A.SNAPSHOT, ip=ip, snapshot=name)
+    _begin(vol, A.SNAPSHOT, V.SNAPSHOTTING, snapshot=snap.pk, tag=snap.tag)
     return snap
 
 
@@ -378,10 +377,10 @@ def _snapshot_of(vol: Volume, snapshot_id: Any) -> VolumeSnapshot:
 def revert_volume(actor: Any, volume_id: Any, snapshot_id: Any, *, ip: str | None = None) -> Volume:
     """Bring a volume back to a snapshot (refused while attached to a running VM)."""
     vol, _vm = _lock_with_vm(actor, volume_id)
-    _snapshot_guard(vol, "revert")
+    _snapshot_guard(vol, A.REVERT, "revert")
     snap = _snapshot_of(vol, snapshot_id)
-    record_action(actor, vol, "revert", ip=ip, snapshot=snap.name)
-    _begin(vol, "revert", V.REVERTING, snapshot=snap.pk, tag=snap.tag)
+    record_action(actor, vol, A.REVERT, ip=ip, snapshot=snap.name)
+    _begin(vol, A.REVERT, V.REVERTING, snapshot=snap.pk, tag=snap.tag)
     return vol
 
 
@@ -389,10 +388,10 @@ def revert_volume(actor: Any, volume_id: Any, snapshot_id: Any, *, ip: str | Non
 def delete_snapshot(actor: Any, volume_id: Any, snapshot_id: Any, *, ip: str | None = None) -> Volume:
     """Remove a snapshot from the volume's file, then its row."""
     vol, _vm = _lock_with_vm(actor, volume_id)
-    _snapshot_guard(vol, "delete a snapshot of")
+    _snapshot_guard(vol, A.DELETE_SNAPSHOT, "delete a snapshot of")
     snap = _snapshot_of(vol, snapshot_id)
-    record_action(actor, vol, "delete-snapshot", ip=ip, snapshot=snap.name)
-    _begin(vol, "delete-snapshot", V.SNAPSHOTTING, snapshot=snap.pk, tag=snap.tag)
+    record_action(actor, vol, A.DELETE_SNAPSHOT, ip=ip, snapshot=snap.name)
+    _begin(vol, A.DELETE_SNAPSHOT, V.SNAPSHOTTING, snapshot=snap.pk, tag=snap.tag)
     return vol
 
 
@@ -405,7 +404,7 @@ class VolumeOrder:
 
     volume_id: int
     seq: int
-    operation: str
+    operation: VolumeAction
     path: str
     format: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -418,73 +417,111 @@ class VolumeOrder:
 def volume_order(volume_id: int, seq: int) -> VolumeOrder | None:
     """What to do for ``volume_id`` at operation ``seq``; None when stale (idempotency)."""
     vol = Volume.objects.select_related("vm__host").filter(pk=volume_id).first()
-    if vol is None or vol.operation_seq != seq or not vol.operation:
+    if vol is None or not operations.accept(vol, seq):
         return None
-    order = VolumeOrder(vol.pk, seq, vol.operation, vol.path, vol.format, dict(vol.operation_args or {}))
+    op, args = A(vol.operation), dict(vol.operation_args or {})
     vm = vol.vm
     if vm is not None and vm.host is not None:
         disk = VMDisk.objects.filter(vm=vm, volume=vol).first()
         return VolumeOrder(
-            vol.pk, seq, vol.operation, vol.path, vol.format, order.args, driver=vm.host.driver, uri=vm.host.uri,
+            vol.pk, seq, op, vol.path, vol.format, args, driver=vm.host.driver, uri=vm.host.uri,
             domain=vm.domain_name, disk=vmdisks.disk_spec(disk) if disk else None,
         )  # fmt: skip
-    return order
+    return VolumeOrder(vol.pk, seq, op, vol.path, vol.format, args)
+
+
+@dataclass(frozen=True)
+class _Report:
+    """A task's report on the operation in flight, and where the volume returns to."""
+
+    error: str
+    size_bytes: int
+    args: dict[str, Any]
+    back: str  # the state before the operation
+
+    def finish(self, vol: Volume, state: str, reason: str, **fields: Any) -> Volume:
+        operations.finish(vol, state, write=_set_state, reason=reason, state_message=self.error[:2000], **fields)
+        return vol
+
+
+def _created(vol: Volume, r: _Report) -> Volume | None:
+    return r.finish(vol, V.ERROR if r.error else V.AVAILABLE, r.error or "created",
+                    size_bytes=r.size_bytes or vol.size_bytes)  # fmt: skip
+
+
+def _deleted(vol: Volume, r: _Report) -> Volume | None:
+    if r.error:
+        return r.finish(vol, V.ERROR, r.error)
+    quotas.release(vol.project, vol.owner, volumes=1, volume_gb=vol.size_gb)
+    emit("volume.deleted", vol)
+    vol.delete()
+    return None
+
+
+def _attached(vol: Volume, r: _Report) -> Volume | None:
+    if r.error:
+        VMDisk.objects.filter(volume=vol, state=VMDiskState.ATTACHING).delete()
+        return r.finish(vol, V.AVAILABLE, r.error, vm=None, target="")
+    VMDisk.objects.filter(volume=vol).update(state=VMDiskState.ATTACHED)
+    return r.finish(vol, V.IN_USE, "attached")
+
+
+def _detached(vol: Volume, r: _Report) -> Volume | None:
+    if r.error:
+        VMDisk.objects.filter(volume=vol).update(state=VMDiskState.ATTACHED)
+        return r.finish(vol, V.IN_USE, r.error)
+    VMDisk.objects.filter(volume=vol).delete()
+    return r.finish(vol, V.AVAILABLE, "detached", vm=None, target="")
+
+
+def _grown(vol: Volume, r: _Report) -> Volume | None:
+    size = int(r.args["size"])
+    if r.error:
+        quotas.release(vol.project, vol.owner, volume_gb=_gb(size) - vol.size_gb)
+        return r.finish(vol, r.back, r.error)
+    VMDisk.objects.filter(volume=vol).update(size_bytes=size)
+    return r.finish(vol, r.back, "grown", size_bytes=size)
+
+
+def _snapshot_done(op: A) -> Callable[[Volume, _Report], Volume | None]:
+    def done(vol: Volume, r: _Report) -> Volume | None:
+        snap = VolumeSnapshot.objects.filter(pk=int(r.args.get("snapshot") or 0)).first()
+        if snap is not None and not r.error:
+            if op == A.SNAPSHOT:
+                snap.ready = True
+                snap.save(update_fields=["ready"])
+            elif op == A.DELETE_SNAPSHOT:
+                snap.delete()
+        elif snap is not None and op == A.SNAPSHOT:
+            snap.delete()
+        return r.finish(vol, r.back, r.error or op)
+
+    return done
+
+
+#: How each asynchronous operation ends (None: the volume is gone).
+_COMPLETE: dict[str, Callable[[Volume, _Report], Volume | None]] = {
+    A.CREATE: _created,
+    A.DELETE: _deleted,
+    A.ATTACH: _attached,
+    A.DETACH: _detached,
+    A.GROW: _grown,
+    A.SNAPSHOT: _snapshot_done(A.SNAPSHOT),
+    A.REVERT: _snapshot_done(A.REVERT),
+    A.DELETE_SNAPSHOT: _snapshot_done(A.DELETE_SNAPSHOT),
+}
 
 
 @transaction.atomic
 def complete_volume_step(volume_id: int, seq: int, error: str = "", size_bytes: int = 0) -> Volume | None:
-    """The task reports; the volume moves on (or back, with ``error`` in ``state_message``)."""
-    vol = Volume.objects.select_for_update().filter(pk=volume_id).first()
-    if vol is None or vol.operation_seq != seq or not vol.operation:
+    """The task reports; the volume moves on (or back, with ``error`` in ``state_message``).
+    A stale or repeated report (another sequence, or nothing in flight) changes nothing."""
+    vol = operations.current(Volume, volume_id, seq)
+    if vol is None:
         return None
-    op, args = vol.operation, vol.operation_args or {}
-    done = {"operation": "", "operation_args": {}, "state_message": error[:2000]}
     back = vol.previous_state or (V.IN_USE if vol.vm_id else V.AVAILABLE)
-    if op == "create":
-        _set_state(
-            vol, V.ERROR if error else V.AVAILABLE, error or "created", size_bytes=size_bytes or vol.size_bytes, **done
-        )
-    elif op == "delete":
-        if error:
-            _set_state(vol, V.ERROR, error, **done)
-        else:
-            quotas.release(vol.project, vol.owner, volumes=1, volume_gb=vol.size_gb)
-            emit("volume.deleted", vol)
-            vol.delete()
-            return None
-    elif op == "attach":
-        if error:
-            VMDisk.objects.filter(volume=vol, state=VMDiskState.ATTACHING).delete()
-            _set_state(vol, V.AVAILABLE, error, vm=None, target="", **done)
-        else:
-            VMDisk.objects.filter(volume=vol).update(state=VMDiskState.ATTACHED)
-            _set_state(vol, V.IN_USE, "attached", **done)
-    elif op == "detach":
-        if error:
-            VMDisk.objects.filter(volume=vol).update(state=VMDiskState.ATTACHED)
-            _set_state(vol, V.IN_USE, error, **done)
-        else:
-            VMDisk.objects.filter(volume=vol).delete()
-            _set_state(vol, V.AVAILABLE, "detached", vm=None, target="", **done)
-    elif op == "grow":
-        if error:
-            quotas.release(vol.project, vol.owner, volume_gb=_gb(int(args["size"])) - vol.size_gb)
-            _set_state(vol, back, error, **done)
-        else:
-            VMDisk.objects.filter(volume=vol).update(size_bytes=int(args["size"]))
-            _set_state(vol, back, "grown", size_bytes=int(args["size"]), **done)
-    elif op in ("snapshot", "revert", "delete-snapshot"):
-        snap = VolumeSnapshot.objects.filter(pk=int(args.get("snapshot") or 0)).first()
-        if snap is not None and not error:
-            if op == "snapshot":
-                snap.ready = True
-                snap.save(update_fields=["ready"])
-            elif op == "delete-snapshot":
-                snap.delete()
-        elif snap is not None and op == "snapshot":
-            snap.delete()
-        _set_state(vol, back, error or op, **done)
-    return vol
+    report = _Report(error, size_bytes, dict(vol.operation_args or {}), back)
+    return _COMPLETE[A(vol.operation)](vol, report)
 
 
 @transaction.atomic
@@ -500,20 +537,23 @@ def recover_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volu
     vol = _lock_volume(actor, volume_id)
     if not vol.operation:
         raise Conflict(f"volume {vol.name} has no operation in flight", field="state")
-    op = vol.operation
+    op = A(vol.operation)
     VMDisk.objects.filter(volume=vol, state=VMDiskState.ATTACHING).delete()
     VMDisk.objects.filter(volume=vol, state=VMDiskState.DETACHING).update(state=VMDiskState.ATTACHED)
-    if op == "snapshot":
+    if op == A.SNAPSHOT:
         VolumeSnapshot.objects.filter(pk=int(vol.operation_args.get("snapshot") or 0), ready=False).delete()
-    fields: dict[str, Any] = {"operation": "", "operation_args": {}, "operation_seq": vol.operation_seq + 1}
-    if op == "attach":
+    fields: dict[str, Any] = {}
+    if op == A.ATTACH:
         fields |= {"vm": None, "target": ""}
-    if op == "grow":
+    if op == A.GROW:
         quotas.release(vol.project, vol.owner, volume_gb=_gb(int(vol.operation_args["size"])) - vol.size_gb)
-    state = V.ERROR if op in ("create", "delete") else (V.AVAILABLE if op == "attach" else vol.previous_state)
-    state = state or (V.IN_USE if vol.vm_id and op != "attach" else V.AVAILABLE)
-    record_action(actor, vol, "recover", ip=ip, operation=op)
-    _set_state(vol, state, f"recovered: {op} abandoned", state_message=f"{op} abandoned by an administrator", **fields)
+    state = V.ERROR if op in (A.CREATE, A.DELETE) else (V.AVAILABLE if op == A.ATTACH else vol.previous_state)
+    state = state or (V.IN_USE if vol.vm_id and op != A.ATTACH else V.AVAILABLE)
+    record_action(actor, vol, A.RECOVER, ip=ip, operation=op)
+    operations.abandon(
+        vol, state, write=_set_state, reason=f"recovered: {op} abandoned",
+        state_message=f"{op} abandoned by an administrator", **fields,
+    )  # fmt: skip
     return vol
 
 
