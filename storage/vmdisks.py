@@ -34,7 +34,7 @@ from portal.errors import Conflict, InvalidInput
 from specs import DiskSpec
 
 from .models import GIB, CloneMode, Datastore, DatastoreKind, DatastoreState, TemplateDisk, VMDisk, VMDiskKind
-from .models import VMDiskState as DS
+from .states import VMDiskState as DS
 
 # disks the domain carries (a disk being attached is added by its task, not by a redefinition)
 IN_DOMAIN = (DS.ATTACHED, DS.DETACHING, DS.SAVING)

@@ -18,7 +18,8 @@ from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
 
 from .. import vmdisks
-from ..models import Datastore, DatastoreKind, TemplateDisk, VMDisk, VMDiskKind, VMDiskState
+from ..models import Datastore, DatastoreKind, TemplateDisk, VMDisk, VMDiskKind
+from ..states import VMDiskState
 from .volumes import _check_name, _datastore, _lock_vm
 
 

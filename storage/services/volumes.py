@@ -44,12 +44,20 @@ from ..models import (
     DatastoreState,
     VMDisk,
     VMDiskKind,
-    VMDiskState,
     Volume,
     VolumeFormat,
     VolumeSnapshot,
 )
-from ..states import COLD_VM_STATES, KEEP_PREVIOUS, SNAPSHOT_VM_STATES, TABLE, VM_SIDE, VolumeAction, VolumeState
+from ..states import (
+    COLD_VM_STATES,
+    KEEP_PREVIOUS,
+    SNAPSHOT_VM_STATES,
+    TABLE,
+    VM_SIDE,
+    VMDiskState,
+    VolumeAction,
+    VolumeState,
+)
 
 V = VolumeState
 A = VolumeAction
