@@ -205,6 +205,9 @@ class VirtualMachine(Operated):
     user_data = models.TextField(blank=True, default="", help_text="cloud-init user-data for the VM's seed (≤ 16 KiB)")
     created_at = models.DateTimeField(auto_now_add=True)
     state_changed_at = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(
+        default=0, help_text="bumped by every action and state change; an action may name the version it saw"
+    )
 
     objects = RestrictedQuerySet.as_manager()
 

@@ -260,6 +260,7 @@ def vm_action(request: HttpRequest, pk: int) -> HttpResponse:
         action=p.get("action", ""), hard=bool(p.get("hard")), live=bool(p.get("live")),
         host_id=_int_or_none(p.get("host")), recover=p.get("recover", ""),
         vcpu=_int_or_none(p.get("vcpu")), memory_mb=_int_or_none(p.get("memory_mb")),
+        version=_int_or_none(p.get("version")),
     )  # fmt: skip
     try:
         services.perform_action(request.user, vm.pk, req, ip=client_ip(request))

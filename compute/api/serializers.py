@@ -98,7 +98,7 @@ class VMSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "project", "owner", "template", "vcpu", "memory_mb", "disk_gb", "state", "operation",
             "hv_state", "host", "schedule_message", "last_error", "required_labels", "hypervisor", "cluster",
-            "allowed_actions", "created_at", "state_changed_at",
+            "allowed_actions", "created_at", "state_changed_at", "version",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -159,6 +159,10 @@ class VMActionSerializer(serializers.Serializer):
     recover = serializers.ChoiceField(choices=list(RECOVER_OPTIONS), required=False, allow_blank=True, default="")
     vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
     memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)
+    version = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**31 - 1,
+        help_text="the VM's version you saw (or send If-Match: \"<version>\"); 409 if it changed since",
+    )  # fmt: skip
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["action"] == "recover" and not attrs.get("recover"):

@@ -191,6 +191,11 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
             qs = qs.exclude(state="DONE")
         return qs
 
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().retrieve(request, *args, **kwargs)
+        response["ETag"] = f'"{response.data["version"]}"'  # for If-Match on the VM's actions
+        return response
+
     @extend_schema(request=s.VMCreateSerializer, responses={202: s.VMSerializer(many=True)})
     def create(self, request: Request) -> Response:
         ser = s.VMCreateSerializer(data=request.data)
@@ -235,6 +240,7 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
             recover=d.get("recover") or "",
             vcpu=d.get("vcpu"),
             memory_mb=d.get("memory_mb"),
+            version=d.get("version", _if_match(request)),
         )
         vm = services.perform_action(request.user, vm.pk, req, ip=client_ip(request))
         vm.refresh_from_db()
@@ -256,6 +262,17 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
                 "state_changes": s.StateChangeSerializer(vm.state_changes.all(), many=True).data,
             }
         )
+
+
+def _if_match(request: Request) -> int | None:
+    """The version an ``If-Match: "<version>"`` header names (weak or strong), or None."""
+    header = request.headers.get("If-Match", "").strip()
+    if not header or header == "*":
+        return None
+    value = header.removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 10:
+        raise InvalidInput('If-Match must be the VM\'s version in quotes, e.g. "12"', field="version")
+    return int(value)
 
 
 def _metrics_response(request: Request, kind: int, object_id: int) -> Response:

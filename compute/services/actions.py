@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 
 from monitoring.audit import record_action
 from portal.errors import Conflict, InvalidInput
@@ -50,6 +51,9 @@ class ActionRequest:
     recover: str = ""
     vcpu: int | None = None
     memory_mb: int | None = None
+    #: the VM's ``version`` the client saw (API ``version`` or ``If-Match``, the resize form):
+    #: when it changed meanwhile the action is refused with 409 (optimistic concurrency)
+    version: int | None = None
 
 
 @transaction.atomic
@@ -64,9 +68,15 @@ def perform_action(actor: Any, vm_id: int, req: ActionRequest, *, ip: str | None
             else _deploy_by_scheduler(actor, vm_id, ip)
         )
     vm = lock(actor, vm_id, "manage")
+    if req.version is not None and req.version != vm.version:
+        raise Conflict(
+            f"the VM changed since version {req.version} (now {vm.version}); reload it and retry", field="version"
+        )
     check_allowed(actor, vm, req.action)
     handler = _HANDLERS[Action(req.action)]
     handler(vm, req)
+    VirtualMachine.objects.filter(pk=vm.pk).update(version=F("version") + 1)
+    vm.version += 1
     record_action(actor, vm, req.action, ip=ip, hard=req.hard, state=vm.state, **_extra(req))
     return vm
 
