@@ -261,3 +261,23 @@ class VMStateChange(models.Model):
 
     class Meta:
         ordering = ["pk"]
+
+
+class CreateRequest(models.Model):
+    """An idempotency key (EC2's ClientToken, the ``Idempotency-Key`` header): a retried create
+    with the same key returns the VMs the first one made instead of making more. A key names
+    one request of one user for ``KEY_TTL_S``; the same key with other parameters is a 409."""
+
+    KEY_TTL_S = 24 * 3600
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the request's parameters")
+    vm_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "token"], name="uniq_create_request_token")]
+
+    def __str__(self) -> str:
+        return f"{self.token} → {self.vm_ids}"

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import permissions, serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -24,11 +25,31 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             body[exc.field] = [exc.message]
         return Response(body, status=exc.status)
     response = drf_exception_handler(exc, context)
+    if isinstance(exc, ValidationError) and response is not None:
+        response.data = _with_detail_and_field(response.data)
     if response is not None and response.status_code == 401 and settings.NEPHELE_KRB5_KEYTAB:
         # offer Kerberos too: "WWW-Authenticate: Bearer realm=…, Negotiate"
         challenge = response.get("WWW-Authenticate")
         response["WWW-Authenticate"] = f"{challenge}, Negotiate" if challenge else "Negotiate"
     return response
+
+
+def _first_message(value: Any) -> str:
+    while isinstance(value, list | dict) and value:
+        value = value[0] if isinstance(value, list) else next(iter(value.values()))
+    return str(value) if value not in ([], {}) else "invalid"
+
+
+def _with_detail_and_field(data: Any) -> Any:
+    """DRF's ``{"vcpu": ["…"]}`` gains ``detail`` and ``field`` (docs/api.md promises both on
+    every validation error); the per-field lists stay for clients that read them."""
+    if not isinstance(data, dict) or "detail" in data or not data:
+        return data
+    field, messages = next(iter(data.items()))
+    message = _first_message(messages)
+    if field in ("non_field_errors", "__all__"):
+        return {"detail": message, **data}
+    return {"detail": f"{field}: {message}", "field": field, **data}
 
 
 def client_ip(request: HttpRequest) -> str | None:

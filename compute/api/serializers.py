@@ -122,6 +122,11 @@ class VMCreateSerializer(serializers.Serializer):
         help_text="cloud-init user-data for the VM's NoCloud seed: #cloud-config (merged with ours), "
         "a script (#!...) or a MIME multipart; at most 16 KiB",
     )  # fmt: skip
+    client_token = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=64,
+        help_text="idempotency key (or the Idempotency-Key header): a retry with the same key returns the "
+        "VMs of the first request instead of creating more; kept 24 h",
+    )  # fmt: skip
 
 
 class VMContextSerializer(serializers.Serializer):

@@ -218,6 +218,7 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
             hold=d["hold"],
             ip=client_ip(request),
             user_data=d["user_data"],
+            client_token=d["client_token"] or request.headers.get("Idempotency-Key", "").strip(),
         )
         data = s.VMSerializer(vms, many=True, context={"request": request}).data
         return Response(data, status=status.HTTP_202_ACCEPTED)

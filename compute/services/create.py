@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from monitoring.audit import record_action
 from monitoring.events import emit
@@ -17,6 +21,7 @@ from tenants.models import Project
 from .. import hooks
 from ..models import (
     BootImage,
+    CreateRequest,
     VirtualMachine,
     VMStateChange,
     VMTemplate,
@@ -44,12 +49,22 @@ def create_vms(
     hold: bool = False,
     ip: str | None = None,
     user_data: str = "",
+    client_token: str = "",
 ) -> list[VirtualMachine]:
     """Instantiate ``template`` ``count`` times in ``project``; VMs enter PENDING (or HOLD).
 
-    ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see compute/context.py)."""
+    ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see compute/context.py).
+    ``client_token``: an idempotency key; a retry with the same key and parameters returns the
+    VMs of the first request (even while it is still running elsewhere: it waits for it)."""
     if not Project.objects.restrict(actor, "manage").filter(pk=project.pk).exists():
         raise NotFound("project not found", field="project")
+    claim = None
+    if client_token:
+        params = [project.pk, template.pk, name, count, vcpu, memory_mb, hold, user_data]
+        digest = hashlib.sha256(json.dumps(params).encode()).hexdigest()
+        claim, earlier = _claim_token(actor, client_token, digest)
+        if earlier is not None:
+            return earlier
     # The template and what it references are resolved again now, with the creator's rights
     # at this moment: a template or boot image whose share was revoked makes no new VM.
     fresh = VMTemplate.objects.restrict(actor, "view").select_related("boot_image").filter(pk=template.pk).first()
@@ -100,6 +115,9 @@ def create_vms(
         publish_vm(vm)
         vms.append(vm)
     hooks.vms_created(actor, vms, template)  # the template's disks (storage), NICs and leases (network)
+    if claim is not None:
+        claim.vm_ids = [vm.pk for vm in vms]
+        claim.save(update_fields=["vm_ids"])
     # Quota rows are locked last, after every VM, image, datastore and network row the hooks
     # locked (the one lock order, tenants/quotas.py); a refusal rolls all of it back.
     quotas.consume(
@@ -115,5 +133,27 @@ def create_vms(
         from .. import tasks
 
         ids = [vm.pk for vm in vms]
-        transaction.on_commit(lambda: [tasks.schedule_vm.delay(pk) for pk in ids])
+        # robust: the VMs are committed whatever the broker does; a lost dispatch is placed by
+        # the periodic sweep (compute.schedule_pending), and the client gets its 202.
+        transaction.on_commit(lambda: [tasks.schedule_vm.delay(pk) for pk in ids], robust=True)
     return vms
+
+
+def _claim_token(actor: Any, token: str, digest: str) -> tuple[CreateRequest | None, list[VirtualMachine] | None]:
+    """Take ``token`` for this request, or find the VMs of the earlier request that took it.
+
+    The unique (owner, token) row is inserted in a savepoint: a concurrent twin blocks on the
+    index until the first commits (then it reads that request's VMs) or rolls back (then it
+    proceeds as the first)."""
+    if not 1 <= len(token) <= 64 or not token.isprintable():
+        raise InvalidInput("client_token must be 1 to 64 printable characters", field="client_token")
+    expired = timezone.now() - timedelta(seconds=CreateRequest.KEY_TTL_S)
+    CreateRequest.objects.filter(owner=actor, token=token, created_at__lt=expired).delete()
+    try:
+        with transaction.atomic():
+            return CreateRequest.objects.create(owner=actor, token=token, digest=digest), None
+    except IntegrityError:
+        earlier = CreateRequest.objects.get(owner=actor, token=token)
+    if earlier.digest != digest:
+        raise Conflict("client_token was already used for a create with other parameters", field="client_token")
+    return None, list(VirtualMachine.objects.filter(pk__in=earlier.vm_ids).order_by("pk"))
