@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -16,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from portal import periodic
 from portal.celery import app
 
 from . import agent, services
@@ -26,8 +26,8 @@ from .states import HostState
 from .states import VMState as S
 
 log = logging.getLogger(__name__)
-PROBE_INTERVAL_S = 20
-MISSED_PROBES_FOR_ERROR = 3
+#: probe interval of a host without a cluster (a cluster sets its own ``monitor_interval_s``)
+DEFAULT_PROBE_INTERVAL_S = 10
 
 
 def agent_name(agent: str) -> str:
@@ -65,13 +65,13 @@ def schedule_vm(vm_id: int) -> str:
 
 
 @shared_task(name="compute.schedule_pending")
-def schedule_pending() -> int:
-    """The periodic sweep: try every PENDING VM again (new capacity may have appeared)."""
-    placed = 0
-    for pk in VirtualMachine.objects.filter(state=S.PENDING, operation="").order_by("pk").values_list("pk", flat=True):
-        if services.place_vm(pk).state != S.PENDING:
-            placed += 1
-    return placed
+def schedule_pending() -> dict[str, object]:
+    """The periodic sweep: try every PENDING VM again (new capacity may have appeared).
+
+    One VM at a time inside its own error boundary: a VM that makes placement fail (poison
+    input) is skipped and reported, the others are still placed."""
+    pending = VirtualMachine.objects.filter(state=S.PENDING, operation="").order_by("pk").values_list("pk", flat=True)
+    return periodic.each("schedule_pending", list(pending), services.place_vm).as_result()
 
 
 @shared_task(name="compute.attach_host_queue")
@@ -82,19 +82,29 @@ def attach_host_queue(host_id: int) -> None:
     probe_host.apply_async((host.pk,), queue=host.queue)
 
 
+def probe_interval(host: Host) -> float:
+    """Seconds between probes of ``host`` (its cluster's monitoring interval)."""
+    return float(host.cluster.monitor_interval_s if host.cluster else DEFAULT_PROBE_INTERVAL_S)
+
+
 @shared_task(name="compute.probe_hosts")
-def probe_hosts() -> int:
-    """Fan a probe out to every host's agent; hosts whose agent stopped answering go ERROR."""
-    stale_before = timezone.now() - timedelta(seconds=PROBE_INTERVAL_S * MISSED_PROBES_FOR_ERROR)
+def probe_hosts() -> dict[str, object]:
+    """Fan a probe out to every host's agent at its interval. Each interval without an answer is
+    a missed probe: ``NEPHELE_HOST_FAILED_PROBES`` missed or failed probes make the host ERROR, so
+    a dead host is detected after K intervals (plus at most one beat period)."""
     now = timezone.now()
-    for host in Host.objects.exclude(state__in=[HostState.OFFLINE, HostState.DISABLED]).select_related("cluster"):
-        if host.state == HostState.MONITORED and host.last_probe_at and host.last_probe_at < stale_before:
-            services.record_probe(host.pk, None, f"no probe answer for {MISSED_PROBES_FOR_ERROR} intervals")
-        interval = host.cluster.monitor_interval_s if host.cluster else 10
-        if host.last_probe_at and (now - host.last_probe_at).total_seconds() < interval - 1:
-            continue  # the cluster's monitoring interval has not elapsed
-        probe_host.apply_async((host.pk,), queue=host.queue, expires=PROBE_INTERVAL_S)
-    return Host.objects.count()
+
+    def probe(host: Host) -> None:
+        interval = probe_interval(host)
+        elapsed = (now - host.last_probe_at).total_seconds() if host.last_probe_at else 0.0
+        if host.state == HostState.MONITORED and elapsed >= interval:
+            services.hosts.record_silence(host.pk, int(elapsed // interval), interval)
+        if host.last_probe_at and elapsed < interval - 1:
+            return  # the cluster's monitoring interval has not elapsed
+        probe_host.apply_async((host.pk,), queue=host.queue, expires=interval)
+
+    hosts = Host.objects.exclude(state__in=[HostState.OFFLINE, HostState.DISABLED]).select_related("cluster")
+    return periodic.each("probe_hosts", list(hosts), probe, key=lambda h: h.pk).as_result()
 
 
 _watchers: dict[int, Callable[[str, str], None]] = {}
@@ -163,11 +173,12 @@ def _collect(host: Host, drv: Any, info: Any) -> None:
 
 
 @shared_task(name="compute.reconcile_hosts")
-def reconcile_hosts() -> int:
-    hosts = Host.objects.filter(state=HostState.MONITORED)
-    for host in hosts:
+def reconcile_hosts() -> dict[str, object]:
+    def send(host: Host) -> None:
         reconcile_host.apply_async((host.pk,), queue=host.queue, expires=60)
-    return len(hosts)
+
+    hosts = list(Host.objects.filter(state=HostState.MONITORED))
+    return periodic.each("reconcile_hosts", hosts, send, key=lambda h: h.pk).as_result()
 
 
 @shared_task(name="compute.reconcile_host")
@@ -191,9 +202,13 @@ def reconcile_host(host_id: int) -> dict[str, list[str]]:
 
 
 @shared_task(name="compute.host_failover")
-def host_failover(host_id: int) -> str:
-    """A host went ERROR: fence it (when configured; it must succeed), then restart its HA VMs
-    elsewhere. When the host comes back, reconciliation removes their old domains."""
+def host_failover(host_id: int, confirmed: bool = False) -> str:
+    """A host went ERROR: its idle VMs show UNKNOWN; its HA VMs are restarted elsewhere once it
+    is known not to run them any more — fenced (``NEPHELE_FENCE_COMMAND``, which must succeed),
+    or confirmed down by an administrator (``confirmed``). Without either, nothing moves unless
+    ``NEPHELE_HA_WITHOUT_FENCE = "restart"``: a host that is only unreachable may still run its
+    VMs, and restarting them elsewhere would run them twice. When the host comes back,
+    reconciliation removes the old domains of VMs that moved."""
     import subprocess
 
     from monitoring.events import emit
@@ -201,6 +216,12 @@ def host_failover(host_id: int) -> str:
     host = Host.objects.filter(pk=host_id).first()
     if host is None or host.state != HostState.ERROR:
         return "not in ERROR"
+    residents = VirtualMachine.objects.filter(host=host, state__in=services.hosts.LOST_WITH_HOST, operation="")
+    periodic.each(
+        "host_lost_vms",
+        list(residents.values_list("pk", flat=True)),
+        lambda pk: services.hosts.host_lost_vm(pk, host_id),
+    )
     vms = list(
         VirtualMachine.objects.filter(
             host=host, ha=True, state__in=[S.RUNNING, S.UNKNOWN, S.BOOT, S.PROLOG]
@@ -209,7 +230,7 @@ def host_failover(host_id: int) -> str:
     if not vms:
         return "no HA VMs"
     cmd = services.hosts.fence_command(host)
-    if cmd is not None:
+    if cmd is not None and not confirmed:
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
             ok, detail = result.returncode == 0, (result.stdout + result.stderr)[-500:]
@@ -219,6 +240,10 @@ def host_failover(host_id: int) -> str:
             emit("host.fenced" if ok else "host.fence_failed", host, command=" ".join(cmd), output=detail)
         if not ok:
             return "fencing failed: nothing moved"
+    elif cmd is None and not confirmed and settings.NEPHELE_HA_WITHOUT_FENCE != "restart":
+        with transaction.atomic():
+            emit("host.failover_awaits_confirmation", host, vms=len(vms))
+        return "no fence configured: waiting for an administrator to confirm the host is down"
     moved = sum(services.hosts.evacuate_vm(pk, host_id) for pk in vms)
     return f"{moved} VM(s) rescheduled"
 

@@ -34,7 +34,7 @@ from .services import templates as template_service
 from .services.context import context_summary
 from .states import FAILURES, RECOVER_OPTIONS, TRANSIENT, Action, HostState, VMState
 
-HOST_ACTIONS = [("enable", "Enable"), ("disable", "Disable"), ("offline", "Offline")]
+HOST_ACTIONS = [("enable", "Enable"), ("disable", "Disable"), ("offline", "Offline"), ("confirm_down", "Confirm down")]
 
 # The state filter of the VM list (Sunstone's "filter by state"), as groups a person thinks in.
 STATE_GROUPS: dict[str, tuple[str, frozenset[str]]] = {

@@ -11,6 +11,7 @@ import logging
 from celery import shared_task
 
 from compute.states import ON_HOST
+from portal import periodic
 
 from . import hostops
 from .drivers.base import HostTarget, NetworkDriverError, PortPlan, get_driver
@@ -84,11 +85,12 @@ def check_hosts() -> int:
     """Periodic: queue a drift check on every host with network settings."""
     from .models import HostNetwork
 
-    n = 0
-    for hn in HostNetwork.objects.select_related("host"):
+    def send(hn: HostNetwork) -> None:
         repair_host.apply_async((hn.host_id,), queue=hn.host.queue, expires=120)
-        n += 1
-    return n
+
+    return periodic.each(
+        "check_hosts", list(HostNetwork.objects.select_related("host")), send, key=lambda h: h.host_id
+    ).done
 
 
 @shared_task(name="network.repair_host")

@@ -283,6 +283,10 @@ NEPHELE_HOST_FAILED_PROBES = int(os.environ.get("NEPHELE_HOST_FAILED_PROBES", "3
 # Fencing before failover, e.g. "ipmitool -H {name}-bmc -U admin -P secret power off"; it must exit 0
 # before any VM moves. Empty: no fencing (only safe where a failed host cannot keep running VMs).
 NEPHELE_FENCE_COMMAND = os.environ.get("NEPHELE_FENCE_COMMAND", "")
+# Without a fence command, HA VMs of a host that stopped answering are restarted elsewhere only
+# when an administrator confirms the host is down ("wait", OpenNebula's and Masakari's default),
+# or at once ("restart": only where a failed host cannot keep running its VMs).
+NEPHELE_HA_WITHOUT_FENCE = os.environ.get("NEPHELE_HA_WITHOUT_FENCE", "wait")
 # Raw monitoring samples are kept this long; per-minute roll-ups 7 days, per-hour ones 400 days.
 NEPHELE_RAW_RETENTION_S = int(os.environ.get("NEPHELE_RAW_RETENTION_S", str(6 * 3600)))
 # First retry delay of a failed webhook delivery; doubles at every attempt.

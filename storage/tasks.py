@@ -10,6 +10,8 @@ import shutil
 
 from celery import shared_task
 
+from portal import periodic
+
 from . import services
 from .drivers.base import DriverError, PoolInfo, PoolState, PoolType, PoolUnreachable
 from .drivers.registry import get_driver
@@ -64,13 +66,16 @@ def monitor_datastore(ds_id: int) -> str:
 @shared_task(name="storage.monitor_datastores")
 def monitor_datastores() -> dict[str, int]:
     """Periodic (beat): refresh every datastore's total / used / free."""
-    ok = failed = 0
-    for pk in Datastore.objects.order_by("pk").values_list("pk", flat=True):
-        if monitor_datastore(pk) == "ok":
-            ok += 1
-        else:
-            failed += 1
-    return {"ok": ok, "failed": failed}
+    errors = 0
+
+    def one(pk: int) -> None:
+        nonlocal errors
+        errors += monitor_datastore(pk) != "ok"
+
+    sweep = periodic.each(
+        "monitor_datastores", list(Datastore.objects.order_by("pk").values_list("pk", flat=True)), one
+    )
+    return {"ok": sweep.done - errors, "failed": errors + len(sweep.failed)}
 
 
 @shared_task(name="storage.remove_pool")

@@ -48,7 +48,11 @@ class HostSerializer(serializers.ModelSerializer):
 
 
 class HostActionSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=["enable", "disable", "offline"])
+    action = serializers.ChoiceField(
+        choices=["enable", "disable", "offline", "confirm_down"],
+        help_text="confirm_down: the administrator vouches that a host in ERROR no longer runs its VMs"
+        " (powered off by hand); its HA VMs are restarted elsewhere",
+    )
 
 
 def reference(name: str, *, required: bool = False, help_text: str = "") -> serializers.IntegerField:

@@ -81,6 +81,9 @@ def register_host(
 
 
 HOST_ADMIN_STATES = {"enable": HostState.INIT, "disable": HostState.DISABLED, "offline": HostState.OFFLINE}
+#: what an administrator may do to a host: its administrative states, and confirming that a host
+#: in ERROR is really down (powered off, fenced by hand), which restarts its HA VMs elsewhere.
+HOST_ACTIONS = (*HOST_ADMIN_STATES, "confirm_down")
 
 
 @transaction.atomic
@@ -89,11 +92,13 @@ def set_host_state(actor: Any, host_id: int, action: str, *, ip: str | None = No
     from .. import tasks
 
     _require_admin(actor)
-    if action not in HOST_ADMIN_STATES:
-        raise InvalidInput(f"action must be one of {', '.join(HOST_ADMIN_STATES)}", field="action")
+    if action not in HOST_ACTIONS:
+        raise InvalidInput(f"action must be one of {', '.join(HOST_ACTIONS)}", field="action")
     host = Host.objects.select_for_update().filter(pk=host_id).first()
     if host is None:
         raise NotFound("host not found")
+    if action == "confirm_down":
+        return _confirm_down(actor, host, ip)
     if action == "offline":
         resident = VirtualMachine.objects.filter(host=host).exclude(state=S.DONE).count()
         if resident:
@@ -107,6 +112,21 @@ def set_host_state(actor: Any, host_id: int, action: str, *, ip: str | None = No
     publish_host(host.pk)
     if action == "enable":
         transaction.on_commit(lambda: tasks.probe_host.apply_async((host.pk,), queue=host.queue))
+    return host
+
+
+def _confirm_down(actor: Any, host: Host, ip: str | None) -> Host:
+    """The operator vouches that a host in ERROR no longer runs its VMs: its HA VMs move now."""
+    from .. import tasks
+
+    if host.state != HostState.ERROR:
+        raise Conflict(f"host {host.name} is {host.state}; only a host in ERROR can be confirmed down", field="action")
+    host.state_message = f"confirmed down by {getattr(actor, 'username', 'system')}"
+    host.save(update_fields=["state_message"])
+    record_action(actor, host, "confirm_down", ip=ip)
+    emit("host.confirmed_down", host, actor=actor)
+    publish_host(host.pk)
+    transaction.on_commit(lambda: tasks.host_failover.delay(host.pk, confirmed=True))
     return host
 
 
@@ -127,21 +147,43 @@ def delete_host(actor: Any, host_id: int, *, ip: str | None = None) -> None:
 def record_probe(host_id: int, info: HostInfo | None, error: str = "") -> Host | None:
     """A probe's result: capacity and load, or a failure. ``NEPHELE_HOST_FAILED_PROBES`` failures
     in a row make the host ERROR, which starts the failover of its HA VMs."""
-    from .. import tasks
-
     host = Host.objects.select_for_update().filter(pk=host_id).first()
     if host is None:
         return None
     host.last_probe_at = timezone.now()
-    before = host.state
     fields = ["last_probe_at", "failed_probes"]
-    if info is None:
-        host.failed_probes += 1
-    else:
+    if info is not None:
         host.failed_probes = 0
+        host.total_vcpu = info.vcpu
+        host.total_memory_mb = info.memory_mb
+        host.total_disk_gb = info.disk_gb
+        host.free_memory_mb = info.free_memory_mb
+        host.cpu_load = info.cpu_load
+        fields += ["total_vcpu", "total_memory_mb", "total_disk_gb", "free_memory_mb", "cpu_load"]
+    _count_failures(host, fields, info is None, host.failed_probes + 1 if info is None else 0, error)
+    return host
+
+
+@transaction.atomic
+def record_silence(host_id: int, missed: int, interval_s: float) -> Host | None:
+    """The host's agent has not answered for ``missed`` probe intervals: each counts as a failed
+    probe (so detection takes ``NEPHELE_HOST_FAILED_PROBES`` intervals, whatever answers before)."""
+    host = Host.objects.select_for_update().filter(pk=host_id).first()
+    if host is None or host.state != HostState.MONITORED or missed <= host.failed_probes:
+        return host
+    _count_failures(host, ["failed_probes"], True, missed, f"no probe answer for {missed} × {interval_s:.0f} s")
+    return host
+
+
+def _count_failures(host: Host, fields: list[str], failed: bool, count: int, error: str) -> None:
+    """Save the probe figures in ``fields`` and move the host to the state they imply."""
+    from .. import tasks
+
+    before = host.state
+    host.failed_probes = count
     if host.state in (HostState.DISABLED, HostState.OFFLINE):
         pass
-    elif info is None:
+    elif failed:
         limit = settings.NEPHELE_HOST_FAILED_PROBES
         if host.failed_probes >= limit:
             host.state = HostState.ERROR
@@ -150,20 +192,12 @@ def record_probe(host_id: int, info: HostInfo | None, error: str = "") -> Host |
     else:
         host.state, host.state_message = HostState.MONITORED, ""
         fields += ["state", "state_message"]
-    if info is not None:
-        host.total_vcpu = info.vcpu
-        host.total_memory_mb = info.memory_mb
-        host.total_disk_gb = info.disk_gb
-        host.free_memory_mb = info.free_memory_mb
-        host.cpu_load = info.cpu_load
-        fields += ["total_vcpu", "total_memory_mb", "total_disk_gb", "free_memory_mb", "cpu_load"]
     host.save(update_fields=fields)
     if host.state != before:
         emit(f"host.state.{host.state}", host, from_state=before, message=host.state_message)
         if host.state == HostState.ERROR:
             transaction.on_commit(lambda: tasks.host_failover.delay(host.pk))
     publish_host(host.pk)
-    return host
 
 
 def reconcile(host_id: int, domains: list[DomainInfo]) -> dict[str, list[str]]:
@@ -216,6 +250,24 @@ def fence_command(host: Host) -> list[str] | None:
     if not template:
         return None
     return [part.format(name=host.name, uri=host.uri) for part in shlex.split(template)]
+
+
+#: states in which a VM on a failed host can no longer be vouched for
+LOST_WITH_HOST = (S.RUNNING, S.SUSPENDED)
+
+
+@transaction.atomic
+def host_lost_vm(vm_id: int, host_id: int) -> bool:
+    """A VM idle on a host in ERROR: nobody knows whether it still runs, so it shows UNKNOWN
+    (reconciliation turns it back to RUNNING when the host answers again and the domain runs)."""
+    from .lifecycle import set_state
+
+    vm = VirtualMachine.objects.select_for_update().filter(pk=vm_id).first()
+    if vm is None or vm.host_id != host_id or vm.busy or vm.state not in LOST_WITH_HOST:
+        return False
+    host = Host.objects.get(pk=host_id)
+    set_state(vm, S.UNKNOWN, f"host {host.name} is in ERROR: {host.state_message}"[:255])
+    return True
 
 
 @transaction.atomic
