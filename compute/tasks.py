@@ -74,6 +74,12 @@ def schedule_pending() -> dict[str, object]:
     return periodic.each("schedule_pending", list(pending), services.place_vm).as_result()
 
 
+@shared_task(name="compute.sweep_stuck")
+def sweep_stuck() -> dict[str, object]:
+    """Periodic: re-drive (or, after a few tries, fail) VMs whose step made no progress."""
+    return periodic.each("sweep_stuck", services.sweeper.stuck_vms(), services.sweeper.sweep_vm).as_result()
+
+
 @shared_task(name="compute.attach_host_queue")
 def attach_host_queue(host_id: int) -> None:
     """Tell the host's agent to consume its queue, then probe it."""

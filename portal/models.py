@@ -17,6 +17,12 @@ class Operated(models.Model):
     operation = models.CharField(max_length=16, blank=True, help_text="the action in flight, '' when idle")
     operation_args = models.JSONField(default=dict, blank=True)
     operation_seq = models.PositiveIntegerField(default=0, help_text="bumped per operation; tasks carry it")
+    operation_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the operation's current step was queued (the sweeper's clock)"
+    )
+    operation_tries = models.PositiveSmallIntegerField(
+        default=0, help_text="times the sweeper re-queued the current step because it made no progress"
+    )
 
     state: Any
     previous_state: Any

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import Conflict, NotFound, PermissionDenied
@@ -94,6 +95,8 @@ def begin(
         operation=op,
         operation_args=dict(args or {}),
         operation_seq=obj.operation_seq + 1,
+        operation_at=datetime.now(UTC),
+        operation_tries=0,
         **fields,
     )
     return obj.operation_seq
@@ -123,6 +126,28 @@ def current(model: type[Op], pk: Any, seq: int, *, for_update: bool = True) -> O
         qs = qs.select_for_update()
     obj = qs.filter(pk=pk).first()
     return obj if accept(obj, seq) else None
+
+
+def progressed(obj: Operated) -> None:
+    """The operation in flight moved on to its next step: restart the sweeper's clock."""
+    obj.operation_at = datetime.now(UTC)
+    obj.operation_tries = 0
+
+
+def stuck_verdict(obj: Operated, *, deadline_s: float, max_tries: int) -> str:
+    """The sweeper's decision for ``obj``, locked: "" (busy but within its deadline, or idle),
+    "redrive" (re-queue the same step and sequence number: its message may have been lost) or
+    "fail" (it was re-queued ``max_tries`` times without progress). A redrive restarts the
+    clock and counts the try; the caller writes the object and queues the step."""
+    if not obj.operation or obj.operation_at is None:
+        return ""
+    if (datetime.now(UTC) - obj.operation_at).total_seconds() < deadline_s:
+        return ""
+    if obj.operation_tries >= max_tries:
+        return "fail"
+    obj.operation_tries += 1
+    obj.operation_at = datetime.now(UTC)
+    return "redrive"
 
 
 # --------------------------------------------------------------------------------------------

@@ -205,10 +205,18 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The transient-state sweeper (compute/services/sweeper.py): a step queued longer ago than the
+# deadline is re-queued with the same sequence number, up to MAX_TRIES times, then failed.
+NEPHELE_STEP_DEADLINE_S = float(os.environ.get("NEPHELE_STEP_DEADLINE_S", "600"))
+NEPHELE_STEP_MAX_TRIES = int(os.environ.get("NEPHELE_STEP_MAX_TRIES", "3"))
+NEPHELE_SWEEP_INTERVAL_S = float(os.environ.get("NEPHELE_SWEEP_INTERVAL_S", "30"))
+
 CELERY_BEAT_SCHEDULE = {
     "compute.schedule_pending": {"task": "compute.schedule_pending", "schedule": 15.0},
     "compute.probe_hosts": {"task": "compute.probe_hosts", "schedule": 5.0},
     "compute.reconcile_hosts": {"task": "compute.reconcile_hosts", "schedule": 30.0},
+    "compute.sweep_stuck": {"task": "compute.sweep_stuck", "schedule": NEPHELE_SWEEP_INTERVAL_S},
+    "storage.sweep_stuck_volumes": {"task": "storage.sweep_stuck_volumes", "schedule": NEPHELE_SWEEP_INTERVAL_S},
     "monitoring.rollup": {"task": "monitoring.rollup", "schedule": 60.0},
     "images.cleanup_uploads": {"task": "images.cleanup_uploads", "schedule": 600.0},
     "storage.monitor_datastores": {"task": "storage.monitor_datastores", "schedule": 60.0},

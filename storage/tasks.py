@@ -78,6 +78,14 @@ def monitor_datastores() -> dict[str, int]:
     return {"ok": sweep.done - errors, "failed": errors + len(sweep.failed)}
 
 
+@shared_task(name="storage.sweep_stuck_volumes")
+def sweep_stuck_volumes() -> dict[str, object]:
+    """Periodic (beat): re-drive (or, after a few tries, give up) volume steps that made no progress."""
+    from .services import volumes
+
+    return periodic.each("sweep_stuck_volumes", volumes.stuck_volumes(), volumes.sweep_volume).as_result()
+
+
 @shared_task(name="storage.remove_pool")
 def remove_pool(pool_name: str, uri: str) -> str:
     """After a datastore was deleted: undefine its libvirt pool (the data stays). Idempotent."""
@@ -92,4 +100,11 @@ def remove_pool(pool_name: str, uri: str) -> str:
     return "ok"
 
 
-__all__ = ["libvirt_pool_name", "measure", "monitor_datastore", "monitor_datastores", "remove_pool"]
+__all__ = [
+    "libvirt_pool_name",
+    "measure",
+    "monitor_datastore",
+    "monitor_datastores",
+    "remove_pool",
+    "sweep_stuck_volumes",
+]

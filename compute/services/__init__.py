@@ -7,6 +7,7 @@ reconciliation loop's.
 
 from specs import StepOrder, StepResult
 
+from . import hosts, sweeper
 from .actions import ActionRequest, perform_action
 from .create import create_vms
 from .hosts import delete_host, reconcile, record_probe, register_host, set_host_state
@@ -27,7 +28,9 @@ __all__ = [
     "place_vm",
     "reconcile",
     "record_probe",
+    "hosts",
     "register_host",
     "set_host_state",
     "step_order",
+    "sweeper",
 ]

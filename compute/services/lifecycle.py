@@ -71,6 +71,8 @@ def set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: bo
     if old != new:
         vm.version += 1
         vm.state_changed_at = timezone.now()
+        if new in TRANSIENT and vm.operation:
+            operations.progressed(vm)
         VMStateChange.objects.create(vm=vm, from_state=old, to_state=new, reason=reason[:255])
         emit(f"virtualmachine.state.{new}", vm, from_state=old, reason=reason[:255], host=vm.host_id)
     vm.save()

@@ -126,10 +126,15 @@ def queue_for(vol: Volume) -> str:
 
 def _begin(vol: Volume, op: A, state: str, **args: Any) -> None:
     """Start an asynchronous operation and queue its task (with the new sequence) after commit."""
+    operations.begin(vol, op, state, write=_set_state, keep_previous=KEEP_PREVIOUS, args=args, state_message="")
+    _dispatch(vol)
+
+
+def _dispatch(vol: Volume) -> None:
+    """Queue the volume's current step (its sequence number in the message) after commit."""
     from .. import tasks_volumes
 
-    seq = operations.begin(vol, op, state, write=_set_state, keep_previous=KEEP_PREVIOUS, args=args, state_message="")
-    pk, queue = vol.pk, queue_for(vol)
+    pk, seq, queue = vol.pk, vol.operation_seq, queue_for(vol)
     transaction.on_commit(lambda: tasks_volumes.run_volume_step.apply_async((pk, seq), queue=queue))
 
 
@@ -545,6 +550,12 @@ def recover_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volu
     vol = _lock_volume(actor, volume_id)
     if not vol.operation:
         raise Conflict(f"volume {vol.name} has no operation in flight", field="state")
+    record_action(actor, vol, A.RECOVER, ip=ip, operation=vol.operation)
+    return _give_up(vol, f"{vol.operation} abandoned by an administrator")
+
+
+def _give_up(vol: Volume, message: str) -> Volume:
+    """Abandon the locked volume's operation in flight and put it back where it was before."""
     op = A(vol.operation)
     VMDisk.objects.filter(volume=vol, state=VMDiskState.ATTACHING).delete()
     VMDisk.objects.filter(volume=vol, state=VMDiskState.DETACHING).update(state=VMDiskState.ATTACHED)
@@ -557,12 +568,39 @@ def recover_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volu
         quotas.release(vol.project, vol.owner, volume_gb=_gb(int(vol.operation_args["size"])) - vol.size_gb)
     state = V.ERROR if op in (A.CREATE, A.DELETE) else (V.AVAILABLE if op == A.ATTACH else vol.previous_state)
     state = state or (V.IN_USE if vol.vm_id and op != A.ATTACH else V.AVAILABLE)
-    record_action(actor, vol, A.RECOVER, ip=ip, operation=op)
     operations.abandon(
-        vol, state, write=_set_state, reason=f"recovered: {op} abandoned",
-        state_message=f"{op} abandoned by an administrator", **fields,
-    )  # fmt: skip
+        vol, state, write=_set_state, reason=f"recovered: {op} abandoned", state_message=message[:2000], **fields
+    )
     return vol
+
+
+def stuck_volumes() -> list[int]:
+    """Volumes whose operation's step was queued longer ago than ``NEPHELE_STEP_DEADLINE_S``."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    before = timezone.now() - timedelta(seconds=settings.NEPHELE_STEP_DEADLINE_S)
+    qs = Volume.objects.filter(operation_at__lt=before).exclude(operation="")
+    return list(qs.order_by("pk").values_list("pk", flat=True))
+
+
+@transaction.atomic
+def sweep_volume(volume_id: int) -> str:
+    """The sweeper (compute/services/sweeper.py has the VM side): re-queue a stuck volume step
+    with the same sequence number, or give the operation up after ``NEPHELE_STEP_MAX_TRIES``."""
+    vol = Volume.objects.select_for_update().filter(pk=volume_id).first()
+    if vol is None:
+        return ""
+    deadline = settings.NEPHELE_STEP_DEADLINE_S
+    verdict = operations.stuck_verdict(vol, deadline_s=deadline, max_tries=settings.NEPHELE_STEP_MAX_TRIES)
+    if verdict == "redrive":
+        vol.save(update_fields=["operation_at", "operation_tries"])
+        emit("volume.step_redriven", vol, operation=vol.operation, seq=vol.operation_seq, attempt=vol.operation_tries)
+        _dispatch(vol)
+    elif verdict == "fail":
+        _give_up(vol, f"{vol.operation} made no progress in {vol.operation_tries + 1} × {deadline:.0f} s; given up")
+    return verdict
 
 
 # --------------------------------------------------------------------------------------------
