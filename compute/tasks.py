@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from portal import periodic
+from portal import outbox, periodic
 from portal.celery import app
 
 from . import agent, services
@@ -35,12 +35,11 @@ def agent_name(agent: str) -> str:
 
 
 def enqueue_step(vm: VirtualMachine) -> None:
-    """Queue the VM's current driver step on its host's queue, after commit."""
+    """Queue the VM's current driver step on its host's queue, after commit (through the outbox)."""
     host = vm.host
     if host is None:
         return
-    pk, seq, queue = vm.pk, vm.operation_seq, host.queue
-    transaction.on_commit(lambda: run_vm_step.apply_async((pk, seq), queue=queue))
+    outbox.send("compute.run_vm_step", (vm.pk, vm.operation_seq), queue=host.queue)
 
 
 @shared_task(name="compute.run_vm_step", acks_late=True)
@@ -71,7 +70,13 @@ def schedule_pending() -> dict[str, object]:
     One VM at a time inside its own error boundary: a VM that makes placement fail (poison
     input) is skipped and reported, the others are still placed."""
     pending = VirtualMachine.objects.filter(state=S.PENDING, operation="").order_by("pk").values_list("pk", flat=True)
-    return periodic.each("schedule_pending", list(pending), services.place_vm).as_result()
+    placed = 0
+
+    def place(pk: int) -> None:
+        nonlocal placed
+        placed += services.place_vm(pk).state != S.PENDING
+
+    return {**periodic.each("schedule_pending", list(pending), place).as_result(), "placed": placed}
 
 
 @shared_task(name="compute.sweep_stuck")

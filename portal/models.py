@@ -1,4 +1,5 @@
-"""Abstract models shared by the managers (no tables of its own: ``portal`` has no migrations)."""
+"""Models shared by the managers: the abstract ``Operated``, and the transactional outbox's one
+table (``portal/outbox.py``)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,23 @@ class Operated(models.Model):
     def busy(self) -> bool:
         """An operation is in flight."""
         return bool(self.operation)
+
+
+class OutboxMessage(models.Model):
+    """A task to send, written in the same transaction as the state change that needs it and
+    relayed to the broker after commit (``portal/outbox.py``): a committed change never loses its
+    dispatch, whatever the broker does at that moment."""
+
+    task = models.CharField(max_length=100)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    queue = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.task}{tuple(self.args)} → {self.queue or 'default'}"

@@ -211,7 +211,11 @@ NEPHELE_STEP_DEADLINE_S = float(os.environ.get("NEPHELE_STEP_DEADLINE_S", "600")
 NEPHELE_STEP_MAX_TRIES = int(os.environ.get("NEPHELE_STEP_MAX_TRIES", "3"))
 NEPHELE_SWEEP_INTERVAL_S = float(os.environ.get("NEPHELE_SWEEP_INTERVAL_S", "30"))
 
+# The transactional outbox (portal/outbox.py): rows whose publish failed are retried this often.
+NEPHELE_OUTBOX_RELAY_S = float(os.environ.get("NEPHELE_OUTBOX_RELAY_S", "5"))
+
 CELERY_BEAT_SCHEDULE = {
+    "portal.relay_outbox": {"task": "portal.relay_outbox", "schedule": NEPHELE_OUTBOX_RELAY_S},
     "compute.schedule_pending": {"task": "compute.schedule_pending", "schedule": 15.0},
     "compute.probe_hosts": {"task": "compute.probe_hosts", "schedule": 5.0},
     "compute.reconcile_hosts": {"task": "compute.reconcile_hosts", "schedule": 30.0},

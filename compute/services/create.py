@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from monitoring.audit import record_action
 from monitoring.events import emit
+from portal import outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from portal.events import publish_vm
 from tenants import quotas
@@ -130,12 +131,10 @@ def create_vms(
         system_disk_gb=template.disk_gb * count,
     )
     if not hold:
-        from .. import tasks
-
-        ids = [vm.pk for vm in vms]
-        # robust: the VMs are committed whatever the broker does; a lost dispatch is placed by
-        # the periodic sweep (compute.schedule_pending), and the client gets its 202.
-        transaction.on_commit(lambda: [tasks.schedule_vm.delay(pk) for pk in ids], robust=True)
+        # through the outbox: the VMs are committed whatever the broker does (the client gets its
+        # 202), and their dispatch is published as soon as the broker takes it
+        for vm in vms:
+            outbox.send("compute.schedule_vm", (vm.pk,))
     return vms
 
 

@@ -28,7 +28,7 @@ from compute.locking import lock_vm
 from compute.models import VirtualMachine, name_validator
 from monitoring.audit import record_action
 from monitoring.events import emit
-from portal import operations
+from portal import operations, outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from portal.operations import Refusal
 from specs import DiskSpec
@@ -132,10 +132,7 @@ def _begin(vol: Volume, op: A, state: str, **args: Any) -> None:
 
 def _dispatch(vol: Volume) -> None:
     """Queue the volume's current step (its sequence number in the message) after commit."""
-    from .. import tasks_volumes
-
-    pk, seq, queue = vol.pk, vol.operation_seq, queue_for(vol)
-    transaction.on_commit(lambda: tasks_volumes.run_volume_step.apply_async((pk, seq), queue=queue))
+    outbox.send("storage.run_volume_step", (vol.pk, vol.operation_seq), queue=queue_for(vol))
 
 
 def _size(value: Any, field_name: str = "size_bytes") -> int:

@@ -86,7 +86,7 @@ def test_pending_vm_is_placed_when_capacity_appears(
     make_sim_host("late")
     from compute.tasks import schedule_pending
 
-    assert schedule_pending() == 1
+    assert schedule_pending()["placed"] == 1
     settle()
     assert VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING
 

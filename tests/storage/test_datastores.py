@@ -514,5 +514,5 @@ def test_a_system_datastore_with_room_again_wakes_the_scheduler(
         services.record_pool_info(ds.pk, PoolInfo("p", PoolState.RUNNING, 100 * GIB, 11 * GIB, 89 * GIB))
     assert [q for q in queued if q.__module__ == "compute.apps"] == []  # it had room already: nothing to wake
 
-    assert compute_tasks.schedule_pending() == 1  # what the queued sweep does
+    assert compute_tasks.schedule_pending()["placed"] == 1  # what the queued sweep does
     assert VirtualMachine.objects.get(pk=vm.pk).state == "PROLOG"

@@ -15,7 +15,7 @@ from storage.services import volumes as svc
 from storage.tasks import sweep_stuck_volumes
 from tenants import quotas
 
-from .volumes_support import MIB, eager, run  # noqa: F401  (eager is a fixture)
+from .volumes_support import MIB, run
 
 GIB = 1024**3
 
