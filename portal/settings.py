@@ -205,6 +205,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# RabbitMQ, the production broker (docs/operations.md): quorum queues (replicated, durable) for
+# the control plane's and every host's queue, and publisher confirms, so a published step is on
+# the broker's disk before the service moves on. The embedded default stays Redis.
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True  # quorum queues have no global QoS
+
 # The transient-state sweeper (compute/services/sweeper.py): a step queued longer ago than the
 # deadline is re-queued with the same sequence number, up to MAX_TRIES times, then failed.
 NEPHELE_STEP_DEADLINE_S = float(os.environ.get("NEPHELE_STEP_DEADLINE_S", "600"))
