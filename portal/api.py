@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -75,3 +76,21 @@ class ShareSerializer(serializers.Serializer):
 class SharesSerializer(serializers.Serializer):
     projects = serializers.ListField(child=serializers.IntegerField())
     users = serializers.ListField(child=serializers.CharField())
+
+
+class Pagination(LimitOffsetPagination):
+    """limit/offset paging with bounds: ``limit`` is capped at ``max_limit``; an ``offset`` past
+    any real table is refused with 400 naming the field (it used to overflow the database)."""
+
+    max_limit = 1000
+    max_offset = 10**9
+
+    def get_offset(self, request: Any) -> int:
+        raw = request.query_params.get(self.offset_query_param, "0")
+        try:
+            offset = int(raw)
+        except (TypeError, ValueError):
+            raise serializers.ValidationError({"offset": ["must be a whole number"]}) from None
+        if not 0 <= offset <= self.max_offset:
+            raise serializers.ValidationError({"offset": [f"must be between 0 and {self.max_offset}"]})
+        return offset

@@ -68,7 +68,7 @@ class QuotaLineSerializer(serializers.Serializer):
 
 class QuotaSetSerializer(serializers.Serializer):
     resource = serializers.ChoiceField(choices=quotas.Resource.choices)
-    limit = serializers.IntegerField(min_value=-1)
+    limit = serializers.IntegerField(min_value=-1, max_value=2**62)
     user = serializers.IntegerField(required=False, allow_null=True)
 
 

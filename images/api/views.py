@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api import ShareSerializer, SharesSerializer
+from portal.errors import InvalidInput
 from tenants import sharing
 
 from .. import services
@@ -133,6 +134,8 @@ class ImageViewSet(
         """Import an OVA (or an .ovf with its disks): a template and one image per disk."""
         from ..services.core import project_for
 
+        if not hasattr(request.data, "get"):
+            raise InvalidInput("the body must be an object (multipart form or JSON object)", field="non_field_errors")
         project_for(request.user, request.data.get("project"))  # 404 before looking at the files
         ser = s.OvaImportSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
