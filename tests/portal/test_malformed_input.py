@@ -12,7 +12,10 @@ import pytest
 
 from tests.conftest import client_for
 
-from .test_authorization_matrix import MATRIX, _fill, _state, world  # noqa: F401  (world: fixture)
+from . import test_authorization_matrix as matrix
+from .test_authorization_matrix import MATRIX, _fill, _state
+
+world = matrix.world  # the matrix's fixture: one object of every kind
 
 BAD_VALUES: list[Any] = [[1, 2], {"a": 1}, 10**30, -(10**30), "\x00", "x" * 100_000, None, True, 1.5, "{P}"]
 WRITES = [(m, p, b) for m, p, b, _e in MATRIX if m in ("POST", "PUT", "PATCH")]
