@@ -7,8 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import permissions, serializers, status
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -94,3 +94,45 @@ class Pagination(LimitOffsetPagination):
         if not 0 <= offset <= self.max_offset:
             raise serializers.ValidationError({"offset": [f"must be between 0 and {self.max_offset}"]})
         return offset
+
+
+class KeysetPagination(CursorPagination):
+    """``?cursor=`` paging: a keyset on the primary key, so page 2,000 costs what page 1 does
+    and no ``COUNT(*)`` runs (Nova's and NetBox's marker paging)."""
+
+    ordering = "pk"
+    page_size_query_param = "limit"
+    max_page_size = Pagination.max_limit
+
+    def decode_cursor(self, request: Any) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise serializers.ValidationError({"cursor": ["not a cursor this API returned"]}) from None
+
+
+class Paging(Pagination):
+    """Every list: limit/offset (with a count) for compatibility, or a keyset cursor when the
+    request names ``cursor`` (empty for the first page; then follow ``next``)."""
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        self.keyset: KeysetPagination | None = None
+        if KeysetPagination.cursor_query_param in request.query_params:
+            self.keyset = KeysetPagination()
+            return self.keyset.paginate_queryset(queryset, request, view)
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        if self.keyset is not None:
+            return self.keyset.get_paginated_response(data)
+        return super().get_paginated_response(data)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        cursor = {
+            "name": KeysetPagination.cursor_query_param,
+            "required": False,
+            "in": "query",
+            "description": "keyset paging: empty for the first page, then the `next` link's cursor",
+            "schema": {"type": "string"},
+        }
+        return [*super().get_schema_operation_parameters(view), cursor]
