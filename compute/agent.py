@@ -17,8 +17,19 @@ from storage import hostops as storage_hostops
 from . import context as seed
 from .drivers.base import ComputeDriver, DomainNotFound, DomainSpec, DriverError, HostUnreachable, PowerState
 from .drivers.registry import forget, get_driver
-from .states import Action
-from .states import VMState as S
+
+
+class S:
+    """The steps, named as ``compute.states.VMState`` names them (plain strings: no Django here;
+    ``tests/hostagent`` checks they match)."""
+
+    PROLOG, BOOT, SAVE, SHUTDOWN, EPILOG, MIGRATE = "PROLOG", "BOOT", "SAVE", "SHUTDOWN", "EPILOG", "MIGRATE"
+
+
+class Action:
+    """The operations the agent distinguishes (``compute.states.Action`` values)."""
+
+    REBOOT, DEPLOY, SUSPEND, TERMINATE, STOP = "reboot", "deploy", "suspend", "terminate", "stop"
 
 
 def _hv_state(drv: ComputeDriver, name: str) -> str:

@@ -13,6 +13,8 @@ class ComputeConfig(AppConfig):
     verbose_name = "Compute (VM manager, hosts, scheduler)"
 
     def ready(self) -> None:
-        from . import hooks
+        from . import hooks, tasks
 
         hooks.capacity_available.register(_schedule_pending_after_commit)
+        # the outbox renders a step's message from the committed VM when it publishes it
+        tasks.outbox.register_renderer("hostagent.run_step", tasks.render_step)

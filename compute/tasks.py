@@ -7,20 +7,21 @@ host's libvirt connection open. Scheduling and fan-out run on the default queue.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+import hostagent.tasks  # noqa: F401  (registers the agent's tasks: in-process workers run them too)
+from hostagent import work
 from portal import outbox, periodic
 from portal.celery import app
+from specs import DomainStats, HostInfo
+from specs.codec import decode, encode
 
-from . import agent, services
-from .drivers.base import DriverError, HostUnreachable
-from .drivers.registry import forget, get_driver
+from . import services
 from .models import Host, VirtualMachine
 from .states import HostState
 from .states import VMState as S
@@ -35,26 +36,30 @@ def agent_name(agent: str) -> str:
 
 
 def enqueue_step(vm: VirtualMachine) -> None:
-    """Queue the VM's current driver step on its host's queue, after commit (through the outbox)."""
+    """Queue the VM's current step on its host's queue after commit (through the outbox): the
+    plain step order itself travels in the message, so the agent needs no database."""
     host = vm.host
     if host is None:
         return
-    outbox.send("compute.run_vm_step", (vm.pk, vm.operation_seq), queue=host.queue)
+    outbox.send("hostagent.run_step", (vm.pk, vm.operation_seq), queue=host.queue)
 
 
-@shared_task(name="compute.run_vm_step", acks_late=True)
-def run_vm_step(vm_id: int, seq: int) -> str:
-    """Carry out the VM's pending steps of operation ``seq`` in order (PROLOG → BOOT → …).
+def render_step(vm_id: int, seq: int) -> tuple[dict[str, Any]] | None:
+    """The outbox's renderer of ``hostagent.run_step``: the step order, from the committed VM."""
+    order = services.step_order(vm_id, seq)
+    return None if order is None else (encode(order),)
 
-    A stale or repeated message finds no step for its ``seq`` and does nothing.
-    """
-    steps = 0
-    while (order := services.step_order(vm_id, seq)) is not None:
-        result = agent.execute(order)
-        steps += 1
-        if services.complete_step(vm_id, seq, result, chained=True) is None or not result.ok:
-            return result.error or "stale"
-    return "stale" if steps == 0 else "ok"
+
+#: transient errors of the control plane's own work: the task is retried with back-off
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+RETRY = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": 1, "retry_backoff_max": 60, "max_retries": 20}
+
+
+@shared_task(name="compute.step_done", acks_late=True, **RETRY)
+def step_done(vm_id: int, seq: int, result: dict[str, Any]) -> str:
+    """An agent's report of one step. Safe twice or late: a stale ``seq`` is refused."""
+    vm = services.complete_step(vm_id, seq, decode(result))
+    return "stale" if vm is None else vm.state
 
 
 @shared_task(name="compute.schedule_vm")
@@ -90,7 +95,12 @@ def attach_host_queue(host_id: int) -> None:
     """Tell the host's agent to consume its queue, then probe it."""
     host = Host.objects.get(pk=host_id)
     app.control.add_consumer(host.queue, destination=[agent_name(host.agent)], reply=False)
-    probe_host.apply_async((host.pk,), queue=host.queue)
+    send_probe(host)
+
+
+def send_probe(host: Host, expires: float | None = None) -> None:
+    """Ask the host's agent for a probe (answered by ``compute.probe_done``)."""
+    app.send_task("hostagent.probe", args=[host.pk, host.driver, host.uri], queue=host.queue, expires=expires)
 
 
 def probe_interval(host: Host) -> float:
@@ -112,60 +122,45 @@ def probe_hosts() -> dict[str, object]:
             services.hosts.record_silence(host.pk, int(elapsed // interval), interval)
         if host.last_probe_at and elapsed < interval - 1:
             return  # the cluster's monitoring interval has not elapsed
-        probe_host.apply_async((host.pk,), queue=host.queue, expires=interval)
+        send_probe(host, expires=interval)
 
     hosts = Host.objects.exclude(state__in=[HostState.OFFLINE, HostState.DISABLED]).select_related("cluster")
     return periodic.each("probe_hosts", list(hosts), probe, key=lambda h: h.pk).as_result()
 
 
-_watchers: dict[int, Callable[[str, str], None]] = {}
-
-
-def _lifecycle_watcher(host_id: int) -> Callable[[str, str], None]:
-    """One callback per host: a domain that stopped or crashed gets reconciled at once
-    (crash detection from libvirt's lifecycle events; the periodic loop is the safety net)."""
-    if host_id not in _watchers:
-
-        def on_event(domain: str, event: str) -> None:
-            if event in ("stopped", "crashed"):
-                reconcile_host.apply_async((host_id,), queue=f"host.{host_id}")
-
-        _watchers[host_id] = on_event
-    return _watchers[host_id]
-
-
 @shared_task(name="compute.probe_host")
 def probe_host(host_id: int) -> str:
+    """Probe a host from this process (what the agent does on ``hostagent.probe``), and record it."""
     host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
     if host is None:
         return "gone"
-    try:
-        drv = get_driver(host["driver"], host["uri"])
-        drv.watch(_lifecycle_watcher(host_id))
-        info = drv.host_info()
-    except DriverError as exc:
-        if isinstance(exc, HostUnreachable):
-            forget(host["driver"], host["uri"])
-        services.record_probe(host_id, None, str(exc))
-        return f"error: {exc}"
+    info, stats, error = work.probe(host["driver"], host["uri"])
+    return record_probe_result(host_id, info, stats, error)
+
+
+@shared_task(name="compute.probe_done", acks_late=True, **RETRY)
+def probe_done(host_id: int, info: Any, stats: Any, error: str) -> str:
+    """An agent's probe report: capacity, load and the domains' counters, or the error."""
+    return record_probe_result(host_id, decode(info), decode(stats), error)
+
+
+def record_probe_result(host_id: int, info: HostInfo | None, stats: list[DomainStats], error: str) -> str:
+    if info is None:
+        services.record_probe(host_id, None, error)
+        return f"error: {error}"
     host_obj = services.record_probe(host_id, info)
     if host_obj is not None:
-        _collect(host_obj, drv, info)
+        _collect(host_obj, info, stats)
     return "ok"
 
 
-def _collect(host: Host, drv: Any, info: Any) -> None:
+def _collect(host: Host, info: HostInfo, stats: list[DomainStats]) -> None:
     """Store the host's and its VMs' samples, and push the VMs' latest figures to browsers."""
     from monitoring import collect, store
     from portal.events import ADMIN_GROUP, project_group, publish
 
     vms = dict(VirtualMachine.objects.filter(host=host).exclude(state=S.DONE).values_list("pk", "project_id"))
     names = {f"{settings.NEPHELE_DOMAIN_PREFIX}-{pk}": pk for pk in vms}
-    try:
-        stats = drv.domain_stats() if names else []
-    except DriverError as exc:
-        log.warning("no domain stats from host %s: %s", host.name, exc)
-        stats = []
     rows = collect.host_rows(host.pk, info, host.alloc_vcpu, host.alloc_memory_mb)
     rows += collect.vm_rows(host.uri, stats, names)
     with transaction.atomic():
@@ -186,7 +181,7 @@ def _collect(host: Host, drv: Any, info: Any) -> None:
 @shared_task(name="compute.reconcile_hosts")
 def reconcile_hosts() -> dict[str, object]:
     def send(host: Host) -> None:
-        reconcile_host.apply_async((host.pk,), queue=host.queue, expires=60)
+        app.send_task("hostagent.list_domains", args=[host.pk, host.driver, host.uri], queue=host.queue, expires=60)
 
     hosts = list(Host.objects.filter(state=HostState.MONITORED))
     return periodic.each("reconcile_hosts", hosts, send, key=lambda h: h.pk).as_result()
@@ -194,21 +189,29 @@ def reconcile_hosts() -> dict[str, object]:
 
 @shared_task(name="compute.reconcile_host")
 def reconcile_host(host_id: int) -> dict[str, list[str]]:
+    """Reconcile a host from this process (what ``hostagent.list_domains`` + ``domains_listed`` do)."""
     host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
     if host is None:
         return {}
-    drv = get_driver(host["driver"], host["uri"])
-    try:
-        domains = drv.list_domains()
-    except DriverError as exc:
-        return {"error": [str(exc)]}
+    domains, error = work.list_domains(host["driver"], host["uri"])
+    if domains is None:
+        return {"error": [error]}
     report = services.reconcile(host_id, domains)
-    for name in report.get("stale_domains", []):
-        try:
-            drv.destroy(name)
-            drv.undefine(name)
-        except DriverError as exc:
-            log.warning("could not remove stale domain %s on host %s: %s", name, host_id, exc)
+    work.remove_domains(host["driver"], host["uri"], report.get("stale_domains", []))
+    return report
+
+
+@shared_task(name="compute.domains_listed", acks_late=True, **RETRY)
+def domains_listed(host_id: int, domains: Any, error: str) -> dict[str, list[str]]:
+    """An agent listed its host's domains: repair drift; stale domains go back to it for removal."""
+    if error:
+        return {"error": [error]}
+    report = services.reconcile(host_id, decode(domains))
+    host = Host.objects.filter(pk=host_id).first()
+    if host is not None and report.get("stale_domains"):
+        app.send_task(
+            "hostagent.remove_domains", args=[host.driver, host.uri, report["stale_domains"]], queue=host.queue
+        )
     return report
 
 
@@ -259,17 +262,6 @@ def host_failover(host_id: int, confirmed: bool = False) -> str:
     return f"{moved} VM(s) rescheduled"
 
 
-@shared_task(name="compute.cleanup_domain")
-def cleanup_domain(host_id: int, domain: str) -> str:
-    """Best-effort removal of a domain after ``recover --delete``."""
-    host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
-    if host is None:
-        return "gone"
-    drv = get_driver(host["driver"], host["uri"])
-    try:
-        drv.destroy(domain)
-        drv.undefine(domain)
-    except DriverError as exc:
-        log.warning("cleanup of %s on host %s failed: %s", domain, host_id, exc)
-        return str(exc)
-    return "ok"
+def cleanup_domain(host: Host, domain: str) -> None:
+    """Best-effort removal of a domain after ``recover --delete``, by the host's agent."""
+    app.send_task("hostagent.remove_domains", args=[host.driver, host.uri, [domain]], queue=host.queue)

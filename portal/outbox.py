@@ -14,7 +14,7 @@ operation's sequence number, so a second delivery finds nothing to do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +26,17 @@ from .models import OutboxMessage
 log = logging.getLogger(__name__)
 
 
+#: task name → function turning the row's stored arguments into the message's, called when the
+#: row is published (after commit, so it reads committed state); None drops the message. Compute
+#: registers one for ``hostagent.run_step``: the row keeps (vm, seq), the message carries the
+#: plain step order built from the committed VM.
+RENDERERS: dict[str, Callable[..., Sequence[Any] | None]] = {}
+
+
+def register_renderer(task: str, render: Callable[..., Sequence[Any] | None]) -> None:
+    RENDERERS[task] = render
+
+
 def send(task: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *, queue: str = "") -> None:
     """Queue ``task`` to run after the current transaction commits (and only if it does)."""
     row = OutboxMessage.objects.create(task=task, args=list(args), kwargs=dict(kwargs or {}), queue=queue)
@@ -35,10 +46,15 @@ def send(task: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = No
 def _publish(row: OutboxMessage) -> None:
     from .celery import app
 
+    args: Sequence[Any] | None = row.args
+    if row.task in RENDERERS:
+        args = RENDERERS[row.task](*row.args)
+        if args is None:
+            return  # stale by now (a newer operation took over): nothing to send
     if app.conf.task_always_eager:  # tests and scripts running tasks in-process
-        app.tasks[row.task].apply_async(row.args, row.kwargs, queue=row.queue or None)
+        app.tasks[row.task].apply_async(list(args), row.kwargs, queue=row.queue or None)
     else:  # by name: the web process need not import the task's module
-        app.send_task(row.task, args=row.args, kwargs=row.kwargs, queue=row.queue or None)
+        app.send_task(row.task, args=list(args), kwargs=row.kwargs, queue=row.queue or None)
 
 
 def relay_one(pk: int) -> bool:

@@ -3,7 +3,8 @@
 
 Starts, as children in their own process groups: a private Redis (only when REDIS_URL is
 unset), the ASGI server (daphne, HTTP + websockets) on 127.0.0.1:8000, a Celery worker for
-scheduling, the host agent, and Celery beat. Ctrl-C (or SIGTERM) stops them all.
+scheduling, the host agent, and Celery beat. A child that exits is started again (after 1, 2,
+4 … 30 s; logged in the terminal and its .run/<name>.log). Ctrl-C (or SIGTERM) stops them all.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
 PY = sys.executable
 children: list[subprocess.Popen[bytes]] = []
+#: how to start each supervised child again: name → (argv, env), and its back-off state
+recipes: dict[str, tuple[list[str], dict[str, str]]] = {}
+stopping = False
 
 
 def log(msg: str) -> None:
@@ -39,10 +43,43 @@ def spawn(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[b
     log(f"starting {name}: {' '.join(argv)}  (log: .run/{name}.log)")
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     children.append(proc)
+    recipes[name] = (argv, env)
+    names[proc.pid] = name
     return proc
 
 
+names: dict[int, str] = {}
+
+
+def supervise() -> None:
+    """Start again every child that exited, with a per-child back-off (reset after a minute up)."""
+    backoff: dict[str, float] = {}
+    started: dict[str, float] = {name: time.monotonic() for name in recipes}
+    due: dict[str, float] = {}
+    while not stopping:
+        now = time.monotonic()
+        for proc in list(children):
+            if proc.poll() is None:
+                continue
+            name = names.pop(proc.pid, "?")
+            children.remove(proc)
+            if now - started.get(name, now) > 60:
+                backoff[name] = 1.0
+            wait = backoff.get(name, 1.0)
+            backoff[name] = min(wait * 2, 30.0)
+            due[name] = now + wait
+            log(f"{name} exited (code {proc.returncode}); starting it again in {wait:.0f} s — see .run/{name}.log")
+        for name, when in list(due.items()):
+            if now >= when:
+                del due[name]
+                started[name] = now
+                spawn(name, *recipes[name])
+        time.sleep(0.5)
+
+
 def stop_all(*_: object) -> None:
+    global stopping
+    stopping = True
     log("stopping…")
     for proc in reversed(children):
         if proc.poll() is None:
@@ -92,12 +129,7 @@ def main() -> None:
     subprocess.run([PY, "manage.py", "load_demo"], cwd=ROOT, env=env, check=True)
     spawn("web", [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", "8000", "portal.asgi:application"], env)
     log("Nephele is serving on http://127.0.0.1:8000  (API: /api/v1/, docs: /api/v1/docs/) — Ctrl-C stops it")
-    while True:
-        for proc in children:
-            if proc.poll() is not None:
-                log(f"a child exited ({' '.join(map(str, proc.args[:3]))}, code {proc.returncode}); see .run/*.log")
-                stop_all()
-        time.sleep(1)
+    supervise()
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def _recover(vm: VirtualMachine, req: ActionRequest) -> None:
         host = vm.host
         finish(vm, S.DONE, "recover delete", saved_state_path="")
         if host is not None:
-            transaction.on_commit(lambda: tasks.cleanup_domain.apply_async((host.pk, vm.domain_name), queue=host.queue))
+            transaction.on_commit(lambda: tasks.cleanup_domain(host, vm.domain_name))
         return
     if how == "retry":
         step = STEP_OF_FAILURE.get(vm.state, vm.state)

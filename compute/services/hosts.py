@@ -111,7 +111,7 @@ def set_host_state(actor: Any, host_id: int, action: str, *, ip: str | None = No
     record_action(actor, host, action, ip=ip)
     publish_host(host.pk)
     if action == "enable":
-        transaction.on_commit(lambda: tasks.probe_host.apply_async((host.pk,), queue=host.queue))
+        transaction.on_commit(lambda: tasks.send_probe(host))
     return host
 
 

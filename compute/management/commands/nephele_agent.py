@@ -1,20 +1,25 @@
-"""Run a host agent: a Celery worker that consumes the queues of the hosts it serves.
+"""Run the host agent for the hosts assigned to ``--agent``, without database access.
 
-The agent keeps one libvirt connection per host open for its whole life (the nova-compute
-pattern); libvirt's test driver keeps a simulated host's domains only that long. Threads, not
-processes, so every task of a host shares that one connection. Hosts registered later are
-added with a remote-control ``add_consumer`` (see ``compute.tasks.attach_host_queue``).
+This command only looks up which host queues the agent serves; it then replaces itself with
+``python -m hostagent`` (Django-free, supervised) in an environment without ``DATABASE_URL``
+or Django settings, passing the broker explicitly. On a hypervisor host that has no
+Nephele database credentials at all, run ``python -m hostagent --agent NAME`` directly with
+``CELERY_BROKER_URL`` set; the control plane adds each host's queue as hosts are registered.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from compute.models import Host
-from compute.tasks import agent_name
-from portal.celery import app
+
+#: what the agent must not inherit: it never touches the database
+WITHHELD = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "NEPHELE_SECRET_KEY", "PGPASSWORD")
 
 
 class Command(BaseCommand):
@@ -26,21 +31,11 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        queues = [f"agent.{opts['agent']}"] + [h.queue for h in Host.objects.filter(agent=opts["agent"])]
-        app.worker_main(
-            [
-                "worker",
-                "-n",
-                agent_name(opts["agent"]),
-                "-Q",
-                ",".join(queues),
-                "-P",
-                "threads",
-                "-c",
-                str(opts["concurrency"]),
-                "-l",
-                opts["loglevel"],
-                "--without-gossip",
-                "--without-mingle",
-            ]
-        )
+        queues = [h.queue for h in Host.objects.filter(agent=opts["agent"]).order_by("pk")]
+        env = {k: v for k, v in os.environ.items() if k not in WITHHELD}
+        env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+        env["NEPHELE_CONTROL_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
+        argv = [sys.executable, "-m", "hostagent", "--agent", opts["agent"], "--queues", ",".join(queues),
+                "--concurrency", str(opts["concurrency"]), "--loglevel", opts["loglevel"]]  # fmt: skip
+        sys.stdout.flush()
+        os.execve(sys.executable, argv, env)

@@ -1,0 +1,80 @@
+"""The agent's tasks. Each takes plain values, does host work, and reports to the control plane.
+
+Reports are tasks named by string (``compute.step_done`` …) sent to the control queue: the agent
+imports nothing of the control plane. In eager mode (tests running tasks in-process) a report
+runs at once, like the task that sent it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import shared_task
+
+from compute import agent
+from specs.codec import decode, encode
+
+from . import work
+from .celery import CONTROL_QUEUE
+
+log = logging.getLogger(__name__)
+
+
+def report(task: Any, name: str, args: list[Any]) -> None:
+    app = task.app
+    if app.conf.task_always_eager and name in app.tasks:
+        app.tasks[name].apply(args)
+    else:
+        app.send_task(name, args=args, queue=CONTROL_QUEUE)
+
+
+@shared_task(name="hostagent.run_step", bind=True, acks_late=True)
+def run_step(self: Any, order: dict[str, Any]) -> str:
+    """Carry out one step of a VM operation and report its result (``compute.step_done``)."""
+    step = decode(order)
+    result = agent.execute(step)
+    report(self, "compute.step_done", [step.vm_id, step.seq, encode(result)])
+    return result.error or "ok"
+
+
+_watchers: dict[tuple[int, str, str], Callable[[str, str], None]] = {}
+
+
+def _watcher(task: Any, host_id: int, driver: str, uri: str) -> Callable[[str, str], None]:
+    """One libvirt lifecycle callback per host: a domain that stopped or crashed makes the agent
+    list the host's domains at once (crash detection; the periodic listing is the safety net)."""
+    key = (host_id, driver, uri)
+    if key not in _watchers:
+        app = task.app
+
+        def on_event(domain: str, event: str) -> None:
+            if event in ("stopped", "crashed"):
+                app.send_task("hostagent.list_domains", args=[host_id, driver, uri], queue=f"host.{host_id}")
+
+        _watchers[key] = on_event
+    return _watchers[key]
+
+
+@shared_task(name="hostagent.probe", bind=True)
+def probe(self: Any, host_id: int, driver: str, uri: str) -> str:
+    info, stats, error = work.probe(driver, uri, _watcher(self, host_id, driver, uri))
+    report(self, "compute.probe_done", [host_id, encode(info), encode(stats), error])
+    return error or "ok"
+
+
+@shared_task(name="hostagent.list_domains", bind=True)
+def list_domains(self: Any, host_id: int, driver: str, uri: str) -> str:
+    domains, error = work.list_domains(driver, uri)
+    report(self, "compute.domains_listed", [host_id, encode(domains), error])
+    return error or "ok"
+
+
+@shared_task(name="hostagent.remove_domains")
+def remove_domains(driver: str, uri: str, names: list[str]) -> dict[str, str]:
+    out = work.remove_domains(driver, uri, names)
+    for name, outcome in out.items():
+        if outcome != "ok":
+            log.warning("could not remove domain %s on %s: %s", name, uri, outcome)
+    return out
