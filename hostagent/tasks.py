@@ -15,6 +15,7 @@ from celery import shared_task
 
 from compute import agent
 from specs.codec import decode, encode
+from storage import hostops, volumeops
 
 from . import work
 from .celery import CONTROL_QUEUE
@@ -78,3 +79,27 @@ def remove_domains(driver: str, uri: str, names: list[str]) -> dict[str, str]:
         if outcome != "ok":
             log.warning("could not remove domain %s on %s: %s", name, uri, outcome)
     return out
+
+
+@shared_task(name="hostagent.run_volume_step", bind=True, acks_late=True)
+def run_volume_step(self: Any, order: dict[str, Any]) -> str:
+    """Carry out one volume operation and report it (``storage.volume_step_done``)."""
+    vol = decode(order)
+    error, size = volumeops.run(vol)
+    report(self, "storage.volume_step_done", [vol.volume_id, vol.seq, error, size])
+    return error or "ok"
+
+
+@shared_task(name="hostagent.save_disk", bind=True, acks_late=True)
+def save_disk(
+    self: Any, disk_id: int, actor_id: int | None, name: str, datastore_id: int, src: str, fmt: str, dest: str
+) -> str:
+    """Flatten a VM disk into ``dest`` (qcow2) and report it (``storage.disk_saved``)."""
+    error = ""
+    try:
+        # the source's format is pinned (an overlay's backing chain is followed by qemu-img)
+        hostops.convert(src, fmt, dest, "qcow2")
+    except agent.DriverError as exc:
+        error = str(exc)
+    report(self, "storage.disk_saved", [disk_id, actor_id, name, datastore_id, dest, error])
+    return error or "ok"

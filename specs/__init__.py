@@ -203,3 +203,19 @@ class StepResult:
     error: str = ""
     hv_state: str = ""
     saved_path: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeOrder:
+    """One volume operation in plain values (the agent needs no ORM to carry it out)."""
+
+    volume_id: int
+    seq: int
+    operation: str  # storage.states.VolumeAction's value
+    path: str
+    format: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    driver: str = ""  # the attached VM's host, for hot operations
+    uri: str = ""
+    domain: str = ""
+    disk: DiskSpec | None = None

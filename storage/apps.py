@@ -19,3 +19,7 @@ class StorageConfig(AppConfig):
         hooks.boot_files.register(vmdisks.boot)
         hooks.vm_done.register(vmdisks.on_vm_done, order=10)
         hooks.placement_filter.register(keep_hosts_reaching_datastore)
+        # the outbox renders a volume step's message from the committed row when it publishes it
+        from portal import outbox
+
+        outbox.register_renderer("hostagent.run_volume_step", tasks_volumes.render_volume_step)

@@ -14,6 +14,7 @@ from django.db import transaction
 from compute.states import VMState
 from monitoring.audit import record_action
 from monitoring.events import emit
+from portal import outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
 
@@ -85,11 +86,8 @@ def save_disk_as_image(
     disk.state = VMDiskState.SAVING
     disk.save(update_fields=["state"])
     record_action(actor, vm, "save-disk", ip=ip, target=disk.target, image_name=name, datastore=ds.name)
-    from .. import tasks_volumes
-
-    args = (disk.pk, getattr(actor, "pk", None), name, ds.pk, dest)
-    queue = vm.host.queue if vm.host is not None else "nephele"
-    transaction.on_commit(lambda: tasks_volumes.save_vm_disk.apply_async(args, queue=queue))
+    args = (disk.pk, getattr(actor, "pk", None), name, ds.pk, disk.path, disk.format, dest)
+    outbox.send("hostagent.save_disk", args, queue=vm.host.queue if vm.host is not None else "nephele")
     return disk
 
 

@@ -17,7 +17,7 @@ import os
 import re
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -31,7 +31,7 @@ from monitoring.events import emit
 from portal import operations, outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from portal.operations import Refusal
-from specs import DiskSpec
+from specs import VolumeOrder
 from tenants import quotas
 from tenants.models import Project
 
@@ -132,7 +132,7 @@ def _begin(vol: Volume, op: A, state: str, **args: Any) -> None:
 
 def _dispatch(vol: Volume) -> None:
     """Queue the volume's current step (its sequence number in the message) after commit."""
-    outbox.send("storage.run_volume_step", (vol.pk, vol.operation_seq), queue=queue_for(vol))
+    outbox.send("hostagent.run_volume_step", (vol.pk, vol.operation_seq), queue=queue_for(vol))
 
 
 def _size(value: Any, field_name: str = "size_bytes") -> int:
@@ -408,22 +408,6 @@ def delete_snapshot(actor: Any, volume_id: Any, snapshot_id: Any, *, ip: str | N
 # --------------------------------------------------------------------------------------------
 # what the task does, and how it reports back
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VolumeOrder:
-    """One volume operation in plain values (the task needs no ORM to carry it out)."""
-
-    volume_id: int
-    seq: int
-    operation: VolumeAction
-    path: str
-    format: str
-    args: dict[str, Any] = field(default_factory=dict)
-    driver: str = ""  # the attached VM's host, for hot operations
-    uri: str = ""
-    domain: str = ""
-    disk: DiskSpec | None = None
-
-
 def volume_order(volume_id: int, seq: int) -> VolumeOrder | None:
     """What to do for ``volume_id`` at operation ``seq``; None when stale (idempotency)."""
     vol = Volume.objects.select_related("vm__host").filter(pk=volume_id).first()

@@ -39,7 +39,13 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith(("django", "compute
 
 def test_the_agent_code_loads_no_django_orm_settings_or_services() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=_agent_env(), capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=_agent_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     # kombu's JSON encoder imports django.utils.functional when Django is installed (for lazy
     # strings); nothing else of Django, and nothing of the control plane, is loaded
@@ -89,3 +95,11 @@ def test_a_vm_deploys_and_terminates_through_an_agent_without_database(
     r = client.post(f"/api/v1/vms/{pk}/action/", {"action": "terminate", "hard": True}, format="json")
     assert r.status_code == 202, r.content
     wait_for(lambda: VirtualMachine.objects.get(pk=pk).state == VMState.DONE, timeout=60)
+
+
+def test_the_agents_volume_steps_match_the_volume_actions() -> None:
+    from storage import volumeops
+    from storage.states import VolumeAction
+
+    actions = {a.value for a in VolumeAction} - {VolumeAction.RECOVER.value}
+    assert set(volumeops.STEPS) == actions
