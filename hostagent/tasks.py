@@ -14,6 +14,7 @@ from typing import Any
 from celery import shared_task
 
 from compute import agent
+from network import hostops as network_hostops
 from specs.codec import decode, encode
 from storage import hostops, volumeops
 
@@ -103,3 +104,28 @@ def save_disk(
         error = str(exc)
     report(self, "storage.disk_saved", [disk_id, actor_id, name, datastore_id, dest, error])
     return error or "ok"
+
+
+@shared_task(name="hostagent.plug_port")
+def plug_port(plan: dict[str, Any]) -> str:
+    """(Re)apply one NIC's port on this host: segment, filter, NAT."""
+    network_hostops.plug_port(decode(plan))
+    return "ok"
+
+
+@shared_task(name="hostagent.hotplug_nic")
+def hotplug_nic(driver: str, uri: str, domain: str, nic: dict[str, Any]) -> str:
+    return network_hostops.hotplug(driver, uri, domain, decode(nic))
+
+
+@shared_task(name="hostagent.hotunplug_nic")
+def hotunplug_nic(driver: str, uri: str, domain: str, mac: str, tap: str, target: Any) -> str:
+    return network_hostops.hotunplug(driver, uri, domain, mac, tap, decode(target))
+
+
+@shared_task(name="hostagent.repair_network")
+def repair_network(target: Any = None, plans: Any = None) -> dict[str, int]:
+    """Make this host's network match the plans the control plane sent."""
+    if target is None:
+        return {"ports": 0, "removed": 0}  # the host has no network settings
+    return network_hostops.repair(decode(target), decode(plans))

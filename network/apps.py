@@ -15,3 +15,10 @@ class NetworkConfig(AppConfig):
         hooks.nic_specs.register(vmnics.nic_specs)
         hooks.network_config.register(vmnics.network_config)
         hooks.vm_done.register(vmnics.on_vm_done, order=20)
+        # the outbox renders port messages from committed rows when it publishes them
+        from portal import outbox
+
+        from . import tasks
+
+        outbox.register_renderer("hostagent.plug_port", tasks.render_port)
+        outbox.register_renderer("hostagent.hotplug_nic", tasks.render_hotplug)

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from compute.locking import lock_vm
 from compute.models import VirtualMachine, VMTemplate
+from portal import outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
 
@@ -195,9 +196,7 @@ def attach_nic(actor: Any, vm_id: int, *, ip: str | None = None, **spec: Any) ->
     audit(actor, vm, NicAction.ATTACH, ip=ip, nic=nic.pk, network=nic.network_id)
     _refresh_peers(nic)
     if hot:
-        from .. import tasks
-
-        transaction.on_commit(lambda: tasks.hotplug_nic.apply_async((nic.pk, True), queue=f"host.{vm.host_id}"))
+        outbox.send("hostagent.hotplug_nic", (nic.pk,), queue=f"host.{vm.host_id}")
     return nic
 
 
@@ -218,10 +217,7 @@ def detach_nic(actor: Any, nic_id: int, *, ip: str | None = None) -> None:
         from ..vmnics import nic_spec
 
         spec = nic_spec(nic)
-        host_id = vm.host_id
-        transaction.on_commit(
-            lambda: tasks.hotunplug_nic.apply_async((vm.pk, spec.mac, spec.tap), queue=f"host.{host_id}")
-        )
+        outbox.send("hostagent.hotunplug_nic", tasks.unplug_order(vm, spec.mac, spec.tap), queue=f"host.{vm.host_id}")
     audit(actor, vm, NicAction.DETACH, ip=ip, nic=nic.pk, network=nic.network_id)
     groups = list(nic.security_groups.all())
     _release(nic)
@@ -259,10 +255,7 @@ def refresh_nic(nic: VMNic) -> None:
     vm = VirtualMachine.objects.filter(pk=nic.vm_id).values("host_id", "state").first()
     if not vm or vm["host_id"] is None:
         return
-    from .. import tasks
-
-    pk, host_id = nic.pk, vm["host_id"]
-    transaction.on_commit(lambda: tasks.refresh_port.apply_async((pk,), queue=f"host.{host_id}"))
+    outbox.send("hostagent.plug_port", (nic.pk,), queue=f"host.{vm['host_id']}")
 
 
 def _refresh_peers(nic: VMNic) -> None:

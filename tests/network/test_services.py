@@ -290,7 +290,10 @@ def test_rule_change_refreshes_placed_members_on_their_host(member: Any, project
     import redis
     from django.conf import settings
 
+    from network.models import HostNetwork
+
     host = make_sim_host("nh")
+    HostNetwork.objects.create(host=host, underlay_ip="192.0.2.10", netns="nh-ns")  # settings only: no traffic here
     net = make_network(member, project)
     group = secgroups.create_group(member, project=project, name="web")
     (vm,) = compute.create_vms(member, project=project, template=template, name="placed")
@@ -303,8 +306,10 @@ def test_rule_change_refreshes_placed_members_on_their_host(member: Any, project
         secgroups.add_rule(member, group.pk, protocol="tcp", port_min=22, port_max=22, cidr="0.0.0.0/0")
     messages = [json.loads(m) for m in broker.lrange(queue, 0, -1)]  # the real broker's queue of the host
     broker.delete(queue)
-    refreshes = [m for m in messages if m["headers"]["task"] == "network.refresh_port"]
-    assert len(refreshes) == 1 and json.loads(base64.b64decode(refreshes[0]["body"]))[0] == [nic.pk]
+    refreshes = [m for m in messages if m["headers"]["task"] == "hostagent.plug_port"]
+    assert len(refreshes) == 1, messages
+    (plan,) = json.loads(base64.b64decode(refreshes[0]["body"]))[0]  # the plain plan, for a DB-less agent
+    assert plan["mac"] == nic.mac and any(r["port_min"] == 22 for r in plan["rules"])
 
 
 def test_public_template_with_a_private_network_is_refused_elsewhere(member: Any, project: Any, template: Any,
