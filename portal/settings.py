@@ -140,8 +140,14 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
-NEPHELE_LOGIN_FAILURES_PER_USER = int(os.environ.get("NEPHELE_LOGIN_FAILURES_PER_USER", "100"))
-NEPHELE_LOGIN_FAILURES_PER_IP = int(os.environ.get("NEPHELE_LOGIN_FAILURES_PER_IP", "300"))
+# Login throttling (tenants/security.py, docs/authentication.md): failures count per (account,
+# client address) with exponential back-off, plus a limit per address across all accounts; no
+# count per account alone, so nobody can lock an account out from elsewhere.
+NEPHELE_LOGIN_BACKOFF_AFTER = int(os.environ.get("NEPHELE_LOGIN_BACKOFF_AFTER", "5"))
+NEPHELE_LOGIN_BACKOFF_MAX_S = int(os.environ.get("NEPHELE_LOGIN_BACKOFF_MAX_S", "900"))
+NEPHELE_LOGIN_BACKOFF_MEMORY_S = int(os.environ.get("NEPHELE_LOGIN_BACKOFF_MEMORY_S", str(24 * 3600)))
+NEPHELE_LOGIN_FAILURES_PER_IP = int(os.environ.get("NEPHELE_LOGIN_FAILURES_PER_IP", "50"))
+NEPHELE_LOGIN_IP_WINDOW_S = int(os.environ.get("NEPHELE_LOGIN_IP_WINDOW_S", "900"))
 SESSION_COOKIE_AGE = int(os.environ.get("NEPHELE_SESSION_IDLE_S", str(2 * 3600)))  # idle lifetime
 SESSION_SAVE_EVERY_REQUEST = True  # so the idle lifetime restarts at every request
 NEPHELE_SESSION_ABSOLUTE_S = int(os.environ.get("NEPHELE_SESSION_ABSOLUTE_S", str(12 * 3600)))
