@@ -1,22 +1,17 @@
 """Login throttling without lock-out: failures count per (account, address) with exponential
-back-off and per address across accounts; nobody can lock an account out from elsewhere."""
+back-off and per address across accounts; nobody can lock an account out from elsewhere.
+(tests/conftest.py forgets the throttle state before each test.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from tenants import security
 
 PW = "pw-123456789"
-
-
-@pytest.fixture(autouse=True)
-def _clear_cache() -> None:
-    cache.clear()
 
 
 class Clock:
