@@ -242,16 +242,14 @@ CELERY_BEAT_SCHEDULE = {
     "network.check_hosts": {"task": "network.check_hosts", "schedule": 60.0},
 }
 
-# Browser pushes do not use the channel layer: one Redis pub/sub channel, one subscription per
-# web process that fans out to its sockets (portal/fanout.py, docs/monitoring.md). Default name:
-# nephele.live.<db of REDIS_URL>.
+# Browser pushes do not use Channels' layer (none is configured): one Redis pub/sub channel
+# per group (<NEPHELE_LIVE_CHANNEL>.<group>), each web process subscribed to the groups of its
+# own sockets (portal/fanout.py, docs/monitoring.md). Default prefix: nephele.live.<db of
+# REDIS_URL>. A socket's unsent pushes are bounded: a socket with NEPHELE_LIVE_SOCKET_BUFFER
+# messages queued (its page neither reads nor acknowledges what it was sent) is closed with
+# 1013, and the page reconnects and re-reads what it shows.
 NEPHELE_LIVE_CHANNEL = os.environ.get("NEPHELE_LIVE_CHANNEL", "")
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": os.environ.get("NEPHELE_CHANNEL_LAYER", "channels_redis.pubsub.RedisPubSubChannelLayer"),
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
-}
+NEPHELE_LIVE_SOCKET_BUFFER = max(1, int(os.environ.get("NEPHELE_LIVE_SOCKET_BUFFER", "256")))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
