@@ -2,12 +2,17 @@
 
 Services publish ``{"type": "vm.changed", "vm": pk, "project": id, "v": version}`` to
 ``project.<id>`` and ``cloud.admin`` after commit (``portal.events``). Each server process
-hears it once, through the one subscription of its ``HUB`` (``portal.fanout.Hub``), which
-hands ``fan_out`` the message with the process's sockets that joined one of those groups.
-The fan-out checks every socket's rights in memory, renders the same partials the pages use
-(marked ``hx-swap-oob``; a row and a panel go as separate frames) **once per version and
-kind of viewer**, and writes the same encoded frames to every socket of that kind; htmx's
-websocket extension swaps them in where the page has them. A socket's rights are re-read in
+hears it once, through its ``HUB`` (``portal.fanout.Hub``, subscribed to the groups of its
+own sockets), which hands ``fan_out`` the message with the process's sockets that joined one
+of those groups. The fan-out checks every socket's rights in memory, renders the same
+partials the pages use (marked ``hx-swap-oob``; a row and a panel go as separate frames)
+**once per version and kind of viewer**, and queues the same texts on every socket of that
+kind; each socket's own writer task sends them through the ASGI ``send`` (any ASGI server),
+so a slow or broken socket delays or breaks no other. A socket's queue is bounded
+(``NEPHELE_LIVE_SOCKET_BUFFER``) and so is what it was sent and its page has not acknowledged
+(``ACK_WINDOW``; the page acknowledges every ``ACK_EVERY`` messages): a page that stopped
+reading is closed with 1013 and reconnects, re-reading what it shows. htmx's websocket
+extension swaps the partials in where the page has them. A socket's rights are re-read in
 the background every ``RIGHTS_TTL_S`` (shared by a user's tabs; a revoked role stops the
 pushes, a new role starts them), never on the path of a push. docs/monitoring.md tells the
 design and its figures (bench/events.py).
@@ -21,7 +26,7 @@ import logging
 import os
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,12 +35,14 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import DatabaseError
 from django.template.loader import render_to_string
 from django.utils.html import escape
+from redis.exceptions import RedisError
 
 from portal.events import ADMIN_GROUP, project_group
-from portal.fanout import RAW_FRAMES_KEY, Hub, RawFrames, text_frame
+from portal.fanout import Hub
 from tenants.models import Project
 from tenants.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
 
@@ -178,31 +185,117 @@ async def rights_of(user_pk: int, max_age: float | None = None) -> Rights:
     return rights
 
 
+ACK_EVERY = 16  # the page acknowledges every this many messages (static/js/nephele.js)
+ACK_WINDOW = 4 * ACK_EVERY  # messages a socket may have been sent and not acknowledged
+REFETCH_TEXT = json.dumps({"type": "refetch"})  # "re-read what you show": pushes were lost
+_CLOSING: set[asyncio.Task[None]] = set()  # closes of dropped sockets, kept until done
+
+
 class LiveConsumer(AsyncWebsocketConsumer):
-    """One browser tab's websocket: joins the hub with its groups; the fan-out writes to it."""
+    """One browser tab's websocket: joins the hub with its groups; its writer task sends what
+    the fan-out queues for it."""
 
     # Pushes come through the process's hub, not through a channel-layer channel per socket.
     channel_layer_alias = None
 
     rights = NO_RIGHTS
+    dropped = False  # closed for falling behind, or its send failed: gets nothing more
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
-        self.raw: RawFrames | None = self.scope.get(RAW_FRAMES_KEY)
         if self.user is None or not self.user.is_authenticated:
             await self.close()
             return
+        self.buffer: int = settings.NEPHELE_LIVE_SOCKET_BUFFER
+        self.pending: deque[str] = deque()  # queued, not yet handed to the ASGI send
+        self.sent = self.acked = 0  # messages sent / acknowledged by the page
+        self._wake, self._credit = asyncio.Event(), asyncio.Event()
         self.rights = await rights_of(self.user.pk)
         _warm_up()
-        await HUB.join(self, self.groups_wanted())  # live before the accept: nothing is missed
+        try:
+            await HUB.join(self, self.groups_wanted())  # live before the accept: nothing is missed
+        except RedisError as exc:
+            log.warning("live socket of %s refused: %s", self.user, exc)
+            await self.close(code=1011)  # the page reconnects after a pause and polls meanwhile
+            return
         await self.accept()
-        self._keeper = asyncio.get_running_loop().create_task(self._keep_rights())
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write())
+        self._writer.add_done_callback(self._writer_done)
+        self._keeper = loop.create_task(self._keep_rights())
 
     async def disconnect(self, code: int) -> None:
+        self.dropped = True
         HUB.leave(self)
-        keeper = getattr(self, "_keeper", None)
-        if keeper is not None:
-            keeper.cancel()
+        for name in ("_keeper", "_writer"):
+            task = getattr(self, name, None)
+            if task is not None:
+                task.cancel()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The page's acknowledgements: ``{"type": "ack", "n": <messages received>}``."""
+        try:
+            ack = json.loads(text_data or "")
+            n = int(ack["n"]) if isinstance(ack, dict) and ack.get("type") == "ack" else None
+        except (ValueError, KeyError, TypeError):
+            n = None
+        if n is None:
+            log.debug("live socket of %s: ignoring %r", self.user, (text_data or "")[:80])
+            return
+        self.acked = max(self.acked, min(n, self.sent))
+        self._credit.set()
+
+    def push(self, texts: Sequence[str]) -> None:
+        """Queue messages for this socket (never waits). A socket whose queue is full is dropped."""
+        if self.dropped or not texts:
+            return
+        if len(self.pending) + len(texts) > self.buffer:
+            self.drop(f"{len(self.pending)} messages unsent")
+            return
+        self.pending.extend(texts)
+        self._wake.set()
+
+    def drop(self, why: str) -> None:
+        """Stop pushing to this socket and close it (1013: the page reconnects and re-reads)."""
+        if self.dropped:
+            return
+        log.info("live socket of %s dropped: %s", self.user, why)
+        self.dropped = True
+        HUB.leave(self)
+        self.pending.clear()
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.cancel()
+        task = asyncio.get_running_loop().create_task(self._close_dropped())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def _close_dropped(self) -> None:
+        try:
+            await self.close(code=1013)
+        except (RuntimeError, OSError) as exc:  # already closed by the server or the client
+            log.debug("live socket of %s: close: %s", self.user, exc)
+
+    async def _write(self) -> None:
+        """Hand the queued messages to the ASGI send, one at a time, within the ack window."""
+        while True:
+            while not self.pending:
+                self._wake.clear()
+                await self._wake.wait()
+            while self.sent - self.acked >= ACK_WINDOW:  # the page stopped reading: let the queue fill
+                self._credit.clear()
+                await self._credit.wait()
+            await self.send(text_data=self.pending.popleft())
+            self.sent += 1
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        """A send that raised ends this socket's pushes only (its own task, nobody else's)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        log.debug("live socket of %s: sending failed: %r", self.user, exc)
+        self.dropped = True
+        HUB.leave(self)
 
     def groups_wanted(self) -> list[str]:
         if self.rights.admin:
@@ -221,7 +314,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _keep_rights(self) -> None:
         """Re-read the rights every ~RIGHTS_TTL_S (spread over time; shared by a user's tabs)."""
-        while True:
+        while not self.dropped:
             await asyncio.sleep(RIGHTS_TTL_S * random.uniform(0.8, 1.0))
             try:
                 self.rights = await rights_of(self.user.pk)
@@ -229,39 +322,32 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 log.warning("live socket of %s: could not re-read rights: %s", self.user, exc)
                 continue
             groups = self.groups_wanted()
-            if tuple(groups) != HUB.groups_of(self):
-                await HUB.join(self, groups)
+            if not self.dropped and tuple(groups) != HUB.groups_of(self):
+                try:
+                    await HUB.join(self, groups)
+                except RedisError as exc:
+                    log.warning("live socket of %s: could not join %s: %s", self.user, groups, exc)
 
 
 class _Outbox:
-    """The frames a batch of messages owes each socket, written in one go per socket at the end.
-
-    A frame is encoded once (``text_frame``) and the same bytes go to every socket served by
-    daphne; sockets under another ASGI server (the tests' communicator) get the ASGI send."""
+    """The messages a batch owes each socket, queued on it in one go at the end of the pass."""
 
     def __init__(self) -> None:
-        self.raw: dict[LiveConsumer, list[bytes]] = {}
-        self.asgi: dict[LiveConsumer, list[str]] = {}
+        self.texts: dict[LiveConsumer, list[str]] = {}
 
     def add(self, consumers: Sequence[LiveConsumer], frames: Frames) -> None:
-        if not frames or not consumers:
+        if not frames:
             return
-        data = b"".join(text_frame(f) for f in frames)
         for c in consumers:
-            if c.raw is not None:
-                self.raw.setdefault(c, []).append(data)
+            texts = self.texts.get(c)
+            if texts is None:
+                self.texts[c] = list(frames)
             else:
-                self.asgi.setdefault(c, []).extend(frames)
+                texts.extend(frames)
 
-    async def flush(self) -> None:
-        for c, chunks in self.raw.items():
-            c.raw.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[union-attr]
-        for c, texts in self.asgi.items():
-            try:
-                for text in texts:
-                    await c.send(text_data=text)
-            except RuntimeError as exc:  # the socket closed under us
-                log.debug("live socket gone: %s", exc)
+    def flush(self) -> None:
+        for c, texts in self.texts.items():
+            c.push(texts)
 
 
 async def _vm_changed(event: dict[str, Any], members: list[LiveConsumer], out: _Outbox) -> None:
@@ -306,7 +392,13 @@ async def _host_changed(event: dict[str, Any], members: list[LiveConsumer], out:
         out.add(consumers, await _render_host(consumers[0].user, pk))
 
 
+async def _refetch(event: dict[str, Any], members: list[LiveConsumer], out: _Outbox) -> None:
+    """The hub's subscription had a gap: every page re-reads its live regions."""
+    out.add(members, (REFETCH_TEXT,))
+
+
 _FAN_OUT: dict[str, Callable[[dict[str, Any], list[LiveConsumer], _Outbox], Awaitable[None]]] = {
+    "refetch": _refetch,
     "vm.changed": _vm_changed,
     "event.new": _event_new,
     "vm.metrics": _vm_metrics,
@@ -326,11 +418,11 @@ async def fan_out(batch: list[tuple[dict[str, Any], list[LiveConsumer]]]) -> Non
             continue
         await handler(message, members, out)
     rendered = time.perf_counter()
-    await out.flush()
+    out.flush()
     log.debug(
-        "fan-out of %d messages to %d sockets: rendered in %.1f ms, written in %.1f ms; CPU %.1f ms + %.1f ms rendering",
+        "fan-out of %d messages to %d sockets: rendered in %.1f ms, queued in %.1f ms; CPU %.1f ms + %.1f ms rendering",
         len(batch),
-        len(out.raw) + len(out.asgi),
+        len(out.texts),
         1000 * (rendered - started),
         1000 * (time.perf_counter() - rendered),
         1000 * (time.thread_time() - cpu),

@@ -115,7 +115,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_manage": can_manage,
         "is_admin": is_cloud_admin(request.user),
         "actions": states.actions_for(img.state) if can_manage else [],
-        "shares": sharing.shares(img) if can_manage else {"projects": [], "users": []},
+        "shares": sharing.visible_shares(request.user, img) if can_manage else {"projects": [], "users": []},
         "used_by": vms_using_image(img.pk),
         "derived": with_visibility(Image.objects.restrict(request.user, "view").filter(derived_from=img)),
         "formats": [f for f in qemu.DISK_FORMATS if f != img.format],

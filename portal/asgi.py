@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (live VM and host state)."""
+"""ASGI entry point: HTTP through Django, websockets through Channels (live VM and host state).
+
+Any ASGI server serves it (daphne in production, uvicorn works the same): the live fan-out
+writes through each socket's ASGI ``send`` only (compute/consumers.py)."""
 
 import os
 
@@ -12,14 +15,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from compute.routing import websocket_urlpatterns  # noqa: E402
-from portal.fanout import raw_frames_middleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # raw_frames_middleware: the live fan-out writes one encoded frame to many daphne sockets
-        "websocket": raw_frames_middleware(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
-        ),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

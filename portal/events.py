@@ -1,8 +1,9 @@
 """Push what changed to browsers, after commit (CONVENTIONS §8).
 
 Services call ``publish_vm`` / ``publish_host``; the message carries only primary keys and
-the consumer renders the same partial the page uses. A message is one ``PUBLISH`` on the live
-channel whatever its groups; each server process fans it out to its sockets
+the consumer renders the same partial the page uses. A commit's messages go out together, one
+``PUBLISH`` per group on that group's channel (``portal.fanout.publish_many``), so a server
+process hears only the groups its sockets joined and fans each message out to them
 (``portal.fanout``, ``compute.consumers``).
 """
 
@@ -50,7 +51,7 @@ _outbox_lock = threading.Lock()
 
 
 async def _drain() -> None:
-    """Send what the committers queued, as one PUBLISH (a commit's pushes usually go together)."""
+    """Send what the committers queued, in one round trip (a commit's pushes usually go together)."""
     with _outbox_lock:
         batch = _outbox[:]
         _outbox.clear()

@@ -1,14 +1,21 @@
-"""Live pushes: one Redis subscription per process, fanned out in process (docs/monitoring.md).
+"""Live pushes: one Redis channel per group, one subscription per process, fanned out in process
+(docs/monitoring.md).
 
-Channels' Redis layer gives every websocket its own channel and wakes every consumer's task
-for every message: a change seen by 1,000 sockets cost 1,000 task wake-ups, 1,000 trips to
-the database thread (``aclose_old_connections``) and 1,000 renders checks, ~1 ms a socket.
-Here a publisher sends **one** ``PUBLISH`` per message on ``live_channel()`` —
-``{"groups": [...], "message": {...}}`` as JSON — and each server process holds **one**
-subscription per event loop, started by its first websocket and closed with its last. For
-every message the process's :class:`Hub` hands the message and the list of its local members
-of those groups to a ``deliver`` callback, one message at a time and in order, so the
-callback can render once and write the same frames to every socket that may see them.
+A publisher sends each message to the Redis channel of each of its groups
+(``group_channel(group)``: ``<live_channel()>.<group>``, e.g. ``nephele.live.0.project.7``),
+all of a commit's messages in one MULTI/EXEC pipeline, one ``PUBLISH`` per group carrying
+``[[id, groups, message], …]``. Each server process holds **one** Redis connection per event
+loop, subscribed to exactly the groups its sockets joined: the first member of a group
+subscribes its channel, the last one to leave unsubscribes it, so a web process neither
+receives nor decodes the messages of tenants it serves no socket of. A message sent to two
+groups the process holds arrives twice and is handed over once (by its id).
+
+For every message the process's :class:`Hub` hands the message and the list of its local
+members of the message's groups to a ``deliver`` callback, in order, so the callback can
+render once for many sockets. When the subscription drops (Redis restarted, the connection
+killed) the hub reconnects, subscribes again, and then hands every member a
+``{"type": "refetch"}`` message: what was published during the gap is lost, and the pages
+re-read what they show.
 
 Groups are plain names (``portal.events.project_group``, ``ADMIN_GROUP``); a member is any
 hashable object (the websocket consumer). Who may see what is the callback's business: a
@@ -18,26 +25,32 @@ group only says which sockets are interested.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-import struct
+import os
+import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
 Deliver = Callable[[list[tuple[dict[str, Any], list[M]]]], Awaitable[None]]
+REFETCH: dict[str, Any] = {"type": "refetch"}  # handed to every member after a gap in the subscription
+JOIN_TIMEOUT_S = 5.0  # how long a join waits for Redis to confirm its groups' subscriptions
+_SEEN_MAX = 4096  # ids of the latest messages, to hand over once a message that came on two channels
 
 
 def live_channel() -> str:
-    """The Redis pub/sub channel of this deployment's pushes.
+    """The prefix of this deployment's push channels.
 
     Pub/sub ignores Redis DB numbers, so the name carries the DB of ``REDIS_URL``: a test run
     on DB 15 and a ``make run`` on DB 0 of one Redis do not hear each other.
@@ -49,29 +62,55 @@ def live_channel() -> str:
     return f"nephele.live.{db}"
 
 
-def encode(batch: Iterable[tuple[Iterable[str], dict[str, Any]]]) -> str:
-    return json.dumps([[list(groups), message] for groups, message in batch], separators=(",", ":"))
+def group_channel(group: str) -> str:
+    """The Redis channel of one group's pushes."""
+    return f"{live_channel()}.{group}"
 
 
-def decode(data: bytes | str) -> list[tuple[list[str], dict[str, Any]]]:
-    """The (groups, message) pairs of one published batch; raises ValueError if malformed."""
+def hub_client_name() -> str:
+    """The name of this process's hub connection in Redis ``CLIENT LIST`` (for operators, and
+    for the tests that cut it)."""
+    return f"{live_channel()}.hub.{os.getpid()}"
+
+
+Item = tuple[str, list[str], dict[str, Any]]  # (id, groups, message)
+
+
+def encode(items: Iterable[Item]) -> str:
+    return json.dumps([[i, list(groups), message] for i, groups, message in items], separators=(",", ":"))
+
+
+def decode(data: bytes | str) -> list[Item]:
+    """The (id, groups, message) triples of one published batch; raises ValueError if malformed."""
     try:
-        batch = [(list(map(str, groups)), dict(message)) for groups, message in json.loads(data)]
+        items = [(str(i), list(map(str, groups)), dict(message)) for i, groups, message in json.loads(data)]
     except (TypeError, KeyError) as exc:
-        raise ValueError(f"not a batch of [groups, message]: {exc}") from exc
-    return batch
+        raise ValueError(f"not a batch of [id, groups, message]: {exc}") from exc
+    return items
 
 
 _publishers: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
 
 async def publish_many(batch: Iterable[tuple[Iterable[str], dict[str, Any]]]) -> None:
-    """Send each message to the members of its groups in every server process (one PUBLISH)."""
+    """Send each message to the members of its groups in every server process: one PUBLISH per
+    group on its channel, all in one MULTI/EXEC (so a message's copies arrive together)."""
+    by_group: dict[str, list[Item]] = {}
+    for groups, message in batch:
+        names = list(dict.fromkeys(groups))
+        item = (secrets.token_hex(8), names, message)
+        for name in names:
+            by_group.setdefault(name, []).append(item)
+    if not by_group:
+        return
     loop = asyncio.get_running_loop()
     client = _publishers.get(loop)
     if client is None:
         client = _publishers[loop] = aioredis.Redis.from_url(settings.REDIS_URL)
-    await client.publish(live_channel(), encode(batch))
+    async with client.pipeline(transaction=True) as pipe:
+        for name, items in by_group.items():
+            pipe.publish(group_channel(name), encode(items))
+        await pipe.execute()
 
 
 async def publish(groups: Iterable[str], message: dict[str, Any]) -> None:
@@ -79,17 +118,31 @@ async def publish(groups: Iterable[str], message: dict[str, Any]) -> None:
 
 
 class _LoopState(Generic[M]):
-    """A loop's subscription and its members (Redis connections belong to one loop)."""
+    """A loop's members and its subscription (Redis connections belong to one loop).
+
+    ``sent``/``acked`` count the SUBSCRIBE commands sent for a channel on the current connection
+    and Redis's confirmations of them: a channel is live once every one was confirmed (an old
+    confirmation does not vouch for a SUBSCRIBE sent after an UNSUBSCRIBE)."""
 
     def __init__(self) -> None:
         self.groups: dict[str, dict[M, None]] = {}  # group → members, in joining order
         self.joined: dict[M, tuple[str, ...]] = {}
-        self.ready: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the reader, while any group is wanted
+        self.pubsub: Any = None  # the reader's connection, while it is up
+        self.lock = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE sequence at a time
+        self.subscribed: set[str] = set()  # channels subscribed on the current connection
+        self.sent: dict[str, int] = {}
+        self.acked: dict[str, int] = {}
+        self.waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.gap = False  # a refetch is owed once every channel is confirmed again
+        self.seen: OrderedDict[str, None] = OrderedDict()
+
+    def live(self, channel: str) -> bool:
+        return channel in self.subscribed and self.acked.get(channel, 0) >= self.sent.get(channel, 0)
 
 
 class Hub(Generic[M]):
-    """The process's registry of local members by group, fed by one Redis subscription."""
+    """The process's registry of local members by group, fed by its subscription to their channels."""
 
     def __init__(self, deliver: Deliver[M]) -> None:
         self.deliver = deliver
@@ -103,46 +156,54 @@ class Hub(Generic[M]):
         return state
 
     async def join(self, member: M, groups: Iterable[str]) -> None:
-        """Make ``member`` a member of exactly ``groups``; returns once the subscription is live,
-        so a message published after this returns reaches it."""
+        """Make ``member`` a member of exactly ``groups``; returns once Redis confirmed the
+        subscription of each, so a message published after this returns reaches it. Raises
+        RedisError (and forgets the member) when Redis does not confirm in JOIN_TIMEOUT_S."""
         state = self._state()
         self._remove(state, member)
         names = tuple(dict.fromkeys(groups))
         state.joined[member] = names
         for name in names:
             state.groups.setdefault(name, {})[member] = None
-        if state.ready is None:
-            state.ready = asyncio.get_running_loop().create_future()
-            try:
-                await self._subscribe(state)
-            except BaseException as exc:
-                state.ready.set_exception(exc)
-                state.ready.exception()  # retrieved here; the waiters re-raise it
-                state.ready = None
-                self._remove(state, member)
-                raise
-            state.ready.set_result(None)
-            if not state.joined:  # everyone left while the subscription was being made
-                self._close(state)
+        if not names:
+            return
+        if state.task is None:
+            state.task = asyncio.get_running_loop().create_task(self._run(state))
         else:
-            await asyncio.shield(state.ready)
+            await self._sync(state)
+        waiting = []
+        for name in names:
+            channel = group_channel(name)
+            if not state.live(channel):
+                future = asyncio.get_running_loop().create_future()
+                state.waiters.setdefault(channel, []).append(future)
+                waiting.append(future)
+        if not waiting:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*waiting), JOIN_TIMEOUT_S)
+        except TimeoutError:
+            self.leave(member)
+            raise RedisError("Redis did not confirm the subscription to the live channels") from None
 
     def leave(self, member: M) -> None:
-        """Forget ``member``; the last member of a loop closes its subscription."""
+        """Forget ``member``; the last member of a group unsubscribes its channel."""
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
-        if state is None:
+        if state is None or member not in state.joined:
             return
-        self._remove(state, member)
-        if not state.joined and state.task is not None:
-            self._close(state)
-
-    def _close(self, state: _LoopState[M]) -> None:
-        if state.task is not None:
-            state.task.cancel()  # the reader unsubscribes and closes its connection
-        loop = asyncio.get_running_loop()
-        if self._states.get(loop) is state:
-            del self._states[loop]
+        if not self._remove(state, member):
+            return
+        if not state.groups:  # nothing wanted any more: the reader closes its connection
+            if state.task is not None:
+                state.task.cancel()
+                state.task = None  # a join from now on starts a reader of its own
+            if not state.joined:
+                del self._states[loop]
+            return
+        if state.pubsub is not None:
+            task = loop.create_task(self._sync(state))
+            task.add_done_callback(_retrieved)
 
     def members(self, groups: Iterable[str]) -> list[M]:
         """The local members of any of ``groups``, each once, in joining order per group."""
@@ -159,64 +220,96 @@ class Hub(Generic[M]):
         return state.joined.get(member, ()) if state is not None else ()
 
     @staticmethod
-    def _remove(state: _LoopState[M], member: M) -> None:
+    def _remove(state: _LoopState[M], member: M) -> bool:
+        """Forget ``member``'s groups; whether a group lost its last member."""
+        emptied = False
         for name in state.joined.pop(member, ()):
             members = state.groups.get(name)
             if members is not None:
                 members.pop(member, None)
                 if not members:
                     del state.groups[name]
+                    emptied = True
+        return emptied
 
-    async def _subscribe(self, state: _LoopState[M]) -> None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL)
-        pubsub = client.pubsub()
-        await pubsub.subscribe(live_channel())
-        # wait for Redis to confirm, so nothing published from now on is missed
-        while True:
-            reply = await pubsub.get_message(timeout=5)
-            if reply is None:
-                await client.aclose()
-                raise RedisError("Redis did not confirm the subscription to the live channel")
-            if reply["type"] == "subscribe":
-                break
-        state.task = asyncio.get_running_loop().create_task(self._read(client, pubsub))
-
-    async def _read(self, client: aioredis.Redis, pubsub: Any) -> None:
-        try:
-            await self._read_forever(pubsub)
-        finally:
-            await pubsub.aclose()
-            await client.aclose()
-
-    async def _read_forever(self, pubsub: Any) -> None:
-        """Hand each published batch to ``deliver``, in order, together with any batches already
-        waiting behind it (so a burst costs one pass over the sockets); survive Redis restarts
-        and malformed messages."""
-        while True:
+    async def _sync(self, state: _LoopState[M]) -> None:
+        """Subscribe the channels of the groups wanted and unsubscribe the others, on the
+        current connection (the reader does it on each new connection)."""
+        async with state.lock:
+            pubsub = state.pubsub
+            if pubsub is None:
+                return  # (re)connecting: the reader subscribes what is wanted then
+            wanted = {group_channel(name) for name in state.groups}
+            gone, new = state.subscribed - wanted, sorted(wanted - state.subscribed)
             try:
-                replies = [await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)]
-                while len(replies) < 64:  # what else has already arrived, without waiting
-                    more = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
-                    if more is None:
-                        break
-                    replies.append(more)
-            except (RedisError, OSError) as exc:
-                log.warning("live channel: %s; resubscribing in 1 s", exc)
-                await asyncio.sleep(1)
-                continue
+                if gone:
+                    state.subscribed -= gone
+                    await pubsub.unsubscribe(*sorted(gone))
+                if new:
+                    state.subscribed.update(new)
+                    for channel in new:
+                        state.sent[channel] = state.sent.get(channel, 0) + 1
+                    await pubsub.subscribe(*new)
+            except (RedisError, OSError) as exc:  # the reader sees the broken connection too
+                log.debug("live channels: subscribing failed: %s", exc)
+
+    async def _run(self, state: _LoopState[M]) -> None:
+        """Hold the connection: subscribe what is wanted, read, and after a drop reconnect,
+        subscribe again and owe every member a refetch."""
+        delay = 0.2
+        try:
+            while state.groups:
+                # no silent retries in redis-py: a drop must surface here, so the gap is known
+                client = aioredis.Redis.from_url(
+                    settings.REDIS_URL, retry=Retry(NoBackoff(), 0), client_name=hub_client_name()
+                )
+                pubsub = client.pubsub()
+                try:
+                    async with state.lock:
+                        state.pubsub = pubsub
+                        state.subscribed.clear()
+                        state.sent.clear()
+                        state.acked.clear()
+                    await self._sync(state)
+                    if not state.subscribed:
+                        return
+                    await self._read_forever(state, pubsub)
+                except (RedisError, OSError) as exc:
+                    log.warning("live channels: %s; subscribing again in %.1f s", exc, delay)
+                    state.gap = True
+                finally:
+                    if state.pubsub is pubsub:
+                        state.pubsub = None
+                    await _close_quietly(client, pubsub)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+        finally:
+            if state.task is asyncio.current_task():  # (not when a new reader took over)
+                state.task = None
+                for futures in state.waiters.values():
+                    for future in futures:
+                        if not future.done():
+                            future.cancel()
+                state.waiters.clear()
+
+    async def _read_forever(self, state: _LoopState[M], pubsub: Any) -> None:
+        """Hand each published batch to ``deliver``, in order, together with any batches already
+        waiting behind it (so a burst costs one pass over the sockets); confirm subscriptions
+        to their joiners; skip malformed messages."""
+        while True:
+            replies = [await pubsub.get_message(timeout=None)]
+            while len(replies) < 64:  # what else has already arrived, without waiting
+                more = await pubsub.get_message(timeout=0)
+                if more is None:
+                    break
+                replies.append(more)
             batch: list[tuple[dict[str, Any], list[M]]] = []
             for reply in replies:
-                if reply is None or reply.get("type") != "message":
-                    continue
-                try:
-                    pairs = decode(reply["data"])
-                except ValueError as exc:
-                    log.warning("live channel: ignoring a malformed message: %s", exc)
-                    continue
-                for groups, message in pairs:
-                    members = self.members(groups)
-                    if members:
-                        batch.append((message, members))
+                kind = reply.get("type") if reply is not None else None
+                if kind == "subscribe":
+                    self._confirmed(state, _text(reply["channel"]), batch)
+                elif kind == "message":
+                    self._received(state, reply["data"], batch)
             if not batch:
                 continue
             try:
@@ -224,98 +317,49 @@ class Hub(Generic[M]):
             except asyncio.CancelledError:
                 raise
             except Exception:  # one broken push must not stop the process's live updates
-                log.exception("live channel: delivering %s failed", ",".join(str(m.get("type")) for m, _ in batch))
+                log.exception("live channels: delivering %s failed", ",".join(str(m.get("type")) for m, _ in batch))
 
+    def _confirmed(self, state: _LoopState[M], channel: str, batch: list[tuple[dict[str, Any], list[M]]]) -> None:
+        state.acked[channel] = state.acked.get(channel, 0) + 1
+        if not state.live(channel):
+            return
+        for future in state.waiters.pop(channel, ()):
+            if not future.done():
+                future.set_result(None)
+        if state.gap and all(state.live(group_channel(name)) for name in state.groups):
+            state.gap = False
+            log.info("live channels: subscribed again; %d sockets re-read their pages", len(state.joined))
+            batch.append((dict(REFETCH), list(state.joined)))
 
-def text_frame(text: str) -> bytes:
-    """One unfragmented, unmasked RFC 6455 text frame (server to client) carrying ``text``."""
-    payload = text.encode()
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
-
-
-class RawFrames:
-    """Writes already-encoded frames to one of daphne's websocket connections.
-
-    The fan-out encodes a frame once and writes the same bytes to every socket that may see it,
-    instead of handing the text to each connection's ASGI send, which re-encodes and re-frames
-    it per socket. On a plain TCP connection whose send buffer is empty (the usual case) the
-    bytes go straight to the socket: Twisted's buffered write would register the socket with
-    the event loop and write it on the next turn, which costs more than the send itself when
-    a change goes to 1,000 sockets. Anything the kernel does not take, and everything while
-    Twisted or autobahn still hold unsent data, goes through them, in order."""
-
-    __slots__ = ("protocol", "sock")
-
-    def __init__(self, protocol: Any, sock: Any = None) -> None:
-        self.protocol = protocol
-        self.sock = sock  # the connection's socket when it is plain TCP, else None
-
-    def write(self, data: bytes) -> bool:
-        """Send ``data`` (whole frames) on the connection; False once it is no longer open."""
-        protocol = self.protocol
-        if protocol.state != protocol.STATE_OPEN:
-            return False
-        if protocol.send_queue:  # autobahn is pacing this connection: queue behind it
-            protocol.sendData(data)
-            return True
-        transport = protocol.transport
-        if self.sock is None or transport._tempDataBuffer or len(transport.dataBuffer) > transport.offset:
-            transport.write(data)
-            return True
-        if not transport.connected or transport.disconnecting:
-            return False
+    def _received(self, state: _LoopState[M], data: bytes | str, batch: list[tuple[dict[str, Any], list[M]]]) -> None:
         try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # reset or closed: the reactor sees it on its next read
-            return False
-        if sent < len(data):
-            transport.write(data[sent:])
-        return True
+            items = decode(data)
+        except ValueError as exc:
+            log.warning("live channels: ignoring a malformed message: %s", exc)
+            return
+        for ident, groups, message in items:
+            if ident in state.seen:  # the copy of a message sent to two of this process's groups
+                continue
+            state.seen[ident] = None
+            if len(state.seen) > _SEEN_MAX:
+                state.seen.popitem(last=False)
+            members = self.members(groups)
+            if members:
+                batch.append((message, members))
 
 
-RAW_FRAMES_KEY = "nephele.raw_frames"
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
-def _daphne_protocol(send: Any) -> Any:
-    """The autobahn connection behind daphne's ASGI ``send`` (``partial(server.handle_reply,
-    protocol)``), or None under any other server (the fan-out then uses the ASGI send)."""
-    if not isinstance(send, functools.partial) or len(send.args) != 1:
-        return None
-    if getattr(send.func, "__name__", "") != "handle_reply":
-        return None
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("live channels: %s", task.exception())
+
+
+async def _close_quietly(client: aioredis.Redis, pubsub: Any) -> None:
     try:
-        from autobahn.twisted.websocket import WebSocketServerProtocol
-    except ImportError:
-        return None
-    protocol = send.args[0]
-    return protocol if isinstance(protocol, WebSocketServerProtocol) else None
-
-
-def _raw_frames(protocol: Any) -> RawFrames:
-    from twisted.internet import tcp
-
-    transport = protocol.transport
-    plain = isinstance(transport, tcp.Server) and hasattr(transport, "_tempDataBuffer")
-    return RawFrames(protocol, transport.socket if plain else None)
-
-
-def raw_frames_middleware(app: Any) -> Any:
-    """ASGI middleware: puts a :class:`RawFrames` writer in a websocket's scope when daphne serves it."""
-
-    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope.get("type") == "websocket":
-            protocol = _daphne_protocol(send)
-            if protocol is not None:
-                scope = {**scope, RAW_FRAMES_KEY: _raw_frames(protocol)}
-        return await app(scope, receive, send)
-
-    return middleware
+        await pubsub.aclose()
+        await client.aclose()
+    except (RedisError, OSError) as exc:
+        log.debug("live channels: closing the connection: %s", exc)

@@ -140,8 +140,14 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
-NEPHELE_LOGIN_FAILURES_PER_USER = int(os.environ.get("NEPHELE_LOGIN_FAILURES_PER_USER", "100"))
-NEPHELE_LOGIN_FAILURES_PER_IP = int(os.environ.get("NEPHELE_LOGIN_FAILURES_PER_IP", "300"))
+# Login throttling (tenants/security.py, docs/authentication.md): failures count per (account,
+# client address) with exponential back-off, plus a limit per address across all accounts; no
+# count per account alone, so nobody can lock an account out from elsewhere.
+NEPHELE_LOGIN_BACKOFF_AFTER = int(os.environ.get("NEPHELE_LOGIN_BACKOFF_AFTER", "5"))
+NEPHELE_LOGIN_BACKOFF_MAX_S = int(os.environ.get("NEPHELE_LOGIN_BACKOFF_MAX_S", "900"))
+NEPHELE_LOGIN_BACKOFF_MEMORY_S = int(os.environ.get("NEPHELE_LOGIN_BACKOFF_MEMORY_S", str(24 * 3600)))
+NEPHELE_LOGIN_FAILURES_PER_IP = int(os.environ.get("NEPHELE_LOGIN_FAILURES_PER_IP", "50"))
+NEPHELE_LOGIN_IP_WINDOW_S = int(os.environ.get("NEPHELE_LOGIN_IP_WINDOW_S", "900"))
 SESSION_COOKIE_AGE = int(os.environ.get("NEPHELE_SESSION_IDLE_S", str(2 * 3600)))  # idle lifetime
 SESSION_SAVE_EVERY_REQUEST = True  # so the idle lifetime restarts at every request
 NEPHELE_SESSION_ABSOLUTE_S = int(os.environ.get("NEPHELE_SESSION_ABSOLUTE_S", str(12 * 3600)))
@@ -236,16 +242,14 @@ CELERY_BEAT_SCHEDULE = {
     "network.check_hosts": {"task": "network.check_hosts", "schedule": 60.0},
 }
 
-# Browser pushes do not use the channel layer: one Redis pub/sub channel, one subscription per
-# web process that fans out to its sockets (portal/fanout.py, docs/monitoring.md). Default name:
-# nephele.live.<db of REDIS_URL>.
+# Browser pushes do not use Channels' layer (none is configured): one Redis pub/sub channel
+# per group (<NEPHELE_LIVE_CHANNEL>.<group>), each web process subscribed to the groups of its
+# own sockets (portal/fanout.py, docs/monitoring.md). Default prefix: nephele.live.<db of
+# REDIS_URL>. A socket's unsent pushes are bounded: a socket with NEPHELE_LIVE_SOCKET_BUFFER
+# messages queued (its page neither reads nor acknowledges what it was sent) is closed with
+# 1013, and the page reconnects and re-reads what it shows.
 NEPHELE_LIVE_CHANNEL = os.environ.get("NEPHELE_LIVE_CHANNEL", "")
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": os.environ.get("NEPHELE_CHANNEL_LAYER", "channels_redis.pubsub.RedisPubSubChannelLayer"),
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
-}
+NEPHELE_LIVE_SOCKET_BUFFER = max(1, int(os.environ.get("NEPHELE_LIVE_SOCKET_BUFFER", "256")))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

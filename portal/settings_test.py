@@ -12,7 +12,6 @@ _base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") >= 3 else REDIS_URL
 REDIS_URL = f"{_base}/{os.environ.get('NEPHELE_TEST_REDIS_DB', '15')}"
 CELERY_BROKER_URL = REDIS_URL
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-CHANNEL_LAYERS = {"default": {**CHANNEL_LAYERS["default"], "CONFIG": {"hosts": [REDIS_URL]}}}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 NEPHELE_SHUTDOWN_TIMEOUT = 5
 # Each test run names its domains apart, so a real libvirtd shared with `make run` is never confused.

@@ -16,7 +16,7 @@ from storage.api.urls import router as storage_router
 from tenants import kerberos, twofactor
 from tenants import views as tenant_views
 from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSet, SSHKeyViewSet, UserAdminViewSet
-from tenants.forms import LoginForm
+from tenants.login import LoginView
 
 from . import views
 
@@ -35,11 +35,7 @@ api_router.register("ssh-keys", SSHKeyViewSet, basename="sshkey")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="registration/login.html", authentication_form=LoginForm),
-        name="login",
-    ),
+    path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("login/kerberos/", kerberos.login_kerberos, name="login-kerberos"),
     path("project/switch/", views.switch_project, name="switch-project"),

@@ -3,6 +3,12 @@
 Sharing grants ``view`` on one object to another project (its members' group) or to one user,
 as a django-guardian per-object permission; publication makes it visible cloud-wide and is a
 cloud administrator's decision.
+
+Privacy: only those who may manage an object see whom it is shared with (``visible_shares``);
+anyone else who sees it learns only whether it is shared with them. Sharing with a user name
+finds only users of the sharer's organizations (cloud administrators: anyone); any other name,
+existing or not, gets the same "user not found" answer, so the call is no user-name oracle. To
+share across organizations, share with the other project.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from guardian.shortcuts import assign_perm, get_groups_with_perms, get_users_wit
 
 from monitoring.audit import record_action
 from portal.errors import InvalidInput, NotFound, PermissionDenied
-from tenants.models import Project
+from tenants.models import Membership, OrgMembership, Project
 from tenants.querysets import is_cloud_admin
 from tenants.signals import project_group
 
@@ -44,8 +50,8 @@ def share(actor: Any, model: Any, obj_id: int, *, project_id: int | None = None,
         assign_perm(_perm(obj), project_group(target), obj)
         record_action(actor, obj, "share", project=obj.project, with_project=target.pk)
     else:
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
+        user = _shareable_users(actor).filter(username=username, is_active=True).first()
+        if user is None:  # the same answer for a name that exists outside the sharer's organizations
             raise NotFound("user not found", field="user")
         assign_perm(_perm(obj), user, obj)
         record_action(actor, obj, "share", project=obj.project, with_user=user.username)
@@ -67,8 +73,37 @@ def unshare(actor: Any, model: Any, obj_id: int, *, project_id: int | None = Non
     return obj
 
 
+def _shareable_users(actor: Any) -> Any:
+    """Users the actor may name in a share: members of its organizations' projects and of the
+    organizations themselves (cloud administrators: every user)."""
+    users = get_user_model().objects.all()
+    if is_cloud_admin(actor):
+        return users
+    orgs = set(Membership.objects.filter(user=actor).values_list("project__organization_id", flat=True))
+    orgs |= set(OrgMembership.objects.filter(user=actor).values_list("organization_id", flat=True))
+    return users.filter(
+        pk__in=Membership.objects.filter(project__organization_id__in=orgs)
+        .values("user_id")
+        .union(OrgMembership.objects.filter(organization_id__in=orgs).values("user_id"))
+    )
+
+
+def visible_shares(actor: Any, obj: Any) -> dict[str, list[Any]]:
+    """Whom the object is shared with, as ``actor`` may know it: everything for those who may
+    manage it; for anyone else only the shares that reach them (their projects, their name)."""
+    everything = shares(obj)
+    if type(obj).objects.restrict(actor, "manage").filter(pk=obj.pk).exists():
+        return everything
+    mine = set(Membership.objects.filter(user=actor).values_list("project_id", flat=True))
+    name = actor.get_username()
+    return {
+        "projects": [pk for pk in everything["projects"] if pk in mine],
+        "users": [u for u in everything["users"] if u == name],
+    }
+
+
 def shares(obj: Any) -> dict[str, list[Any]]:
-    """Who the object is shared with."""
+    """Whom the object is shared with (everything: for those who may manage it)."""
     groups: dict[Any, Any] = get_groups_with_perms(obj, attach_perms=True)  # type: ignore[assignment]
     users: dict[Any, Any] = get_users_with_perms(obj, attach_perms=True, with_group_users=False, with_superusers=False)  # type: ignore[assignment]
     return {

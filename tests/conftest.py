@@ -75,6 +75,19 @@ def _clean_broker() -> None:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _forget_login_failures() -> None:
+    """Each test starts with no login throttle state (tenants/security.py): failed logins of
+    one test, all from 127.0.0.1, must not back off another test's login. Only those keys are
+    deleted: the cache shares its Redis DB with the broker."""
+    import redis
+
+    client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    keys = list(client.scan_iter(match="*nephele:login-fail:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _undefine_test_pools() -> Iterator[None]:
     """At the end, undefine the storage pools this run's datastores defined on the real libvirtd

@@ -161,7 +161,7 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
             fn = sharing.share if request.method == "POST" else sharing.unshare
             fn(request.user, VMTemplate, template.pk, project_id=ser.validated_data.get("project"),
                username=ser.validated_data.get("user"))  # fmt: skip
-        return Response(sharing.shares(template))
+        return Response(sharing.visible_shares(request.user, template))
 
 
 class VMFilter(filters.FilterSet):

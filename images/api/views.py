@@ -195,4 +195,4 @@ class ImageViewSet(
                 project_id=ser.validated_data.get("project"),
                 username=ser.validated_data.get("user"),
             )
-        return Response(sharing.shares(img))
+        return Response(sharing.visible_shares(request.user, img))

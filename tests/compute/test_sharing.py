@@ -35,7 +35,8 @@ def test_share_with_a_project_reaches_its_members_only(member: Any, project: Any
 
 def test_share_with_a_user_and_refusals(member: Any, viewer: Any, project: Any) -> None:
     tpl = VMTemplateFactory(project=project, owner=member)
-    friend = UserFactory(username="friend")
+    friend = UserFactory(username="friend")  # in another project of the organization
+    MembershipFactory(user=friend, project=ProjectFactory(organization=project.organization))
     assert (
         client_for(viewer).post(f"/api/v1/templates/{tpl.pk}/shares/", {"user": "friend"}, format="json").status_code
         == 404

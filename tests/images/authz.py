@@ -44,7 +44,7 @@ API: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/api/v1/images/{IM}/action/", {"action": "publish"}, E(401, 403, 403, 403, 404, 200)),
     ("POST", "/api/v1/images/{IM}/action/", {"action": "clone"}, E(401, 404, 202, 202, 404, 202)),
     ("GET", "/api/v1/images/{IM}/shares/", None, READ_PROJECT),
-    ("POST", "/api/v1/images/{IM}/shares/", {"user": "newbie"}, MANAGE),
+    ("POST", "/api/v1/images/{IM}/shares/", {"user": "viewer"}, MANAGE),
 ]
 
 UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
@@ -56,7 +56,7 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/images/{IM}/progress/", None, PAGE_PROJECT),
     ("POST", "/images/{IM}/action/", {"action": "disable"}, PAGE_POST),
     ("POST", "/images/{IM}/edit/", {"name": "renamed"}, PAGE_POST),
-    ("POST", "/images/{IM}/share/", {"user": "newbie"}, PAGE_POST),
+    ("POST", "/images/{IM}/share/", {"user": "viewer"}, PAGE_POST),
 ]
 
 DENIED_CHANGES = {

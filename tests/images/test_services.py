@@ -13,6 +13,7 @@ from images.models import Image, ImageState
 from images.services import derive, upload
 from portal.errors import Conflict, NotFound, PermissionDenied
 from tests.conftest import client_for
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 from .factories import ready_image
 
@@ -45,17 +46,20 @@ def test_viewers_and_strangers_cannot_change_images(member, viewer, other_tenant
     assert list(Image.objects.order_by("pk").values_list("pk", "name", "state", "publish_requested")) == before
 
 
-def test_a_shared_user_sees_and_uses_but_does_not_manage(member, other_tenant, project, datastore) -> None:
+def test_a_shared_user_sees_and_uses_but_does_not_manage(member, project, datastore) -> None:
+    # a user of another project of the organization (user names reach the sharer's organizations)
+    colleague = UserFactory(username="colleague")
+    MembershipFactory(user=colleague, project=ProjectFactory(organization=project.organization))
     img = ready_image(member, project, "shared", datastore)
-    assert not Image.objects.restrict(other_tenant, "view").filter(pk=img.pk).exists()
-    services.share_image(member, img.pk, username=other_tenant.username)
-    assert Image.objects.restrict(other_tenant, "view").filter(pk=img.pk).exists()
-    r = client_for(other_tenant).get(f"/api/v1/images/{img.pk}/")
+    assert not Image.objects.restrict(colleague, "view").filter(pk=img.pk).exists()
+    services.share_image(member, img.pk, username=colleague.username)
+    assert Image.objects.restrict(colleague, "view").filter(pk=img.pk).exists()
+    r = client_for(colleague).get(f"/api/v1/images/{img.pk}/")
     assert r.status_code == 200 and r.json()["visibility"] == "shared"
     with pytest.raises(NotFound):
-        services.delete_image(other_tenant, img.pk)
-    services.unshare_image(member, img.pk, username=other_tenant.username)
-    assert not Image.objects.restrict(other_tenant, "view").filter(pk=img.pk).exists()
+        services.delete_image(colleague, img.pk)
+    services.unshare_image(member, img.pk, username=colleague.username)
+    assert not Image.objects.restrict(colleague, "view").filter(pk=img.pk).exists()
 
 
 def test_publication_is_requested_by_members_and_approved_by_a_cloud_admin(

@@ -27,7 +27,7 @@ def test_list_filters_by_type_format_state_visibility_and_search(member, project
     assert "beta" not in c.get("/images/?format=qcow2").content.decode()
     assert "alpha" not in c.get("/images/?search=bet").content.decode()
     assert "alpha" not in c.get("/images/?state=disabled").content.decode()
-    share_image(member, a.pk, username=other_tenant.username)
+    share_image(member, a.pk, project_id=other_tenant.memberships.get().project_id)
     shared = c.get("/images/?visibility=shared").content.decode()
     assert "alpha" in shared and "beta" not in shared
     # the stranger sees the shared one only

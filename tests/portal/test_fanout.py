@@ -1,43 +1,17 @@
-"""The process's live hub (portal.fanout): one Redis subscription, messages handed over with
-exactly the local members of their groups, in order; frames encoded once for many sockets.
-Runs against the real Redis of the test settings."""
+"""The process's live hub (portal.fanout): one Redis connection subscribed to the channels of
+the groups its members joined, messages handed over once with exactly the local members of
+their groups, in order; a refetch for everyone after the subscription was cut. Runs against
+the real Redis of the test settings."""
 
 from __future__ import annotations
 
 import asyncio
-import struct
 from typing import Any
 
-import pytest
 import redis
 from django.conf import settings
 
 from portal import fanout
-
-
-def _parse_frame(data: bytes) -> tuple[int, bytes, bytes]:
-    """(opcode, payload, rest) of one server frame, as a client reads it (RFC 6455 §5.2)."""
-    fin_opcode, size = data[0], data[1]
-    assert fin_opcode & 0x80 and not size & 0x80  # final, not masked (server to client)
-    start = 2
-    if size & 0x7F == 126:
-        size, start = struct.unpack_from("!H", data, 2)[0], 4
-    elif size & 0x7F == 127:
-        size, start = struct.unpack_from("!Q", data, 2)[0], 10
-    return fin_opcode & 0x0F, data[start : start + size], data[start + size :]
-
-
-@pytest.mark.parametrize("size", [0, 5, 125, 126, 300, 65535, 65536, 200_000])
-def test_text_frame_is_one_final_text_frame_a_client_can_read(size: int) -> None:
-    text = ("é" * size)[: max(0, size // 2)] + "x" * (size - max(0, size // 2))
-    opcode, payload, rest = _parse_frame(fanout.text_frame(text))
-    assert (opcode, payload.decode(), rest) == (1, text, b"")
-
-
-def test_two_frames_written_together_stay_two_messages() -> None:
-    opcode1, first, rest = _parse_frame(fanout.text_frame("<tr>a</tr>") + fanout.text_frame("<div>b</div>"))
-    opcode2, second, rest = _parse_frame(rest)
-    assert (first, second, rest) == (b"<tr>a</tr>", b"<div>b</div>", b"")
 
 
 def test_live_channel_is_named_after_the_redis_db() -> None:
@@ -75,9 +49,26 @@ class _Collector:
         await asyncio.wait_for(until(), 10)
 
 
-def _subscribers() -> int:
-    channel = fanout.live_channel()
-    return int(dict(redis.Redis.from_url(settings.REDIS_URL).pubsub_numsub(channel))[channel.encode()])
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _channels() -> set[str]:
+    """The live channels this deployment's processes are subscribed to (PUBSUB CHANNELS)."""
+    return {c.decode() for c in _redis().pubsub_channels(f"{fanout.live_channel()}.*")}
+
+
+def _subscribers(group: str) -> int:
+    channel = fanout.group_channel(group)
+    return int(dict(_redis().pubsub_numsub(channel))[channel.encode()])
+
+
+async def _eventually(predicate: Any, timeout: float = 10) -> None:
+    async def until() -> None:
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(until(), timeout)
 
 
 def test_members_of_the_message_groups_get_it_and_no_one_else() -> None:
@@ -122,18 +113,97 @@ def test_joining_again_replaces_the_groups() -> None:
     assert groups == ("project.2",)
 
 
-def test_one_subscription_per_process_closed_with_the_last_member() -> None:
-    async def scenario() -> tuple[int, int]:
+def test_channels_are_subscribed_per_group_and_closed_with_their_last_member() -> None:
+    """The first member of a group subscribes its channel, the last one to leave unsubscribes
+    it: a process with sockets of project 1 only is not subscribed to project 2's channel."""
+
+    async def scenario() -> list[set[str]]:
         hub: fanout.Hub[int] = fanout.Hub(_Collector())
-        await asyncio.gather(*(hub.join(i, [f"project.{i % 3}"]) for i in range(50)))
-        during = _subscribers()
+        await asyncio.gather(*(hub.join(i, ["project.1"]) for i in range(50)))
+        seen = [_channels()]
+        await hub.join(50, ["project.2"])
+        seen.append(_channels())
+        hub.leave(50)
+        await _eventually(lambda: fanout.group_channel("project.2") not in _channels())
+        seen.append(_channels())
         for i in range(50):
             hub.leave(i)
-        await asyncio.sleep(0.2)  # the unsubscribe reaches Redis
-        return during, _subscribers()
+        await _eventually(lambda: not _channels())
+        return seen
 
-    during, after = asyncio.run(scenario())
-    assert (during, after) == (1, 0)
+    one, two = fanout.group_channel("project.1"), fanout.group_channel("project.2")
+    assert asyncio.run(scenario()) == [{one}, {one, two}, {one}]
+
+
+def test_one_connection_per_process_whatever_the_groups() -> None:
+    async def scenario() -> list[int]:
+        hub: fanout.Hub[int] = fanout.Hub(_Collector())
+        await asyncio.gather(*(hub.join(i, [f"project.{i % 3}", "cloud.admin"]) for i in range(30)))
+        counts = [_subscribers(g) for g in ("project.0", "project.1", "project.2", "cloud.admin")]
+        for i in range(30):
+            hub.leave(i)
+        return counts
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 1]
+
+
+def test_a_message_to_two_groups_of_one_member_is_handed_over_once() -> None:
+    async def scenario() -> list[Any]:
+        seen = _Collector()
+        hub: fanout.Hub[str] = fanout.Hub(seen)
+        await hub.join("admin", ["cloud.admin"])
+        await hub.join("alice", ["project.1"])
+        await fanout.publish(["project.1", "cloud.admin"], {"type": "both"})
+        await fanout.publish(["project.1"], {"type": "after"})
+        await seen.wait_for(2)
+        await asyncio.sleep(0.2)  # a duplicate would come right behind
+        hub.leave("admin")
+        hub.leave("alice")
+        return seen.got
+
+    assert asyncio.run(scenario()) == [({"type": "both"}, ["alice", "admin"]), ({"type": "after"}, ["alice"])]
+
+
+def test_after_the_subscription_is_cut_everyone_is_told_to_refetch_and_pushes_resume() -> None:
+    """CLIENT KILL on the hub's connection: the hub subscribes again, hands every member a
+    refetch (what was published meanwhile is lost), then the pushes that follow."""
+
+    async def scenario() -> list[Any]:
+        seen = _Collector()
+        hub: fanout.Hub[str] = fanout.Hub(seen)
+        await hub.join("alice", ["project.1"])
+        await hub.join("root", ["cloud.admin"])
+        r = _redis()
+        (hub_conn,) = [c for c in r.client_list() if c.get("name") == fanout.hub_client_name()]
+        assert r.client_kill_filter(_id=hub_conn["id"]) == 1
+        await seen.wait_for(1)
+        await fanout.publish(["project.1"], {"type": "later"})
+        await seen.wait_for(2)
+        hub.leave("alice")
+        hub.leave("root")
+        return seen.got
+
+    got = asyncio.run(scenario())
+    assert got == [({"type": "refetch"}, ["alice", "root"]), ({"type": "later"}, ["alice"])]
+
+
+def test_other_tenants_messages_do_not_reach_the_process() -> None:
+    """A process whose members are all of project 1 hears nothing of project 2 (its channel is
+    not subscribed); the deliver callback is never called for it."""
+
+    async def scenario() -> list[Any]:
+        seen = _Collector()
+        hub: fanout.Hub[str] = fanout.Hub(seen)
+        await hub.join("alice", ["project.1"])
+        received_before = _subscribers("project.2")
+        await fanout.publish(["project.2"], {"type": "theirs"})
+        await fanout.publish(["project.1"], {"type": "ours"})
+        await seen.wait_for(1)
+        hub.leave("alice")
+        assert received_before == 0
+        return [seen.calls, seen.got]
+
+    assert asyncio.run(scenario()) == [1, [({"type": "ours"}, ["alice"])]]
 
 
 def test_malformed_messages_and_a_failing_delivery_do_not_stop_the_hub() -> None:
@@ -141,9 +211,9 @@ def test_malformed_messages_and_a_failing_delivery_do_not_stop_the_hub() -> None
         seen = _Collector(fail_first=True)
         hub: fanout.Hub[str] = fanout.Hub(seen)
         await hub.join("alice", ["project.1"])
-        raw = redis.Redis.from_url(settings.REDIS_URL)
-        raw.publish(fanout.live_channel(), b"not json")
-        raw.publish(fanout.live_channel(), b'{"groups": 1}')
+        raw = _redis()
+        raw.publish(fanout.group_channel("project.1"), b"not json")
+        raw.publish(fanout.group_channel("project.1"), b'{"groups": 1}')
         await fanout.publish(["project.1"], {"type": "first"})  # deliver raises on this one
         await asyncio.sleep(0.2)
         await fanout.publish(["project.1"], {"type": "second"})

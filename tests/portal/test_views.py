@@ -83,6 +83,39 @@ def test_member_dashboard_counts_their_project_only(member: Any, project: Any, t
     assert "Quota · " in page
 
 
+def test_busiest_vms_card_shows_the_tenants_own_vms_in_a_busy_cloud(member: Any, project: Any, template: Any) -> None:
+    """The top list is taken among the VMs the user may see: 60 busier VMs of another tenant
+    (more than any cloud-wide cut) leave the member's own VM on their card, and none of theirs."""
+    from django.utils import timezone
+
+    from monitoring.models import Kind, Metric, Sample
+
+    other = ProjectFactory()
+    stranger = UserFactory(username="busy-stranger")
+    MembershipFactory(user=stranger, project=other)
+    theirs = services.create_vms(
+        stranger,
+        project=other,
+        template=VMTemplateFactory(project=other, owner=stranger),
+        name="hot",
+        count=60,
+        hold=True,
+    )
+    (mine,) = services.create_vms(member, project=project, template=template, name="mine-warm", hold=True)
+    now = timezone.now()
+    Sample.objects.bulk_create(
+        [
+            Sample(ts=now, kind=Kind.VM, object_id=vm.pk, metric=Metric.CPU_PCT, value=90.0 + i / 10)
+            for i, vm in enumerate(theirs)
+        ]
+        + [Sample(ts=now, kind=Kind.VM, object_id=mine.pk, metric=Metric.CPU_PCT, value=12.5)]
+    )
+    page = browser(member).get("/").content.decode()
+    card = page[page.index('id="busy-title"') :].split("</section>", 1)[0]
+    assert ">mine-warm</a>" in card and "12.5%" in card
+    assert "hot-" not in card and "No samples yet" not in card
+
+
 def test_admin_dashboard_shows_capacity_per_cluster_and_host(
     admin_user: Any, member: Any, project: Any, template: Any, make_sim_host: Any
 ) -> None:
