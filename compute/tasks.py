@@ -7,6 +7,7 @@ host's libvirt connection open. Scheduling and fan-out run on the default queue.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import shared_task
@@ -56,9 +57,10 @@ RETRY = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": 1, "retry_backoff_m
 
 
 @shared_task(name="compute.step_done", acks_late=True, **RETRY)
-def step_done(vm_id: int, seq: int, result: dict[str, Any]) -> str:
-    """An agent's report of one step. Safe twice or late: a stale ``seq`` is refused."""
-    vm = services.complete_step(vm_id, seq, decode(result))
+def step_done(vm_id: int, seq: int, result: dict[str, Any], step: str = "") -> str:
+    """An agent's report of one step. Safe twice or late: a stale ``seq``, or a step the VM has
+    moved past (a redelivered PROLOG report while it BOOTs), is refused."""
+    vm = services.complete_step(vm_id, seq, decode(result), step=step)
     return "stale" if vm is None else vm.state
 
 
@@ -139,22 +141,39 @@ def probe_host(host_id: int) -> str:
 
 
 @shared_task(name="compute.probe_done", acks_late=True, **RETRY)
-def probe_done(host_id: int, info: Any, stats: Any, error: str) -> str:
-    """An agent's probe report: capacity, load and the domains' counters, or the error."""
-    return record_probe_result(host_id, decode(info), decode(stats), error)
+def probe_done(host_id: int, info: Any, stats: Any, error: str, ts: float | None = None, previous: Any = None) -> str:
+    """An agent's probe report: capacity, load and the domains' counters (with the previous ones
+    it read, for rates), or the error."""
+    before = {name: (float(t), decode(s)) for name, (t, s) in (previous or {}).items()}
+    return record_probe_result(
+        host_id, decode(info), decode(stats), error, ts, before if previous is not None else None
+    )
 
 
-def record_probe_result(host_id: int, info: HostInfo | None, stats: list[DomainStats], error: str) -> str:
+def record_probe_result(
+    host_id: int,
+    info: HostInfo | None,
+    stats: list[DomainStats],
+    error: str,
+    ts: float | None = None,
+    previous: dict[str, tuple[float, DomainStats]] | None = None,
+) -> str:
     if info is None:
         services.record_probe(host_id, None, error)
         return f"error: {error}"
     host_obj = services.record_probe(host_id, info)
     if host_obj is not None:
-        _collect(host_obj, info, stats)
+        _collect(host_obj, info, stats, ts, previous)
     return "ok"
 
 
-def _collect(host: Host, info: HostInfo, stats: list[DomainStats]) -> None:
+def _collect(
+    host: Host,
+    info: HostInfo,
+    stats: list[DomainStats],
+    ts: float | None = None,
+    previous: dict[str, tuple[float, DomainStats]] | None = None,
+) -> None:
     """Store the host's and its VMs' samples, and push the VMs' latest figures to browsers."""
     from monitoring import collect, store
     from portal.events import ADMIN_GROUP, project_group, publish
@@ -162,7 +181,8 @@ def _collect(host: Host, info: HostInfo, stats: list[DomainStats]) -> None:
     vms = dict(VirtualMachine.objects.filter(host=host).exclude(state=S.DONE).values_list("pk", "project_id"))
     names = {f"{settings.NEPHELE_DOMAIN_PREFIX}-{pk}": pk for pk in vms}
     rows = collect.host_rows(host.pk, info, host.alloc_vcpu, host.alloc_memory_mb)
-    rows += collect.vm_rows(host.uri, stats, names)
+    now = datetime.fromtimestamp(ts, UTC) if ts else None
+    rows += collect.vm_rows(host.uri, stats, names, now=now, previous=previous)
     with transaction.atomic():
         store.ingest(rows)
         latest: dict[int, dict[str, float]] = {}

@@ -14,7 +14,9 @@ BROKER = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "
 #: the control plane's queue, where results go
 CONTROL_QUEUE = os.environ.get("NEPHELE_CONTROL_QUEUE", "nephele")
 
-app = Celery("hostagent", include=["hostagent.tasks"])
+# not the current app: in a control-plane process (which imports the agent's tasks to run them
+# in-process too) ``task.delay()`` must keep going through portal.celery's app
+app = Celery("hostagent", include=["hostagent.tasks"], set_as_current=False)
 app.conf.update(
     broker_url=BROKER,
     result_backend=None,

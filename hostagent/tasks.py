@@ -8,6 +8,7 @@ runs at once, like the task that sent it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,10 +35,11 @@ def report(task: Any, name: str, args: list[Any]) -> None:
 
 @shared_task(name="hostagent.run_step", bind=True, acks_late=True)
 def run_step(self: Any, order: dict[str, Any]) -> str:
-    """Carry out one step of a VM operation and report its result (``compute.step_done``)."""
+    """Carry out one step of a VM operation and report its result (``compute.step_done``). The
+    report names the step: every step of an operation shares its sequence number."""
     step = decode(order)
     result = agent.execute(step)
-    report(self, "compute.step_done", [step.vm_id, step.seq, encode(result)])
+    report(self, "compute.step_done", [step.vm_id, step.seq, encode(result), step.step])
     return result.error or "ok"
 
 
@@ -59,10 +61,21 @@ def _watcher(task: Any, host_id: int, driver: str, uri: str) -> Callable[[str, s
     return _watchers[key]
 
 
+#: the last counters read per host (epoch seconds, readings), sent along with the next ones
+_last_stats: dict[tuple[str, str], tuple[float, list[Any]]] = {}
+
+
 @shared_task(name="hostagent.probe", bind=True)
 def probe(self: Any, host_id: int, driver: str, uri: str) -> str:
+    """Probe the host; the report carries the previous counters too, so rates do not depend on
+    which control-plane worker receives it."""
     info, stats, error = work.probe(driver, uri, _watcher(self, host_id, driver, uri))
-    report(self, "compute.probe_done", [host_id, encode(info), encode(stats), error])
+    now = time.time()
+    before_ts, before = _last_stats.get((driver, uri), (0.0, []))
+    if info is not None:
+        _last_stats[(driver, uri)] = (now, stats)
+    previous = {s.name: [before_ts, encode(s)] for s in before}
+    report(self, "compute.probe_done", [host_id, encode(info), encode(stats), error, now, previous])
     return error or "ok"
 
 

@@ -32,8 +32,16 @@ def host_rows(
     ]
 
 
-def vm_rows(uri: str, stats: list[DomainStats], vm_ids: dict[str, int], now: datetime | None = None) -> list[Row]:
-    """Samples for the domains that are Nephele VMs; rates need a previous reading of the same domain."""
+def vm_rows(
+    uri: str,
+    stats: list[DomainStats],
+    vm_ids: dict[str, int],
+    now: datetime | None = None,
+    previous: dict[str, tuple[float, DomainStats]] | None = None,
+) -> list[Row]:
+    """Samples for the domains that are Nephele VMs; rates need a previous reading of the same
+    domain: ``previous`` (name → (epoch seconds, reading), sent by the agent that took both, so
+    any control-plane worker computes the same rates), else the last one this process saw."""
     t = now or datetime.now(UTC)
     ts = t.timestamp()
     rows: list[Row] = []
@@ -42,7 +50,7 @@ def vm_rows(uri: str, stats: list[DomainStats], vm_ids: dict[str, int], now: dat
             pk = vm_ids.get(s.name)
             if pk is None:
                 continue
-            prev = _previous.get((uri, s.name))
+            prev = previous.get(s.name) if previous is not None else _previous.get((uri, s.name))
             _previous[(uri, s.name)] = (ts, s)
             rows.append((t, Kind.VM, pk, Metric.MEMORY_MB, s.memory_kb / 1024))
             if prev is None or ts <= prev[0]:

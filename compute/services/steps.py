@@ -105,15 +105,21 @@ _NEXT: dict[tuple[str, str], str] = {
 
 
 @transaction.atomic
-def complete_step(vm_id: int, seq: int, result: StepResult, *, chained: bool = False) -> VirtualMachine | None:
+def complete_step(
+    vm_id: int, seq: int, result: StepResult, *, chained: bool = False, step: str = ""
+) -> VirtualMachine | None:
     """The agent reports a step's result; the VM moves on (or into a failure state).
 
     ``chained``: the reporting agent carries on with the next step itself (one task per
-    operation, no broker round trip per step), so nothing is queued for it.
+    operation, no broker round trip per step), so nothing is queued for it. ``step``: the step
+    reported on; every step of an operation shares ``seq``, so a report of an earlier step (a
+    redelivered message) is refused.
     """
     vm = VirtualMachine.objects.select_for_update().filter(pk=vm_id).first()
     if vm is None or vm.operation_seq != seq or not vm.operation:
         return None  # stale report: an administrator or a newer operation took over
+    if step and vm.state != step:
+        return None  # a late or repeated report of a step the VM has moved past (same seq)
     advance(vm, result, reason=result.error or f"{vm.operation}: {vm.state} done", enqueue=not chained)
     return vm
 

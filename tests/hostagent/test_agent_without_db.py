@@ -103,3 +103,26 @@ def test_the_agents_volume_steps_match_the_volume_actions() -> None:
 
     actions = {a.value for a in VolumeAction} - {VolumeAction.RECOVER.value}
     assert set(volumeops.STEPS) == actions
+
+
+def test_a_late_report_of_an_earlier_step_is_refused(
+    make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any
+) -> None:
+    """Every step of an operation shares its sequence number: a redelivered PROLOG report that
+    arrives while the VM BOOTs must not complete BOOT."""
+    from compute import services
+    from compute.tasks import step_done
+    from specs import StepResult
+    from specs.codec import encode
+
+    host = make_sim_host("late")
+    (vm,) = services.create_vms(member, project=project, template=template, name="late", hold=True)
+    services.perform_action(admin_user, vm.pk, services.ActionRequest(action="deploy", host_id=host.pk))
+    vm.refresh_from_db()
+    seq = vm.operation_seq
+    ok = encode(StepResult(ok=True, hv_state="shutoff"))
+    assert step_done(vm.pk, seq, ok, "PROLOG") == VMState.BOOT
+    assert step_done(vm.pk, seq, ok, "PROLOG") == "stale"  # the same report delivered again
+    assert VirtualMachine.objects.get(pk=vm.pk).state == VMState.BOOT
+    assert step_done(vm.pk, seq - 1, ok, "BOOT") == "stale"  # an earlier operation's
+    assert step_done(vm.pk, seq, encode(StepResult(ok=True, hv_state="running")), "BOOT") == VMState.RUNNING
