@@ -11,7 +11,7 @@ kind; each socket's own writer task sends them through the ASGI ``send`` (any AS
 so a slow or broken socket delays or breaks no other. A socket's queue is bounded
 (``NEPHELE_LIVE_SOCKET_BUFFER``) and so is what it was sent and its page has not acknowledged
 (``ACK_WINDOW``; the page acknowledges every ``ACK_EVERY`` messages): a page that stopped
-reading is closed with 1013 and reconnects, re-reading what it shows. htmx's websocket
+reading is closed (``CLOSE_FELL_BEHIND``) and reconnects, re-reading what it shows. htmx's websocket
 extension swaps the partials in where the page has them. A socket's rights are re-read in
 the background every ``RIGHTS_TTL_S`` (shared by a user's tabs; a revoked role stops the
 pushes, a new role starts them), never on the path of a push. docs/monitoring.md tells the
@@ -188,6 +188,10 @@ async def rights_of(user_pk: int, max_age: float | None = None) -> Rights:
 ACK_EVERY = 16  # the page acknowledges every this many messages (static/js/nephele.js)
 ACK_WINDOW = 4 * ACK_EVERY  # messages a socket may have been sent and not acknowledged
 REFETCH_TEXT = json.dumps({"type": "refetch"})  # "re-read what you show": pushes were lost
+# Close codes, in the application range (servers may send only 1000 or 3000–4999; daphne
+# refuses others): the page reconnects after a pause on both (static/js/nephele.js).
+CLOSE_UNAVAILABLE = 4011  # the hub could not subscribe the socket's groups (Redis down)
+CLOSE_FELL_BEHIND = 4013  # the socket's queue was full: its page stopped reading
 _CLOSING: set[asyncio.Task[None]] = set()  # closes of dropped sockets, kept until done
 
 
@@ -216,7 +220,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await HUB.join(self, self.groups_wanted())  # live before the accept: nothing is missed
         except RedisError as exc:
             log.warning("live socket of %s refused: %s", self.user, exc)
-            await self.close(code=1011)  # the page reconnects after a pause and polls meanwhile
+            await self.close(code=CLOSE_UNAVAILABLE)  # the page reconnects after a pause, polls meanwhile
             return
         await self.accept()
         loop = asyncio.get_running_loop()
@@ -256,7 +260,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self._wake.set()
 
     def drop(self, why: str) -> None:
-        """Stop pushing to this socket and close it (1013: the page reconnects and re-reads)."""
+        """Stop pushing to this socket and close it (the page reconnects and re-reads)."""
         if self.dropped:
             return
         log.info("live socket of %s dropped: %s", self.user, why)
@@ -272,7 +276,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _close_dropped(self) -> None:
         try:
-            await self.close(code=1013)
+            await self.close(code=CLOSE_FELL_BEHIND)
         except (RuntimeError, OSError) as exc:  # already closed by the server or the client
             log.debug("live socket of %s: close: %s", self.user, exc)
 

@@ -246,8 +246,8 @@ CELERY_BEAT_SCHEDULE = {
 # per group (<NEPHELE_LIVE_CHANNEL>.<group>), each web process subscribed to the groups of its
 # own sockets (portal/fanout.py, docs/monitoring.md). Default prefix: nephele.live.<db of
 # REDIS_URL>. A socket's unsent pushes are bounded: a socket with NEPHELE_LIVE_SOCKET_BUFFER
-# messages queued (its page neither reads nor acknowledges what it was sent) is closed with
-# 1013, and the page reconnects and re-reads what it shows.
+# messages queued (its page neither reads nor acknowledges what it was sent) is closed (code
+# 4013), and the page reconnects and re-reads what it shows.
 NEPHELE_LIVE_CHANNEL = os.environ.get("NEPHELE_LIVE_CHANNEL", "")
 NEPHELE_LIVE_SOCKET_BUFFER = max(1, int(os.environ.get("NEPHELE_LIVE_SOCKET_BUFFER", "256")))
 

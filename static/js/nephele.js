@@ -16,12 +16,40 @@
       el.title = on ? "Live: changes appear as they happen" : "Offline: reconnecting; pages poll meanwhile";
     }
   }
+  let received = 0; // messages on the current socket, acknowledged every ACK_EVERY
+  const ACK_EVERY = 16; // compute/consumers.py: a socket that stops acknowledging is closed (1013)
   document.addEventListener("htmx:wsOpen", () => {
+    received = 0;
     setLive(true);
     catchUp(!wasOpen);
     wasOpen = true;
   });
-  document.addEventListener("htmx:wsClose", () => setLive(false));
+  // Every message is counted and acknowledged, so the server knows this page still reads.
+  // {"type": "refetch"}: the server's subscription had a gap and pushes were lost — re-read
+  // what the page shows instead of swapping the message in.
+  document.addEventListener("htmx:wsBeforeMessage", (e) => {
+    received += 1;
+    const socket = e.detail.socketWrapper;
+    if (received % ACK_EVERY === 0 && socket) socket.sendImmediately(JSON.stringify({ type: "ack", n: received }));
+    const text = e.detail.message;
+    if (typeof text !== "string" || text.charAt(0) !== "{") return;
+    e.preventDefault();
+    let msg = null;
+    try {
+      msg = JSON.parse(text);
+    } catch (err) {
+      return;
+    }
+    if (msg && msg.type === "refetch") refetch();
+  });
+  // The server closes a socket with 4013 when the page fell behind (its queue was full) and
+  // 4011 when it could not subscribe it; htmx reconnects by itself only on 1006/1011–1013.
+  document.addEventListener("htmx:wsClose", (e) => {
+    setLive(false);
+    const code = e.detail && e.detail.event ? e.detail.event.code : 0;
+    const socket = e.detail && e.detail.socketWrapper;
+    if ((code === 4011 || code === 4013) && socket) setTimeout(() => socket.reconnect(), 500 + Math.random() * 1500);
+  });
   document.addEventListener("htmx:wsError", () => setLive(false));
 
   // Pushes sent before the socket joined its groups (between the page's render and the socket's
@@ -31,6 +59,16 @@
     const flux = document.querySelectorAll("[data-in-flux]");
     if (first && flux.length <= 20) flux.forEach((el) => htmx.trigger(el, "nephele:refresh"));
     else refreshLiveRegions();
+  }
+
+  // After a gap in the server's pushes: re-read the live regions, and whatever is in flux
+  // outside them (a row on the dashboard), as after a reconnect.
+  function refetch() {
+    refreshLiveRegions();
+    document.querySelectorAll("[data-in-flux]").forEach((el) => {
+      if (!el.closest("[data-live-region]")) htmx.trigger(el, "nephele:refresh");
+    });
+    document.dispatchEvent(new CustomEvent("nephele:refetched"));
   }
 
   // Re-read the page's live regions (VM rows, a VM's panel, host rows) in one request each.

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.test import Client
 
 from compute import services
@@ -174,6 +182,41 @@ def test_a_removed_member_stops_receiving_the_project_rows(
     assert not _rows(unseen, after) and not any("unseen" in m for m in unseen)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_socket_whose_send_raises_does_not_stop_the_others(
+    member: Any, viewer: Any, project: Any, template: Any, monkeypatch: Any
+) -> None:
+    """The member's socket joined first and its every send raises; the viewer's socket still
+    gets the row. (A stand-in send: no real server raises an arbitrary error on demand.)"""
+    from compute.consumers import LiveConsumer
+
+    real_send = LiveConsumer.send
+
+    async def send(self: Any, text_data: Any = None, bytes_data: Any = None, close: Any = False) -> None:
+        if self.user.pk == member.pk:
+            raise ValueError("this socket is broken")
+        await real_send(self, text_data, bytes_data, close)
+
+    monkeypatch.setattr(LiveConsumer, "send", send)
+    broken, working = _headers(member), _headers(viewer)
+
+    async def scenario() -> tuple[list[str], int]:
+        from asgiref.sync import sync_to_async
+
+        first, second = _communicator(broken), _communicator(working)
+        assert (await first.connect())[0] and (await second.connect())[0]
+        (vm,) = await sync_to_async(services.create_vms)(
+            member, project=project, template=template, name="still-pushed", hold=True
+        )
+        got = await _drain(second)
+        await first.disconnect()
+        await second.disconnect()
+        return got, vm.pk
+
+    got, pk = async_to_sync(scenario)()
+    assert _rows(got, pk) and "still-pushed" in _rows(got, pk)[0]
+
+
 def _ws_open(port: int, cookie: str) -> tuple[socket.socket, bytes]:
     """A websocket to the live server, opened by hand (RFC 6455 handshake)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -222,43 +265,272 @@ def _ws_messages(opened: tuple[socket.socket, bytes], first: str = "") -> list[s
     return messages
 
 
-@pytest.fixture
-def live_port(transactional_db: Any) -> Iterator[int]:
-    """daphne serving portal.asgi (the fan-out writes encoded frames straight to its sockets)."""
-    from daphne.testing import DaphneProcess
+# --------------------------------------------------------------------------------------------
+# real servers: daphne and uvicorn, each a process of its own on a free loopback port
+# --------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+BUFFER = 16  # NEPHELE_LIVE_SOCKET_BUFFER of the test servers (a few messages fill it)
+
+
+@dataclass
+class LiveServer:
+    kind: str
+    port: int
+    pid: int
+
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/live/"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=["daphne", "uvicorn"])
+def asgi_server(request: Any, transactional_db: Any) -> Iterator[LiveServer]:
+    """``portal.asgi:application`` served as in production by daphne, or by uvicorn, on the test
+    database and Redis DB (the fixtures' rows are committed: transactional_db)."""
     from django.db import connections
 
-    from portal.asgi import application
-
+    db = settings.DATABASES["default"]
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings_test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "NEPHELE_LIVE_SOCKET_BUFFER": str(BUFFER),
+        "NEPHELE_LOG_LEVEL": os.environ.get("TEST_SERVER_LOG", "WARNING"),
+    }
+    if request.param == "daphne":
+        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
+               "--log-level", "warning", "portal.asgi:application"]  # fmt: skip
     connections.close_all()
-    proc = DaphneProcess("127.0.0.1", lambda: application)
-    proc.start()
-    if not proc.ready.wait(timeout=30):
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"{request.param} exited with {proc.returncode}"
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, f"{request.param} did not start"
+            time.sleep(0.1)
+        yield LiveServer(request.param, port, proc.pid)
+    finally:
         proc.terminate()
-        raise RuntimeError("daphne did not start")
-    yield int(proc.port.value)
-    proc.terminate()
-    proc.join(10)
+        proc.wait(15)
+
+
+def _cookie(user: Any) -> str:
+    c = Client()
+    c.force_login(user)
+    return c.cookies["sessionid"].value
+
+
+class _Tab:
+    """A page's websocket (the websockets library's client): reads, and acknowledges every 16
+    messages as static/js/nephele.js does."""
+
+    def __init__(self, server: LiveServer, user: Any) -> None:
+        from websockets.sync.client import connect
+
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(
+            connect(
+                server.url(),
+                origin=f"http://127.0.0.1:{server.port}",  # type: ignore[arg-type]
+                additional_headers={"Cookie": f"sessionid={_cookie(user)}"},
+                open_timeout=20,
+            )
+        )
+        self.got: list[str] = []
+
+    def read_until(self, done: Callable[[list[str]], bool], timeout: float = 30) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not done(self.got):
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out with {len(self.got)} messages: {self.got[-3:]}"
+            self.got.append(str(self.ws.recv(timeout=left)))
+            if len(self.got) % 16 == 0:
+                self.ws.send(json.dumps({"type": "ack", "n": len(self.got)}))
+        return self.got
+
+    def quiet(self, seconds: float = 1.0) -> list[str]:
+        """What else arrives until nothing has for ``seconds``."""
+        while True:
+            try:
+                self.got.append(str(self.ws.recv(timeout=seconds)))
+            except TimeoutError:
+                return self.got
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _publish_metrics(project: Any, count: int, start: int = 0, gap: float = 0.01) -> None:
+    """``count`` small pushes to the project's group and the admins' (a live chart's samples), one at a time."""
+    from portal import fanout
+    from portal.events import ADMIN_GROUP, project_group
+
+    async def send() -> None:
+        for i in range(start, start + count):
+            await fanout.publish(
+                [project_group(project.pk), ADMIN_GROUP],
+                {"type": "vm.metrics", "vm": 1, "project": project.pk, "figures": {"n": i}},
+            )
+            await asyncio.sleep(gap)
+
+    asyncio.run(send())
+
+
+def _samples(got: list[str]) -> list[int]:
+    return [
+        int(json.loads(m.split('data-figures="', 1)[1].split('"', 1)[0].replace("&quot;", '"'))["n"])
+        for m in got
+        if 'id="vm-1-sample"' in m
+    ]
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of the whole server frames in ``data``."""
+    out = []
+    while len(data) >= 2:
+        size, start = data[1] & 0x7F, 2
+        if size == 126:
+            size, start = struct.unpack_from("!H", data, 2)[0], 4
+        elif size == 127:
+            size, start = struct.unpack_from("!Q", data, 2)[0], 10
+        if len(data) < start + size:
+            break
+        out.append((data[0] & 0x0F, data[start : start + size]))
+        data = data[start + size :]
+    return out
+
+
+def _hub_subscriptions(*groups: str) -> dict[str, int]:
+    import redis
+
+    from portal import fanout
+
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    return {
+        g: int(n) for g, (_, n) in zip(groups, r.pubsub_numsub(*(fanout.group_channel(g) for g in groups)), strict=True)
+    }
 
 
 def test_real_sockets_get_their_rows_and_not_another_tenants(
-    live_port: int, member: Any, other_tenant: Any, project: Any, template: Any
+    asgi_server: LiveServer, member: Any, other_tenant: Any, project: Any, template: Any
 ) -> None:
-    """Over TCP through daphne: the member's two tabs get the VM's row and panel as separate
-    websocket messages; another tenant's socket gets nothing of it."""
-    cookies = {name: Client() for name in ("member", "stranger")}
-    cookies["member"].force_login(member)
-    cookies["stranger"].force_login(other_tenant)
-    tabs = [_ws_open(live_port, cookies["member"].cookies["sessionid"].value) for _ in range(2)]
-    stranger = _ws_open(live_port, cookies["stranger"].cookies["sessionid"].value)
+    """Over TCP: the member's two tabs get the VM's row and panel as separate websocket
+    messages; another tenant's socket gets nothing of it (its process is not even subscribed
+    to the project's channel through that socket)."""
+    tabs = [_Tab(asgi_server, member) for _ in range(2)]
+    stranger = _Tab(asgi_server, other_tenant)
 
     (vm,) = services.create_vms(member, project=project, template=template, name="wired", hold=True)
 
     for tab in tabs:
-        got = _ws_messages(tab, first=f'id="vm-{vm.pk}-panel"')
+        got = tab.read_until(lambda got: any(f'id="vm-{vm.pk}-panel"' in m for m in got))
         rows = _rows(got, vm.pk)
         assert rows and rows[0].lstrip().startswith("<tr") and "wired" in rows[0]
         assert any(m.lstrip().startswith(f'<section class="card vm-panel" id="vm-{vm.pk}-panel"') for m in got)
-    assert not any("wired" in m or f'id="vm-{vm.pk}"' in m for m in _ws_messages(stranger))
-    for sock, _ in [*tabs, stranger]:
-        sock.close()
+    assert not any("wired" in m or f'id="vm-{vm.pk}"' in m for m in stranger.quiet(1.5))
+    for tab in [*tabs, stranger]:
+        tab.close()
+
+
+def test_a_stalled_socket_is_closed_while_the_others_keep_receiving(
+    asgi_server: LiveServer, member: Any, project: Any
+) -> None:
+    """A page that never reads (nor acknowledges) is closed (4013) once its queue is full;
+    the two tabs that read get every push, in order."""
+    from compute.consumers import ACK_WINDOW, CLOSE_FELL_BEHIND
+
+    readers = [_Tab(asgi_server, member) for _ in range(2)]
+    stalled, early = _ws_open(asgi_server.port, _cookie(member))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    total = ACK_WINDOW + BUFFER + 40
+
+    with ThreadPoolExecutor(len(readers)) as pool:  # the tabs read (and acknowledge) at once
+        reading = [pool.submit(tab.read_until, lambda got: len(_samples(got)) >= total) for tab in readers]
+        _publish_metrics(project, total)
+        for done in reading:
+            assert _samples(done.result()) == list(range(total))
+    stalled.settimeout(10)
+    data = bytearray(early)
+    while chunk := _recv_or_eof(stalled):
+        data += chunk
+    frames = _frames(bytes(data))
+    closes = [payload for opcode, payload in frames if opcode == 0x8]
+    assert closes and struct.unpack("!H", closes[0][:2])[0] == CLOSE_FELL_BEHIND, frames[-2:]
+    sent = [payload for opcode, payload in frames if opcode == 0x1]
+    assert ACK_WINDOW <= len(sent) < total  # what it was sent before it fell behind, then nothing
+    stalled.close()
+    for tab in readers:
+        tab.close()
+
+
+def _recv_or_eof(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except (TimeoutError, ConnectionResetError):
+        return b""
+
+
+def test_sockets_that_break_mid_push_do_not_stop_the_others(asgi_server: LiveServer, member: Any, project: Any) -> None:
+    """Tabs that vanish (TCP reset) while pushes flow: the remaining tab gets every push."""
+    reader = _Tab(asgi_server, member)
+    broken = [_ws_open(asgi_server.port, _cookie(member))[0] for _ in range(5)]
+    for sock in broken:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST, with the server still counting them as members for a moment
+    _publish_metrics(project, 30, gap=0.005)
+    assert _samples(reader.read_until(lambda got: len(_samples(got)) >= 30)) == list(range(30))
+    reader.close()
+
+
+def test_after_the_hubs_redis_connection_is_cut_every_socket_is_told_to_refetch(
+    asgi_server: LiveServer, member: Any, admin_user: Any, project: Any
+) -> None:
+    """CLIENT KILL on the server's hub connection: it subscribes again and tells each socket to
+    re-read its page ({"type": "refetch"}); the pushes after that arrive again."""
+    import redis
+
+    from portal import fanout
+
+    tabs = [_Tab(asgi_server, member), _Tab(asgi_server, admin_user)]
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    name = f"{fanout.live_channel()}.hub.{asgi_server.pid}"
+    (hub,) = [c for c in r.client_list() if c.get("name") == name]
+    assert r.client_kill_filter(_id=hub["id"]) == 1
+    for tab in tabs:
+        assert json.loads(tab.read_until(lambda got: len(got) >= 1)[0]) == {"type": "refetch"}
+    _publish_metrics(project, 3)
+    for tab in tabs:
+        assert _samples(tab.read_until(lambda got: len(_samples(got)) >= 3)) == [0, 1, 2]
+        tab.close()
+
+
+def test_a_server_subscribes_only_the_groups_of_its_sockets(
+    asgi_server: LiveServer, member: Any, other_tenant: Any, project: Any
+) -> None:
+    """With sockets of project A only, the server is not subscribed to project B's channel nor
+    the admins'; a socket of B subscribes B, and the last one to leave unsubscribes it."""
+    from portal.events import ADMIN_GROUP, project_group
+    from tenants.models import Membership
+
+    a, b = project_group(project.pk), project_group(Membership.objects.get(user=other_tenant).project_id)
+    tab = _Tab(asgi_server, member)
+    assert _hub_subscriptions(a, b, ADMIN_GROUP) == {a: 1, b: 0, ADMIN_GROUP: 0}
+    theirs = _Tab(asgi_server, other_tenant)
+    assert _hub_subscriptions(a, b) == {a: 1, b: 1}
+    theirs.close()
+    deadline = time.monotonic() + 10
+    while _hub_subscriptions(b)[b] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _hub_subscriptions(a, b) == {a: 1, b: 0}
+    tab.close()
