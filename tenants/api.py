@@ -314,7 +314,7 @@ class UserAdminViewSet(viewsets.ReadOnlyModelViewSet):
     """Users (cloud admins): create, enable / disable, reset credentials, delete."""
 
     serializer_class = UserSerializer
-    permission_classes = [CloudAdminOnly, NotConfined]  # user administration is cloud-wide
+    permission_classes = [NotConfined, CloudAdminOnly]  # user administration is cloud-wide
 
     def get_queryset(self) -> QuerySet[Any]:
         return get_user_model().objects.order_by("username")
