@@ -152,6 +152,9 @@ SESSION_COOKIE_AGE = int(os.environ.get("NEPHELE_SESSION_IDLE_S", str(2 * 3600))
 SESSION_SAVE_EVERY_REQUEST = True  # so the idle lifetime restarts at every request
 NEPHELE_SESSION_ABSOLUTE_S = int(os.environ.get("NEPHELE_SESSION_ABSOLUTE_S", str(12 * 3600)))
 OTP_TOTP_ISSUER = "Nephele"
+# API tokens always expire: at most this many days after creation, and this long when the
+# request names no lifetime (tenants/credentials.py, docs/authentication.md).
+NEPHELE_TOKEN_MAX_DAYS = int(os.environ.get("NEPHELE_TOKEN_MAX_DAYS", "90"))
 # Addresses of TLS-terminating proxies whose X-SSL-Client-* headers are believed (tenants/x509.py).
 NEPHELE_X509_TRUSTED_PROXIES = [a for a in os.environ.get("NEPHELE_X509_TRUSTED_PROXIES", "").split(",") if a]
 SESSION_COOKIE_HTTPONLY = True

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from portal.api import client_ip
 from portal.errors import NotFound, PermissionDenied
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import is_cloud_admin, token_project_id
 
 from . import credentials, quotas
 from . import services as tenancy
@@ -56,6 +56,25 @@ class UserActionSerializer(serializers.Serializer):
 class CloudAdminOnly(permissions.BasePermission):
     def has_permission(self, request: Any, view: Any) -> bool:
         return is_cloud_admin(request.user)
+
+
+class NotConfined(permissions.BasePermission):
+    """Account- and cloud-wide endpoints refuse a project-confined token (403)."""
+
+    message = (
+        "a token confined to a project cannot use this endpoint (it acts outside the project); "
+        "use an unconfined token or sign in to the portal"
+    )
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return token_project_id(request.user) is None
+
+
+class NotConfinedForWrites(NotConfined):
+    """A project-confined token may read (the queryset narrows it to its project), not write."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return request.method in permissions.SAFE_METHODS or super().has_permission(request, view)
 
 
 class QuotaLineSerializer(serializers.Serializer):
@@ -103,7 +122,11 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
-    days = serializers.IntegerField(write_only=True, required=False, allow_null=True, default=90)
+    days = serializers.IntegerField(
+        write_only=True, required=False, allow_null=True, default=None,
+        help_text="lifetime, 1 to NEPHELE_TOKEN_MAX_DAYS; absent or null: the maximum (a token created "
+        "with a confined token: no later than that token's expiry)",
+    )  # fmt: skip
     project = serializers.IntegerField(required=False, allow_null=True, source="project_id")
 
     class Meta:
@@ -112,31 +135,42 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         read_only_fields = ["prefix", "expires_at", "created_at", "last_used_at", "revoked_at"]
 
 
+def _acting_token(request: Request) -> ApiToken | None:
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
 class ApiTokenViewSet(
-    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
 ):
-    """The caller's API tokens. Creation answers the secret once (``token``); DELETE revokes."""
+    """The caller's API tokens. Creation answers the secret once (``token``); DELETE revokes.
+
+    A project-confined token sees and revokes only itself, and the tokens it creates are
+    confined to its project and expire no later than it."""
 
     serializer_class = ApiTokenSerializer
     queryset = ApiToken.objects.none()  # for the schema; the real one is the caller's
 
     def get_queryset(self) -> QuerySet[ApiToken]:
-        return ApiToken.objects.filter(user=self.request.user)
+        qs = ApiToken.objects.filter(user=self.request.user)
+        acting = _acting_token(self.request)
+        return qs.filter(pk=acting.pk) if credentials.is_confined(acting) and acting is not None else qs
 
     def create(self, request: Request) -> Response:
         ser = ApiTokenSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
-        project = None
-        if d.get("project_id"):
-            project = Project.objects.restrict(request.user, "view").filter(pk=d["project_id"]).first()
-            if project is None:
-                raise NotFound("project not found", field="project")
-        token, secret = credentials.create_token(request.user, name=d["name"], days=d.get("days"), project=project)
+        token, secret = credentials.create_token(
+            request.user, name=d["name"], days=d.get("days"), project=d.get("project_id"),
+            parent=_acting_token(request),
+        )  # fmt: skip
         return Response({**ApiTokenSerializer(token).data, "token": secret}, status=201)
 
     def perform_destroy(self, instance: ApiToken) -> None:
-        credentials.revoke_token(self.request.user, instance.pk)
+        credentials.revoke_token(self.request.user, instance.pk, acting=_acting_token(self.request))
 
 
 class SSHKeySerializer(serializers.ModelSerializer):
@@ -147,9 +181,11 @@ class SSHKeySerializer(serializers.ModelSerializer):
 
 
 class SSHKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    """The caller's SSH public keys (validated; the fingerprint is OpenSSH's SHA256 one)."""
+    """The caller's SSH public keys (validated; the fingerprint is OpenSSH's SHA256 one). A
+    project-confined token may list them, not add or delete them."""
 
     serializer_class = SSHKeySerializer
+    permission_classes = [permissions.IsAuthenticated, NotConfinedForWrites]
     queryset = SSHKey.objects.none()  # for the schema; the real one is the caller's
 
     def get_queryset(self) -> QuerySet[SSHKey]:
@@ -173,9 +209,11 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
 
 class OrganizationViewSet(viewsets.ModelViewSet):
-    """Organizations (tenants). Cloud admins create them; organization admins edit theirs."""
+    """Organizations (tenants). Cloud admins create them; organization admins edit theirs. A
+    project-confined token sees its project's organization and changes none."""
 
     serializer_class = OrganizationSerializer
+    permission_classes = [permissions.IsAuthenticated, NotConfinedForWrites]
 
     def get_queryset(self) -> QuerySet[Organization]:
         return Organization.objects.restrict(self.request.user, "view").order_by("name")
@@ -224,6 +262,10 @@ class ProjectAdminViewSet(ProjectViewSet, mixins.CreateModelMixin, mixins.Destro
     """Projects: create (organization and cloud admins), delete (refused while it owns resources)."""
 
     def create(self, request: Request) -> Response:
+        if token_project_id(request.user) is not None:
+            raise PermissionDenied(
+                "a token confined to a project cannot create projects; use an unconfined token or sign in"
+            )
         ser = ProjectWriteSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         project = tenancy.create_project(request.user, ip=client_ip(request), **ser.validated_data)
@@ -272,7 +314,7 @@ class UserAdminViewSet(viewsets.ReadOnlyModelViewSet):
     """Users (cloud admins): create, enable / disable, reset credentials, delete."""
 
     serializer_class = UserSerializer
-    permission_classes = [CloudAdminOnly]
+    permission_classes = [NotConfined, CloudAdminOnly]  # user administration is cloud-wide
 
     def get_queryset(self) -> QuerySet[Any]:
         return get_user_model().objects.order_by("username")

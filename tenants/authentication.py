@@ -1,7 +1,11 @@
 """REST authentication by API token (``Authorization: Bearer nph_…`` or ``Token nph_…``).
 
 A token scoped to a project confines the request to it: the access gate reads the scope
-from the user object (``tenants.querysets.token_project_id``).
+from the user object (``tenants.querysets.token_project_id``), and account-wide actions refuse
+it (docs/authentication.md, "Confined tokens").
+
+When one of the user's organizations requires a second factor and the user has no confirmed
+TOTP device, their tokens are refused (403) until they enrol one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,12 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from .credentials import resolve_token
+from .twofactor import has_device, requires_2fa
+
+ENROL_MESSAGE = (
+    "your organization requires a second factor: enrol an authenticator app at /account/2fa/ "
+    "(sign in to the portal); your API tokens work again once it is confirmed"
+)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -27,6 +37,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if token is None:
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
         user = token.user
+        if requires_2fa(user) and not has_device(user):
+            raise exceptions.PermissionDenied(ENROL_MESSAGE)
         user._nephele_token_project = token.project_id
         return user, token
 

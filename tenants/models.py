@@ -18,11 +18,16 @@ class OrganizationQuerySet(RestrictedQuerySet["Organization"]):
     """Organizations the user belongs to (through a project or an organization role)."""
 
     def restrict(self, user, action="view"):  # type: ignore[no-untyped-def,override]
-        from tenants.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor
+        from tenants.querysets import allowed_projects, is_cloud_admin, is_cloud_auditor, token_project_id
         from tenants.roles import org_roles_allowing
 
         if not getattr(user, "is_authenticated", False):
             return self.none()
+        scoped = token_project_id(user)
+        if scoped is not None:  # a project-confined token: its project's organization, to view only
+            if action != "view":
+                return self.none()
+            return self.filter(pk__in=Project.objects.restrict(user, "view").values("organization_id"))
         if is_cloud_admin(user) or (action == "view" and is_cloud_auditor(user)):
             return self
         if action == "view":

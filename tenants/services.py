@@ -275,6 +275,9 @@ def set_user_active(actor: Any, user_id: int, active: bool) -> Any:
 def reset_credentials(actor: Any, user_id: int, *, password: str) -> Any:
     """Set a new password, revoke the user's API tokens and reset their second factor."""
     _require_cloud_admin(actor)
+    from .credentials import refuse_confined
+
+    refuse_confined(actor, "change passwords")
     user = User.objects.select_for_update().filter(pk=user_id).first()
     if user is None:
         raise NotFound("user not found")

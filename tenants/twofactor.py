@@ -24,6 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from portal.errors import InvalidInput
 
+from .credentials import refuse_confined
 from .models import Organization
 
 EXEMPT_PREFIXES = ("/login/", "/logout/", "/account/2fa/", "/static/", "/api/v1/account/totp/")
@@ -69,12 +70,14 @@ class Enforce2FAMiddleware:
 @transaction.atomic
 def start_enrolment(user: Any) -> TOTPDevice:
     """A fresh unconfirmed device (replacing an unconfirmed one)."""
+    refuse_confined(user, "manage second-factor devices")
     TOTPDevice.objects.filter(user=user, confirmed=False).delete()
     return TOTPDevice.objects.create(user=user, name="authenticator", confirmed=False)
 
 
 @transaction.atomic
 def confirm_enrolment(request: HttpRequest, token: str) -> TOTPDevice:
+    refuse_confined(request.user, "manage second-factor devices")
     device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first()
     if device is None:
         raise InvalidInput("start the enrolment first", field="token")

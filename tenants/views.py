@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.api import client_ip
-from portal.errors import ServiceError
+from portal.errors import InvalidInput, ServiceError
 from tenants.querysets import is_cloud_admin
 
 from . import credentials
@@ -33,6 +33,7 @@ def account(request: HttpRequest) -> HttpResponse:
         "keys": SSHKey.objects.filter(user=request.user),
         "projects": Project.objects.restrict(request.user, "view"),
         "new_token": request.session.pop("nephele_new_token", None),
+        "token_max_days": credentials.max_token_days(),
     }
     return render(request, "tenants/account.html", ctx)
 
@@ -44,9 +45,18 @@ def account_action(request: HttpRequest) -> HttpResponse:
     try:
         what = p.get("what")
         if what == "token-create":
-            project = Project.objects.restrict(request.user, "view").filter(pk=_int(p.get("project"))).first()
+            # same rule as the API: empty days → the maximum; a project the user cannot see → an error
+            # (never a token for all projects)
+            days_raw, project_raw = p.get("days", "").strip(), p.get("project", "").strip()
+            if days_raw and not (days_raw.isdigit() and len(days_raw) <= 6):
+                raise InvalidInput("days must be a whole number of days", field="days")
+            if project_raw and not (project_raw.isdigit() and len(project_raw) <= 18):
+                raise InvalidInput("project not found", field="project")
             _token, secret = credentials.create_token(
-                request.user, name=p.get("name", ""), days=_int(p.get("days")), project=project
+                request.user,
+                name=p.get("name", ""),
+                days=int(days_raw) if days_raw else None,
+                project=int(project_raw) if project_raw else None,
             )
             request.session["nephele_new_token"] = secret  # shown once, on the next page
         elif what == "token-revoke":

@@ -57,6 +57,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/api/v1/users/{U}/action/", {"action": "disable"}, E(401, 403, 403, 403, 403, 200)),
     ("DELETE", "/api/v1/users/{U}/", None, E(401, 403, 403, 403, 403, 409)),
     ("GET", "/api/v1/tokens/", None, READ_ANY),
+    ("GET", "/api/v1/tokens/{K}/", None, E(401, 404, 200, 404, 404, 404)),  # only its owner
     ("DELETE", "/api/v1/tokens/{K}/", None, E(401, 404, 204, 404, 404, 404)),  # only its owner
     ("DELETE", "/api/v1/ssh-keys/{S}/", None, E(401, 404, 204, 404, 404, 404)),
     ("POST", "/api/v1/tokens/", {"name": "t"}, E(401, 201, 201, 201, 201, 201)),
