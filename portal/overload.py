@@ -4,7 +4,8 @@ Each process holds a bounded pool of database connections (Django's psycopg pool
 ``NEPHELE_DB_POOL_MAX`` / ``NEPHELE_DB_POOL_TIMEOUT``). A request that waits longer than the
 pool's timeout for a connection, or that PostgreSQL turns away (``too many clients``), is
 answered ``503 Service Unavailable`` with ``Retry-After``: the client backs off and tries
-again; nothing was changed. Everything else still goes to Django's 500 page.
+again; nothing was changed. The same holds while the database is unreachable (down, restarting:
+the fault tier stops it for 20 s during a burst). Everything else still goes to Django's 500 page.
 
 ``server_error`` is the URL conf's ``handler500``: Django calls it inside the ``except`` block
 of the failed request, so the exception is at hand in ``sys.exc_info()``.
@@ -18,8 +19,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import server_error as django_server_error
 
 RETRY_AFTER_S = 2
-# PostgreSQL's SQLSTATE for "too many connections" and "cannot connect now" (starting up).
-_OVERLOAD_SQLSTATES = {"53300", "57P03"}
+# PostgreSQL's SQLSTATE for "too many connections", "cannot connect now" (starting up), and the
+# server going away under a session (admin / crash shutdown).
+_OVERLOAD_SQLSTATES = {"53300", "57P03", "57P01", "57P02"}
 
 
 def is_overload(exc: BaseException | None) -> bool:
@@ -30,6 +32,8 @@ def is_overload(exc: BaseException | None) -> bool:
     while exc is not None and seen < 8:
         if isinstance(exc, PoolTimeout) or getattr(exc, "sqlstate", None) in _OVERLOAD_SQLSTATES:
             return True
+        if _unreachable(exc):
+            return True
         if "too many clients" in str(exc) or "remaining connection slots" in str(exc):
             return True
         exc = exc.__cause__ or exc.__context__
@@ -37,10 +41,25 @@ def is_overload(exc: BaseException | None) -> bool:
     return False
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """The database cannot be reached at all (down, restarting, the connection cut): psycopg's
+    connection errors carry no SQLSTATE or one of class 08; Django's InterfaceError means the
+    connection it held is gone."""
+    import psycopg
+    from django.db.utils import InterfaceError
+
+    if isinstance(exc, InterfaceError | psycopg.InterfaceError):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        state = getattr(exc, "sqlstate", None)
+        return state is None or str(state).startswith("08")
+    return False
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     if not is_overload(sys.exc_info()[1]):
         return django_server_error(request)
-    detail = "the server is busy: no database connection was free in time; retry later"
+    detail = "the service is unavailable for a moment (no database connection); retry later"
     response: HttpResponse
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": detail}, status=503)
