@@ -212,6 +212,22 @@ def test_disks_follow_the_compute_boot_images_overlay(member: Any, project: Any,
     assert spec.disks[0].path.endswith(f"/{vm.domain_name}/boot.qcow2")
 
 
+def test_a_vm_made_before_boot_overlays_still_gets_one(member: Any, project: Any, template: Any) -> None:
+    """A VM created before boot disks had their row (none for vda) is given an overlay in the
+    default place at its next deploy, never its boot image's file."""
+    from django.conf import settings
+
+    from tests.factories import BootImageFactory
+
+    template.boot_image = BootImageFactory(project=project, kind="disk", disk_path="/var/lib/old.qcow2")
+    template.save()
+    (vm,) = compute.create_vms(member, project=project, template=template, name="old", hold=True)
+    VMDisk.objects.filter(vm=vm, target="vda").delete()  # as such a VM was stored
+    (vda,) = [d for d in compute.domain_spec(VirtualMachine.objects.get(pk=vm.pk)).disks if d.target == "vda"]
+    assert vda.path == str(settings.NEPHELE_STATE_DIR / "disks" / vm.domain_name / "boot.qcow2")
+    assert (vda.backing, vda.delete_on_release) == ("/var/lib/old.qcow2", True)
+
+
 def test_a_boot_image_disk_boots_through_a_per_vm_overlay(
     make_sim_host: Any, member: Any, project: Any, template: Any, system_ds: Any, tmp_path: Any
 ) -> None:
