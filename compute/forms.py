@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 
-from .models import MAX_MEMORY_MB, MAX_VCPU, BootImage, Cluster, VMTemplate
+from portal.forms import GatedForm
+
+from .models import MAX_MEMORY_MB, MAX_VCPU, Cluster, VMTemplate
 from .states import RestartPolicy
 
 
@@ -18,7 +20,7 @@ class TemplateChoiceField(forms.ModelChoiceField):
         return f"{obj.name} — {obj.vcpu} vCPU, {memory}" + (f", {obj.disk_gb} GiB disk" if obj.disk_gb else "")
 
 
-class CreateVMForm(forms.Form):
+class CreateVMForm(GatedForm, forms.Form):
     name = forms.CharField(
         max_length=63,
         help_text="Letters, digits, space and . _ ' & < > \" -",
@@ -52,12 +54,8 @@ class CreateVMForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "#cloud-config"}),
     )
 
-    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["template"].queryset = VMTemplate.objects.restrict(user, "view").order_by("name")  # type: ignore[attr-defined]
 
-
-class TemplateForm(forms.ModelForm):
+class TemplateForm(GatedForm, forms.ModelForm):
     """A new template's fields (shapes only; ``compute.services.templates`` decides and writes)."""
 
     labels = forms.CharField(
@@ -74,11 +72,13 @@ class TemplateForm(forms.ModelForm):
         ]  # fmt: skip
         widgets = {"description": forms.TextInput()}
 
+    # only the boot images the user may use (see) are offered and accepted; the service checks again
+    directory_fields: ClassVar[dict[str, str]] = {
+        "cluster": "a placement requirement: any project may pin a template to any cluster"
+    }
+
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # only the boot images the user may use are offered; the service checks again
-        self.fields["boot_image"].queryset = BootImage.objects.restrict(user, "view")  # type: ignore[attr-defined]
-        self.fields["cluster"].queryset = Cluster.objects.all()  # type: ignore[attr-defined]
+        super().__init__(*args, user=user, **kwargs)
         self.fields["restart_policy"].required = False
 
     def clean_restart_policy(self) -> str:
@@ -101,7 +101,7 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
-class HostForm(forms.Form):
+class HostForm(GatedForm, forms.Form):
     name = forms.CharField(max_length=63)
     uri = forms.CharField(
         max_length=255,

@@ -369,7 +369,7 @@ def host_list(request: HttpRequest, form: HostForm | None = None) -> HttpRespons
     hosts = [decorate_host(h) for h in hosts_with_counts(request.user)]
     ctx = {
         "hosts": hosts,
-        "form": form or HostForm(),
+        "form": form or HostForm(user=request.user),
         "form_open": form is not None,
         "host_actions": HOST_ACTIONS,
         "up": sum(h.state == HostState.MONITORED for h in hosts),
@@ -381,7 +381,7 @@ def host_list(request: HttpRequest, form: HostForm | None = None) -> HttpRespons
 @require_POST
 def host_register(request: HttpRequest) -> HttpResponse:
     _admin_or_404(request)
-    form = HostForm(request.POST)
+    form = HostForm(request.POST, user=request.user)
     if form.is_valid():
         d = form.cleaned_data
         try:

@@ -7,14 +7,15 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import permissions, serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound as DRFNotFound
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from tenants.querysets import is_cloud_admin
 
-from .errors import ServiceError
+from .errors import NotFound, ServiceError
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -68,14 +69,96 @@ class IsCloudAdmin(permissions.BasePermission):
         return is_cloud_admin(request.user)
 
 
+class Ref(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+    """An id in a request body, resolved through the access gate for the request's user.
+
+    ``Model.objects.restrict(request.user, action)`` decides (issue 12: a body id must never
+    reach an object its caller may not use); a foreign id answers **404 naming the field**,
+    exactly like a missing one (and like a foreign id in the URL). The validated value is the
+    primary key, so services keep taking ids and resolve them once more when they use them
+    (time of use). ``many=True`` gives a list of ids, each resolved the same way.
+
+    ``directory``: the id names something that is deliberately not the caller's own — a
+    share's recipient project, infrastructure a template may be pinned to — so any signed-in
+    caller may name any existing one and the service decides what it may do with it. The
+    value is the reason, and ``tests/portal/test_reference_completeness.py`` lists every such
+    field, so a new one is a reviewed decision. Serializers must be built with the request in
+    their context (``context={"request": request}``); without it nothing resolves (404).
+    """
+
+    def __init__(self, model: Any = None, action: str = "view", *, directory: str = "", **kwargs: Any) -> None:
+        self._model = model  # a model or "app_label.Model" (as in a ForeignKey: no import between apps)
+        self.action = action
+        self.directory = directory
+        self._ready = False
+        super().__init__(**kwargs)
+        self._ready = True
+
+    @property  # type: ignore[override]
+    def queryset(self) -> Any:
+        """An empty queryset of the model: only for readers of the field (the OpenAPI schema
+        takes the id's type from it); resolving always goes through ``get_queryset``."""
+        return self.model._default_manager.none() if self._ready and not self.read_only else None
+
+    @queryset.setter
+    def queryset(self, value: Any) -> None:
+        if value is not None:
+            raise TypeError("Ref resolves through the access gate; give it a model, not a queryset")
+
+    @property
+    def model(self) -> Any:
+        if isinstance(self._model, str):
+            from django.apps import apps
+
+            self._model = apps.get_model(self._model)
+        return self._model
+
+    @property
+    def ref_field(self) -> str:
+        """The body field at fault (a list's items report the list's name)."""
+        return self.field_name or getattr(self.parent, "field_name", "") or "id"
+
+    def get_queryset(self) -> Any:
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if self.directory:
+            ok = user is not None and user.is_authenticated
+            return self.model._default_manager.all() if ok else self.model._default_manager.none()
+        return self.model.objects.restrict(user, self.action)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        try:
+            pk = int(data)
+        except (TypeError, ValueError):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        if pk < 1 or pk > 2**63 - 1 or not self.get_queryset().filter(pk=pk).exists():
+            what = str(self.model._meta.verbose_name)
+            raise NotFound(f"{what} not found", field=self.ref_field)
+        return pk
+
+    def to_representation(self, value: Any) -> Any:
+        return getattr(value, "pk", value)
+
+
+# A share names the project it is for: not the caller's own, by its nature.
+SHARE_RECIPIENT = "a share's recipient: any project may be named; the sharing service decides"
+
+
 class ShareSerializer(serializers.Serializer):
-    project = serializers.IntegerField(required=False, help_text="share with every member of this project")
+    project = Ref(
+        "tenants.Project",
+        required=False,
+        directory=SHARE_RECIPIENT,
+        help_text="share with every member of this project",
+    )
     user = serializers.CharField(required=False, help_text="share with this user (user name)")
 
 
 class SharesSerializer(serializers.Serializer):
-    projects = serializers.ListField(child=serializers.IntegerField())
-    users = serializers.ListField(child=serializers.CharField())
+    projects = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    users = serializers.ListField(child=serializers.CharField(), read_only=True)
 
 
 class Pagination(LimitOffsetPagination):
@@ -107,7 +190,7 @@ class KeysetPagination(CursorPagination):
     def decode_cursor(self, request: Any) -> Any:
         try:
             return super().decode_cursor(request)
-        except NotFound:
+        except DRFNotFound:
             raise serializers.ValidationError({"cursor": ["not a cursor this API returned"]}) from None
 
 

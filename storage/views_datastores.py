@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from compute.models import Cluster
 from portal.api import client_ip
 from portal.errors import ServiceError
+from portal.forms import GatedForm
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from .models import CloneMode, Datastore, DatastoreDriver, DatastoreKind, DatastoreState
@@ -32,7 +33,7 @@ SOURCE_DRIVER = {"vg": "logical", "devices": "logical", "nfs_host": "netfs", "nf
                  "ceph_pool": "rbd", "ceph_monitors": "rbd", "ceph_user": "rbd", "ceph_secret": "rbd"}  # fmt: skip
 
 
-class DatastoreForm(forms.Form):
+class DatastoreForm(GatedForm, forms.Form):
     """Create a datastore; the driver's own settings are the fields of its group."""
 
     name = forms.CharField(max_length=63)
@@ -84,7 +85,7 @@ class DatastoreForm(forms.Form):
         self.add_error(field if field in self.fields else None, exc.message)
 
 
-class DatastoreEditForm(forms.Form):
+class DatastoreEditForm(GatedForm, forms.Form):
     """What may change at any time (location changes go through the API while empty)."""
 
     name = forms.CharField(max_length=63)
@@ -125,7 +126,7 @@ def datastore_list(request: HttpRequest, form: DatastoreForm | None = None) -> H
     stores = [decorate(ds) for ds in _datastores(request.user)]
     ctx = {
         "datastores": stores,
-        "form": form or DatastoreForm(),
+        "form": form or DatastoreForm(user=request.user),
         "form_open": form is not None,
         "can_manage": is_cloud_admin(request.user),
         "totals": {
@@ -143,7 +144,7 @@ def datastore_list(request: HttpRequest, form: DatastoreForm | None = None) -> H
 @require_POST
 def datastore_create(request: HttpRequest) -> HttpResponse:
     _admin_or_404(request)
-    form = DatastoreForm(request.POST)
+    form = DatastoreForm(request.POST, user=request.user)
     if form.is_valid():
         d = form.cleaned_data
         try:
@@ -167,7 +168,7 @@ def datastore_detail(request: HttpRequest, pk: int, form: DatastoreEditForm | No
         raise Http404("datastore not found")
     initial = {"name": ds.name, "clone_mode": ds.clone_mode, "clusters": list(ds.clusters.all()), "path": ds.path}
     ctx = {
-        "form": form or DatastoreEditForm(initial=initial),
+        "form": form or DatastoreEditForm(initial=initial, user=request.user),
         "form_open": form is not None,
         "ds": decorate(ds),
         "contents": sorted(svc.contents(ds).items()),
@@ -186,7 +187,7 @@ def datastore_edit(request: HttpRequest, pk: int) -> HttpResponse:
     ds = _datastores(request.user).filter(pk=pk).first()
     if ds is None:
         raise Http404("datastore not found")
-    form = DatastoreEditForm(request.POST)
+    form = DatastoreEditForm(request.POST, user=request.user)
     if form.is_valid():
         d = form.cleaned_data
         changes: dict[str, Any] = {"name": d["name"], "clone_mode": d["clone_mode"], "clusters": list(d["clusters"])}

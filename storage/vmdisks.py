@@ -7,7 +7,8 @@ ORM side only; ``storage.hostops`` makes and removes the files on the host (agen
   makes no new copy), then gives each new VM a ``VMDisk`` per template disk: a copy-on-write
   overlay (or a full copy, per the system datastore's ``clone_mode``) of a non-persistent
   image, the persistent image itself (marked USED: one VM at a time), an empty volatile disk,
-  a CD-ROM, or its kernel / initrd.
+  a CD-ROM, or its kernel / initrd; a compute boot image of kind disk gets a per-VM overlay
+  as vda (the boot image's file is never attached itself).
 - ``disk_specs`` (called by ``domain_spec``) lists them as ``DiskSpec`` values, so it is the one
   place that lists a VM's image and volume disks (the context CD-ROM is appended by compute).
 - ``on_vm_done`` (called when a VM reaches DONE) releases its volumes through the volume
@@ -139,7 +140,8 @@ def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
     from images.models import ImageState, ImageType
 
     tdisks = list(TemplateDisk.objects.filter(template=template).select_related("image__datastore"))
-    if not tdisks:
+    boot = _boot_disk_file(vms[0]) if vms else ""
+    if not tdisks and not boot:
         return
     _check_images_usable(actor, tdisks)
     for td in tdisks:
@@ -154,6 +156,8 @@ def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
     rows = []
     for vm in vms:
         used = targets_in_use(vm)
+        if boot:
+            rows.append(_boot_overlay(vm, boot, ds))
         for i, td in enumerate(tdisks):
             row = _vm_disk(vm, td, i, ds, used, ImageType)
             if row.target:
@@ -163,6 +167,25 @@ def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
 
 
 _WRITABLE = ("os", "datablock")
+# A compute boot image's disk carries no format; the domain always declared it qcow2, so the
+# overlay pins its backing to that (a format is never probed: storage/hostops.py).
+BOOT_DISK_FORMAT = "qcow2"
+
+
+def _boot_disk_file(vm: Any) -> str:
+    """The file of ``vm``'s compute boot image of kind disk ("" when it boots otherwise)."""
+    img = vm.boot_image if vm.boot_image_id else None
+    return str(img.disk_path) if img is not None and img.disk_path else ""
+
+
+def _boot_overlay(vm: Any, boot: str, ds: Datastore | None) -> VMDisk:
+    """vda of a VM booted from a compute boot image's disk: a per-VM copy-on-write overlay on the
+    boot image's file (made at PROLOG by ``storage.hostops``, removed at terminate), so no guest
+    ever writes the boot image itself (issue 12: VMs of many projects shared one writable file)."""
+    return VMDisk(
+        vm=vm, datastore=ds, kind=VMDiskKind.DISK, target="vda", path=os.path.join(vm_dir(vm, ds), "boot.qcow2"),
+        format="qcow2", backing=boot, backing_format=BOOT_DISK_FORMAT, clone=CloneMode.COW, volatile=True,
+    )  # fmt: skip
 
 
 def _vm_disk(vm: Any, td: TemplateDisk, index: int, ds: Datastore | None, used: set[str], types: Any) -> VMDisk:
@@ -219,8 +242,13 @@ def disk_spec(d: VMDisk) -> DiskSpec:
 
 
 def disk_specs(vm: Any) -> list[DiskSpec]:
-    """The VM's image and volume disks (beyond its compute boot image's own file), by target."""
-    rows = VMDisk.objects.filter(vm=vm, kind__in=[VMDiskKind.DISK, VMDiskKind.CDROM], state__in=IN_DOMAIN)
+    """The VM's disks by target: its boot image's overlay (vda), image copies and volumes."""
+    rows = list(VMDisk.objects.filter(vm=vm, kind__in=[VMDiskKind.DISK, VMDiskKind.CDROM], state__in=IN_DOMAIN))
+    boot = _boot_disk_file(vm)
+    if boot and not any(d.target == "vda" for d in rows):
+        # a VM made before boot disks had their row: its overlay in the default place (stable,
+        # as no datastore is chosen for it), still never the boot image's file itself
+        rows.append(_boot_overlay(vm, boot, None))
     return [disk_spec(d) for d in sorted(rows, key=lambda d: (len(d.target), d.target))]
 
 

@@ -8,6 +8,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from monitoring.models import AuditRecord
+from portal.api import Ref
+from tenants.models import Project
 from tenants.querysets import is_cloud_admin
 
 from ..models import (
@@ -31,7 +33,7 @@ class ClusterSerializer(serializers.ModelSerializer):
 
 
 class HostSerializer(serializers.ModelSerializer):
-    cluster = serializers.PrimaryKeyRelatedField(queryset=Cluster.objects.all(), allow_null=True, required=False)
+    cluster = Ref(Cluster, allow_null=True, required=False)
 
     class Meta:
         model = Host
@@ -55,13 +57,17 @@ class HostActionSerializer(serializers.Serializer):
     )
 
 
-def reference(name: str, *, required: bool = False, help_text: str = "") -> serializers.IntegerField:
-    """An id in a request body, checked for shape only: the service resolves it through the
-    access gate (a foreign object answers exactly like a missing one). ``validated_data``
-    carries it as ``<name>_id``; ``ids_to_names`` turns it back for the service call."""
-    return serializers.IntegerField(
-        source=f"{name}_id", required=required, allow_null=not required, min_value=1, help_text=help_text
-    )
+def reference(
+    name: str, model: Any, action: str = "view", *, required: bool = False, help_text: str = "", directory: str = ""
+) -> Ref:
+    """An id in a request body, resolved through the access gate (``portal.api.Ref``: a foreign
+    object answers 404 naming the field, exactly like a missing one). ``validated_data``
+    carries it as ``<name>_id``; ``ids_to_names`` turns it back for the service call, which
+    resolves it again when it uses it."""
+    return Ref(
+        model, action, source=f"{name}_id", required=required, allow_null=not required, help_text=help_text,
+        directory=directory,
+    )  # fmt: skip
 
 
 def ids_to_names(data: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -70,8 +76,12 @@ def ids_to_names(data: dict[str, Any], *names: str) -> dict[str, Any]:
     return {ids.get(k, k): v for k, v in data.items()}
 
 
+# Clusters are infrastructure (no tenant owns one): any project may pin its templates to one.
+CLUSTER_PIN = "a placement requirement: any project may pin a template to any cluster"
+
+
 class BootImageSerializer(serializers.ModelSerializer):
-    project = reference("project", required=True)
+    project = reference("project", Project, "manage", required=True)
 
     class Meta:
         model = BootImage
@@ -79,9 +89,11 @@ class BootImageSerializer(serializers.ModelSerializer):
 
 
 class VMTemplateSerializer(serializers.ModelSerializer):
-    project = reference("project", required=True)
-    boot_image = reference("boot_image", help_text="a boot image you may see (your projects', shared or public)")
-    cluster = reference("cluster")
+    project = reference("project", Project, "manage", required=True)
+    boot_image = reference(
+        "boot_image", BootImage, help_text="a boot image you may see (your projects', shared or public)"
+    )
+    cluster = reference("cluster", Cluster, directory=CLUSTER_PIN)
 
     class Meta:
         model = VMTemplate
@@ -115,8 +127,8 @@ class VMCreateSerializer(serializers.Serializer):
     """Input for creating VMs from a template; sizes default to the template's."""
 
     name = serializers.CharField(max_length=63)
-    project = serializers.IntegerField()
-    template = serializers.IntegerField()
+    project = Ref(Project, "manage")
+    template = Ref(VMTemplate, help_text="a template you may see (your projects', shared or public)")
     count = serializers.IntegerField(default=1, min_value=1, max_value=100)
     vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
     memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)
@@ -164,7 +176,7 @@ class VMActionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=list(ACTIONS))
     hard = serializers.BooleanField(default=False)
     live = serializers.BooleanField(default=False)
-    host = serializers.IntegerField(required=False, allow_null=True)
+    host = Ref(Host, required=False, allow_null=True, help_text="deploy / migrate: the host (cloud admins)")
     recover = serializers.ChoiceField(choices=list(RECOVER_OPTIONS), required=False, allow_blank=True, default="")
     vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
     memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)

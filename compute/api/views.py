@@ -63,7 +63,7 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         return Host.objects.restrict(self.request.user, "view").select_related("cluster")
 
     def create(self, request: Request) -> Response:
-        ser = s.HostSerializer(data=request.data)
+        ser = s.HostSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         host = services.register_host(
@@ -92,7 +92,7 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
     @action(detail=True, methods=["post"], url_path="action")
     def host_action(self, request: Request, pk: str | None = None) -> Response:
         host = self.get_object()
-        ser = s.HostActionSerializer(data=request.data)
+        ser = s.HostActionSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         host = services.set_host_state(request.user, host.pk, ser.validated_data["action"], ip=client_ip(request))
         return Response(s.HostSerializer(host).data)
@@ -156,7 +156,7 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
         """GET: who the template is shared with. POST / DELETE {project | user}: share / unshare."""
         template = self.get_object()
         if request.method != "GET":
-            ser = ShareSerializer(data=request.data)
+            ser = ShareSerializer(data=request.data, context={"request": request})
             ser.is_valid(raise_exception=True)
             fn = sharing.share if request.method == "POST" else sharing.unshare
             fn(request.user, VMTemplate, template.pk, project_id=ser.validated_data.get("project"),
@@ -198,7 +198,7 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
 
     @extend_schema(request=s.VMCreateSerializer, responses={202: s.VMSerializer(many=True)})
     def create(self, request: Request) -> Response:
-        ser = s.VMCreateSerializer(data=request.data)
+        ser = s.VMCreateSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         project = Project.objects.restrict(request.user, "manage").filter(pk=d["project"]).first()
@@ -230,7 +230,7 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
     @action(detail=True, methods=["post"], url_path="action")
     def vm_action(self, request: Request, pk: str | None = None) -> Response:
         vm = self.get_object()
-        ser = s.VMActionSerializer(data=request.data)
+        ser = s.VMActionSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         req = services.ActionRequest(

@@ -49,7 +49,8 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         kernel=img.kernel_path if img else boot[0],
         initrd=img.initrd_path if img else boot[1],
         cmdline=img.cmdline.replace("{vm_name}", str(vm.pk)) if img else boot[2],
-        disk_path=img.disk_path if img else "",
+        # a disk boot image is attached as storage's per-VM overlay on it (in ``disks``, vda), never itself
+        disk_path="",
         serial_log=serial_log,
         metadata={"vm": str(vm.pk), "project": str(vm.project_id), "owner": vm.owner.username},
         disks=(*(d for specs in hooks.disk_specs(vm) for d in specs), context.seed_disk(seed)),

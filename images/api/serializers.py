@@ -7,6 +7,10 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from portal.api import Ref
+from storage.models import Datastore
+from tenants.models import Project
+
 from .. import qemu, states
 from ..filters import visibility_of
 from ..models import Image, ImageType
@@ -36,12 +40,18 @@ class ImageSerializer(serializers.ModelSerializer):
         return states.actions_for(obj.state)
 
 
+# Datastores are infrastructure (no tenant owns one); the image service accepts image datastores only.
+DATASTORE_CHOICE = "datastores are the cloud's: any project may store its images in any image datastore"
+
+
 class ImageCreateSerializer(serializers.Serializer):
     """Start an upload: the image is created in ``uploading``; send the file to ``upload/``."""
 
-    project = serializers.IntegerField()
+    project = Ref(Project, "manage")
     name = serializers.CharField(max_length=63)
-    datastore = serializers.IntegerField(required=False, help_text="an image datastore (default: the first)")
+    datastore = Ref(
+        Datastore, required=False, directory=DATASTORE_CHOICE, help_text="an image datastore (default: the first)"
+    )
     type = serializers.ChoiceField(choices=ImageType.choices, default="os")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     persistent = serializers.BooleanField(default=False)
@@ -51,10 +61,10 @@ class ImageCreateSerializer(serializers.Serializer):
 
 
 class DatablockSerializer(serializers.Serializer):
-    project = serializers.IntegerField()
+    project = Ref(Project, "manage")
     name = serializers.CharField(max_length=63)
     size_gb = serializers.IntegerField(min_value=1)
-    datastore = serializers.IntegerField(required=False)
+    datastore = Ref(Datastore, required=False, directory=DATASTORE_CHOICE)
     format = serializers.ChoiceField(choices=["raw", "qcow2"], default="qcow2")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     persistent = serializers.BooleanField(default=True)
@@ -65,21 +75,23 @@ class ImageActionSerializer(serializers.Serializer):
         choices=["enable", "disable", "clone", "convert", "request_publish", "withdraw_publish", "publish", "unpublish"]
     )
     name = serializers.CharField(required=False, allow_blank=True, default="", help_text="clone / convert: new name")
-    datastore = serializers.IntegerField(required=False, help_text="clone / convert: target image datastore")
+    datastore = Ref(
+        Datastore, required=False, directory=DATASTORE_CHOICE, help_text="clone / convert: target image datastore"
+    )
     format = serializers.ChoiceField(choices=list(qemu.DISK_FORMATS), required=False, help_text="convert: target")
 
 
 class OvaImportSerializer(serializers.Serializer):
-    project = serializers.IntegerField()
+    project = Ref(Project, "manage")
     file = serializers.FileField(help_text="an .ova archive, or an .ovf descriptor sent with its disks")
     disks = serializers.ListField(child=serializers.FileField(), required=False, help_text="disk files of an .ovf")
-    datastore = serializers.IntegerField(required=False)
+    datastore = Ref(Datastore, required=False, directory=DATASTORE_CHOICE)
     name = serializers.CharField(required=False, allow_blank=True, default="", help_text="template name")
 
 
 class OvaImportResultSerializer(serializers.Serializer):
-    template = serializers.IntegerField()
-    images = ImageSerializer(many=True)
+    template = serializers.IntegerField(read_only=True)
+    images = ImageSerializer(many=True, read_only=True)
 
     def to_representation(self, instance: Any) -> Any:
         return super().to_representation(instance)

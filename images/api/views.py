@@ -59,7 +59,7 @@ class ImageViewSet(
 
     @extend_schema(request=s.ImageCreateSerializer, responses={201: s.ImageSerializer})
     def create(self, request: Request) -> Response:
-        ser = s.ImageCreateSerializer(data=request.data)
+        ser = s.ImageCreateSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         img = upload.create_upload(
@@ -121,7 +121,7 @@ class ImageViewSet(
     @action(detail=False, methods=["post"])
     def datablock(self, request: Request) -> Response:
         """An empty data block of ``size_gb`` GiB."""
-        ser = s.DatablockSerializer(data=request.data)
+        ser = s.DatablockSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         img = derive.create_datablock(request.user, **ser.validated_data)
         return self._reply(img, status.HTTP_201_CREATED)
@@ -137,7 +137,7 @@ class ImageViewSet(
         if not hasattr(request.data, "get"):
             raise InvalidInput("the body must be an object (multipart form or JSON object)", field="non_field_errors")
         project_for(request.user, request.data.get("project"))  # 404 before looking at the files
-        ser = s.OvaImportSerializer(data=request.data)
+        ser = s.OvaImportSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         common = {"project": d["project"], "datastore": d.get("datastore"), "name": d["name"]}
@@ -160,7 +160,7 @@ class ImageViewSet(
         """enable, disable, clone, convert (a new image), request_publish, withdraw_publish,
         publish / unpublish (cloud administrators)."""
         img = self.get_object()
-        ser = s.ImageActionSerializer(data=request.data)
+        ser = s.ImageActionSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         act, user = d["action"], request.user
@@ -186,7 +186,7 @@ class ImageViewSet(
         """GET: who the image is shared with. POST / DELETE {project | user}: share / unshare."""
         img = self.get_object()
         if request.method != "GET":
-            ser = ShareSerializer(data=request.data)
+            ser = ShareSerializer(data=request.data, context={"request": request})
             ser.is_valid(raise_exception=True)
             fn = services.share_image if request.method == "POST" else services.unshare_image
             fn(

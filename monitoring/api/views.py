@@ -24,6 +24,7 @@ class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = Event
         fields = ["id", "type", "object_type", "object_id", "object_name", "project", "actor", "payload", "created_at"]
+        read_only_fields = fields  # events are read, never written through the API
 
 
 class EventFilter(filters.FilterSet):
@@ -81,6 +82,7 @@ class DeliverySerializer(serializers.ModelSerializer):
         model = WebhookDelivery
         fields = ["id", "event", "event_type", "status", "attempts", "response_code", "last_error", "log",
                   "next_attempt_at", "delivered_at", "created_at"]  # fmt: skip
+        read_only_fields = fields  # deliveries are read, never written through the API
 
 
 class WebhookViewSet(viewsets.ModelViewSet):

@@ -6,6 +6,10 @@ from typing import Any
 
 from rest_framework import serializers
 
+from compute.models import Host, VirtualMachine, VMTemplate
+from portal.api import Ref
+from tenants.models import Project
+
 from ..models import (
     AddressRange,
     Direction,
@@ -40,7 +44,7 @@ class VniPoolSerializer(serializers.ModelSerializer):
 
 
 class AddressRangeSerializer(serializers.ModelSerializer):
-    network = serializers.IntegerField(source="network_id")
+    network = Ref(VirtualNetwork, "manage", source="network_id")
 
     class Meta:
         model = AddressRange
@@ -49,7 +53,7 @@ class AddressRangeSerializer(serializers.ModelSerializer):
 
 
 class NetworkSerializer(serializers.ModelSerializer):
-    project = serializers.IntegerField(source="project_id")
+    project = Ref(Project, "manage", source="project_id")
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     leases_used = serializers.SerializerMethodField()
     leases_total = serializers.SerializerMethodField()
@@ -83,7 +87,7 @@ class NetworkUpdateSerializer(serializers.Serializer):
 
 
 class LeaseSerializer(serializers.ModelSerializer):
-    network = serializers.IntegerField(source="network_id")
+    network = Ref(VirtualNetwork, "manage", source="network_id")
     nic = serializers.IntegerField(source="nic_id", read_only=True)
     vm = serializers.SerializerMethodField()
 
@@ -97,8 +101,8 @@ class LeaseSerializer(serializers.ModelSerializer):
 
 
 class ReservationSerializer(serializers.ModelSerializer):
-    network = serializers.IntegerField(source="network_id")
-    project = serializers.IntegerField(source="project_id")
+    network = Ref(VirtualNetwork, source="network_id", help_text="your network, or a shared or public one")
+    project = Ref(Project, "manage", source="project_id")
 
     class Meta:
         model = Reservation
@@ -107,8 +111,8 @@ class ReservationSerializer(serializers.ModelSerializer):
 
 
 class RuleSerializer(serializers.ModelSerializer):
-    group = serializers.IntegerField(source="group_id")
-    remote_group = serializers.IntegerField(source="remote_group_id", required=False, allow_null=True)
+    group = Ref(SecurityGroup, "manage", source="group_id")
+    remote_group = Ref(SecurityGroup, source="remote_group_id", required=False, allow_null=True)
     direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.INGRESS)
     ethertype = serializers.ChoiceField(choices=EtherType.choices, default=EtherType.IPV4)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.ANY)
@@ -122,7 +126,7 @@ class RuleSerializer(serializers.ModelSerializer):
 
 
 class SecurityGroupSerializer(serializers.ModelSerializer):
-    project = serializers.IntegerField(source="project_id")
+    project = Ref(Project, "manage", source="project_id")
     rules = RuleSerializer(many=True, read_only=True)
 
     class Meta:
@@ -130,6 +134,10 @@ class SecurityGroupSerializer(serializers.ModelSerializer):
         fields = ["id", "project", "name", "description", "is_default", "rules", "created_at"]
         read_only_fields = ["is_default", "created_at"]
         extra_kwargs = {"description": {"required": False}}
+
+
+# Pools are infrastructure (no tenant owns one): every project allocates from them.
+POOL_DIRECTORY = "public IP pools are the cloud's: every project may allocate from any"
 
 
 class PublicIPPoolSerializer(serializers.ModelSerializer):
@@ -140,8 +148,8 @@ class PublicIPPoolSerializer(serializers.ModelSerializer):
 
 
 class PublicIPSerializer(serializers.ModelSerializer):
-    project = serializers.IntegerField(source="project_id")
-    pool = serializers.IntegerField(source="pool_id", required=False, allow_null=True)
+    project = Ref(Project, "manage", source="project_id")
+    pool = Ref(PublicIPPool, source="pool_id", required=False, allow_null=True, directory=POOL_DIRECTORY)
     nic = serializers.IntegerField(source="nic_id", read_only=True)
     private_ip = serializers.SerializerMethodField()
 
@@ -155,18 +163,18 @@ class PublicIPSerializer(serializers.ModelSerializer):
 
 
 class AssociateSerializer(serializers.Serializer):
-    nic = serializers.IntegerField()
+    nic = Ref(VMNic, "manage")
 
 
 class NicSerializer(serializers.ModelSerializer):
-    vm = serializers.IntegerField(source="vm_id")
-    network = serializers.IntegerField(source="network_id")
+    vm = Ref(VirtualMachine, "manage", source="vm_id")
+    network = Ref(VirtualNetwork, source="network_id", help_text="your network, or a shared or public one")
     ipv4 = serializers.CharField(read_only=True)
     ipv6 = serializers.CharField(read_only=True)
     security_groups = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     fixed_ip = serializers.IPAddressField(protocol="IPv4", write_only=True, required=False, allow_null=True)
-    reservation = serializers.IntegerField(write_only=True, required=False, allow_null=True)
-    groups = serializers.ListField(child=serializers.IntegerField(), write_only=True, required=False)
+    reservation = Ref(Reservation, write_only=True, required=False, allow_null=True)
+    groups = Ref(SecurityGroup, many=True, write_only=True, required=False)
 
     class Meta:
         model = VMNic
@@ -180,7 +188,7 @@ class NicSerializer(serializers.ModelSerializer):
 class GroupIdsField(serializers.ListField):
     """A list of security group ids (a single id is taken as a list of one)."""
 
-    child = serializers.IntegerField()
+    child = Ref(SecurityGroup)
 
     def to_internal_value(self, data: Any) -> Any:
         return super().to_internal_value(data if isinstance(data, list) else [data])
@@ -191,11 +199,9 @@ class NicGroupsSerializer(serializers.Serializer):
 
 
 class TemplateNicSerializer(serializers.ModelSerializer):
-    template = serializers.IntegerField(source="template_id")
-    network = serializers.IntegerField(source="network_id")
-    security_groups = serializers.PrimaryKeyRelatedField(
-        many=True, queryset=SecurityGroup.objects.all(), required=False
-    )
+    template = Ref(VMTemplate, "manage", source="template_id")
+    network = Ref(VirtualNetwork, source="network_id", help_text="your network, or a shared or public one")
+    security_groups = Ref(SecurityGroup, many=True, required=False)
 
     class Meta:
         model = TemplateNic
@@ -203,7 +209,7 @@ class TemplateNicSerializer(serializers.ModelSerializer):
 
 
 class HostNetworkSerializer(serializers.ModelSerializer):
-    host = serializers.IntegerField(source="host_id")
+    host = Ref(Host, source="host_id")
 
     class Meta:
         model = HostNetwork

@@ -36,7 +36,7 @@ class _Base(*CRD, viewsets.GenericViewSet):  # type: ignore[misc]
         return Response(self.get_serializer(obj).data, status=code)
 
     def _valid(self, request: Request, cls: Any = None) -> dict[str, Any]:
-        ser = (cls or self.get_serializer_class())(data=request.data)
+        ser = (cls or self.get_serializer_class())(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         return s.data(ser)
 
@@ -304,7 +304,7 @@ class TemplateNicViewSet(_Base):
         d = self._valid(request)
         nic = nics.add_template_nic(
             request.user, d["template"], network=d["network"], fixed_ip=d.get("fixed_ip"),
-            security_groups=[g.pk for g in d.get("security_groups", [])], average_kbps=d.get("average_kbps", 0),
+            security_groups=d.get("security_groups", []), average_kbps=d.get("average_kbps", 0),
             peak_kbps=d.get("peak_kbps", 0), burst_kb=d.get("burst_kb", 0),
         )  # fmt: skip
         return self._ok(nic)

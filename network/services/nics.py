@@ -148,14 +148,43 @@ def create_nic(
     return nic
 
 
+def _check_template_nics_usable(actor: Any, tnics: list[TemplateNic], project_id: int | None) -> None:
+    """The template's networks and security groups, checked against the VM creator's rights now
+    (time of use, issue 12): a network that was made private again, or a group the creator can
+    no longer see, makes no new NIC. 409 naming the template's NIC (nothing is created: the
+    caller's transaction rolls back)."""
+    if actor is None:  # the system: no one's rights to check
+        return
+    nets = {t.network_id for t in tnics}
+    usable = set(VirtualNetwork.objects.restrict(actor, "view").filter(pk__in=nets).values_list("pk", flat=True))
+    wanted = {g.pk for t in tnics for g in t.security_groups.all() if g.project_id == project_id}
+    seen = set(SecurityGroup.objects.restrict(actor, "view").filter(pk__in=wanted).values_list("pk", flat=True))
+    for i, t in enumerate(tnics):
+        if t.network_id not in usable:
+            raise Conflict(
+                f"NIC {i} of the template uses network {t.network.name}, which is not available to you "
+                "(no longer shared?)",
+                field="template",
+            )
+        lost = [g.name for g in t.security_groups.all() if g.project_id == project_id and g.pk not in seen]
+        if lost:
+            raise Conflict(
+                f"NIC {i} of the template uses security group {lost[0]}, which is not available to you",
+                field="template",
+            )
+
+
 def on_vms_created(actor: Any, vms: list[VirtualMachine], template: VMTemplate) -> None:
     """Give the new VMs the template's NICs (called by ``compute.services.create_vms``, same transaction).
 
     A fixed IP on a template NIC can only go to one VM: creating several is refused.
     """
-    tnics = list(TemplateNic.objects.filter(template=template).prefetch_related("security_groups"))
+    tnics = list(
+        TemplateNic.objects.filter(template=template).select_related("network").prefetch_related("security_groups")
+    )
     if not tnics:
         return
+    _check_template_nics_usable(actor, tnics, vms[0].project_id if vms else None)
     if len(vms) > 1 and any(t.fixed_ip for t in tnics):
         raise InvalidInput("the template gives a fixed IP: create one VM at a time", field="count")
     for vm in vms:

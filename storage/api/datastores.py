@@ -12,7 +12,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import client_ip
+from compute.models import Cluster
+from portal.api import Ref, client_ip
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from ..models import CloneMode, Datastore, DatastoreDriver, DatastoreKind
@@ -48,7 +49,7 @@ class DatastoreWriteSerializer(serializers.Serializer):
                                  help_text="pool target; default NEPHELE_STATE_DIR/datastores/<name>")  # fmt: skip
     source = serializers.JSONField(required=False, help_text="driver settings, see docs/storage.md")
     clone_mode = serializers.ChoiceField(choices=CloneMode.choices, default=CloneMode.COW)
-    clusters = serializers.ListField(child=serializers.IntegerField(), required=False,
+    clusters = Ref(Cluster, many=True, required=False,
                                      help_text="cluster ids whose hosts reach it; empty: every cluster")  # fmt: skip
 
 
@@ -87,7 +88,7 @@ class DatastoreViewSet(
 
     @extend_schema(request=DatastoreWriteSerializer, responses={201: DatastoreSerializer})
     def create(self, request: Request) -> Response:
-        ser = DatastoreWriteSerializer(data=request.data)
+        ser = DatastoreWriteSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         ds = svc.create_datastore(
@@ -100,7 +101,7 @@ class DatastoreViewSet(
     @extend_schema(request=DatastoreWriteSerializer, responses={200: DatastoreSerializer})
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         ds = self.get_object()
-        ser = DatastoreWriteSerializer(data=request.data, partial=True)
+        ser = DatastoreWriteSerializer(data=request.data, partial=True, context={"request": request})
         ser.is_valid(raise_exception=True)
         changes = {k: v for k, v in ser.validated_data.items() if k in request.data}
         ds = svc.update_datastore(request.user, ds.pk, ip=client_ip(request), **changes)
@@ -114,7 +115,7 @@ class DatastoreViewSet(
     def datastore_action(self, request: Request, pk: str | None = None) -> Response:
         """enable | disable | refresh (refresh re-measures the pool in the background: 202)."""
         ds = self.get_object()
-        ser = DatastoreActionSerializer(data=request.data)
+        ser = DatastoreActionSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         what = ser.validated_data["action"]
         ds = svc.set_datastore_state(request.user, ds.pk, what, ip=client_ip(request))

@@ -17,9 +17,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import client_ip
+from compute.models import VirtualMachine, VMTemplate
+from portal.api import Ref, client_ip
+from tenants.models import Project
 
-from ..models import MAX_VOLUME_BYTES, TemplateDisk, VMDisk, Volume, VolumeFormat, VolumeSnapshot
+from ..models import MAX_VOLUME_BYTES, Datastore, TemplateDisk, VMDisk, Volume, VolumeFormat, VolumeSnapshot
 from ..services import disks as disk_svc
 from ..services import volumes as svc
 
@@ -47,19 +49,25 @@ class VolumeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# Datastores are infrastructure (no tenant owns one); the services accept the right kind only.
+DATASTORE_CHOICE = "datastores are the cloud's: any project may place its disks in any datastore of the kind"
+
+
 class VolumeCreateSerializer(serializers.Serializer):
-    project = serializers.IntegerField()
+    project = Ref(Project, "manage")
     name = serializers.CharField(max_length=63)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     size_bytes = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VOLUME_BYTES,
                                           help_text="size of an empty volume; with image: grow the copy to this")  # fmt: skip
-    image = serializers.IntegerField(required=False, help_text="copy this OS / data block image")
-    datastore = serializers.IntegerField(required=False, help_text="default: a system datastore with room")
+    image = Ref("images.Image", required=False, help_text="copy this OS / data block image (yours, shared or public)")
+    datastore = Ref(
+        Datastore, required=False, directory=DATASTORE_CHOICE, help_text="default: a system datastore with room"
+    )
     format = serializers.ChoiceField(choices=VolumeFormat.choices, default=VolumeFormat.QCOW2)
 
 
 class AttachSerializer(serializers.Serializer):
-    vm = serializers.IntegerField()
+    vm = Ref(VirtualMachine, "manage")
     target = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="vdb … vdz; default next free"
     )
@@ -74,11 +82,12 @@ class SnapshotSerializer(serializers.Serializer):
 
 
 class SnapshotRefSerializer(serializers.Serializer):
-    snapshot = serializers.IntegerField()
+    snapshot = Ref(VolumeSnapshot, "manage")
 
 
-def _valid(ser_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    ser = ser_class(data=data)
+def _valid(ser_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The body validated, its ids resolved through the gate for the caller (``portal.api.Ref``)."""
+    ser = ser_class(data=request.data, context={"request": request})
     ser.is_valid(raise_exception=True)
     return dict(ser.validated_data)
 
@@ -102,7 +111,7 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(request=VolumeCreateSerializer, responses=ACCEPTED)
     def create(self, request: Request) -> Response:
-        d = _valid(VolumeCreateSerializer, request.data)
+        d = _valid(VolumeCreateSerializer, request)
         vol = svc.create_volume(
             request.user, project=d["project"], name=d["name"], description=d["description"],
             size_bytes=d.get("size_bytes"), image=d.get("image"), datastore=d.get("datastore"), format=d["format"],
@@ -119,7 +128,7 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @action(detail=True, methods=["post"])
     def attach(self, request: Request, pk: str | None = None) -> Response:
         """Attach to a VM of the same project: live if it runs (host with disk hotplug), else for its next boot."""
-        d = _valid(AttachSerializer, request.data)
+        d = _valid(AttachSerializer, request)
         return self._answer(svc.attach_volume(request.user, pk, d["vm"], target=d["target"], ip=client_ip(request)))
 
     @extend_schema(request=None, responses=ACCEPTED)
@@ -130,27 +139,27 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(request=GrowSerializer, responses=ACCEPTED)
     @action(detail=True, methods=["post"])
     def grow(self, request: Request, pk: str | None = None) -> Response:
-        d = _valid(GrowSerializer, request.data)
+        d = _valid(GrowSerializer, request)
         return self._answer(svc.grow_volume(request.user, pk, d["size_bytes"], ip=client_ip(request)))
 
     @extend_schema(request=SnapshotSerializer, responses=ACCEPTED)
     @action(detail=True, methods=["post"])
     def snapshot(self, request: Request, pk: str | None = None) -> Response:
         """A qcow2 internal snapshot; 409 while attached to a running VM."""
-        d = _valid(SnapshotSerializer, request.data)
+        d = _valid(SnapshotSerializer, request)
         snap = svc.snapshot_volume(request.user, pk, d["name"], ip=client_ip(request))
         return self._answer(snap.volume)
 
     @extend_schema(request=SnapshotRefSerializer, responses=ACCEPTED)
     @action(detail=True, methods=["post"])
     def revert(self, request: Request, pk: str | None = None) -> Response:
-        d = _valid(SnapshotRefSerializer, request.data)
+        d = _valid(SnapshotRefSerializer, request)
         return self._answer(svc.revert_volume(request.user, pk, d["snapshot"], ip=client_ip(request)))
 
     @extend_schema(request=SnapshotRefSerializer, responses=ACCEPTED)
     @action(detail=True, methods=["post"], url_path="delete-snapshot")
     def delete_snapshot(self, request: Request, pk: str | None = None) -> Response:
-        d = _valid(SnapshotRefSerializer, request.data)
+        d = _valid(SnapshotRefSerializer, request)
         return self._answer(svc.delete_snapshot(request.user, pk, d["snapshot"], ip=client_ip(request)))
 
 
@@ -168,7 +177,9 @@ class VMDiskSerializer(serializers.ModelSerializer):
 
 class SaveAsImageSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=63)
-    datastore = serializers.IntegerField(required=False, help_text="image datastore; default: the default one")
+    datastore = Ref(
+        Datastore, required=False, directory=DATASTORE_CHOICE, help_text="image datastore; default: the default one"
+    )
 
 
 class VMDiskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -184,7 +195,7 @@ class VMDiskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @action(detail=True, methods=["post"], url_path="save-as-image")
     def save_as_image(self, request: Request, pk: str | None = None) -> Response:
         """Copy the disk into an image datastore as a new image of the VM's project (the VM must be off)."""
-        d = _valid(SaveAsImageSerializer, request.data)
+        d = _valid(SaveAsImageSerializer, request)
         disk = disk_svc.save_disk_as_image(request.user, pk, name=d["name"], datastore=d.get("datastore"),
                                       ip=client_ip(request))  # fmt: skip
         return Response(VMDiskSerializer(disk).data, status=status.HTTP_202_ACCEPTED)
@@ -200,8 +211,8 @@ class TemplateDiskSerializer(serializers.ModelSerializer):
 
 
 class TemplateDiskCreateSerializer(serializers.Serializer):
-    template = serializers.IntegerField()
-    image = serializers.IntegerField(required=False, allow_null=True)
+    template = Ref(VMTemplate, "manage")
+    image = Ref("images.Image", required=False, allow_null=True, help_text="yours, shared or public")
     size_bytes = serializers.IntegerField(required=False, min_value=0, default=0)
     cmdline = serializers.CharField(required=False, allow_blank=True, default="", max_length=1024,
                                     help_text="kernel images: the kernel command line ({vm_name}: the VM's id)")  # fmt: skip
@@ -223,7 +234,7 @@ class TemplateDiskViewSet(
 
     @extend_schema(request=TemplateDiskCreateSerializer, responses={201: TemplateDiskSerializer})
     def create(self, request: Request) -> Response:
-        d = _valid(TemplateDiskCreateSerializer, request.data)
+        d = _valid(TemplateDiskCreateSerializer, request)
         td = disk_svc.add_template_disk(
             request.user, d["template"], image=d.get("image"), size_bytes=d["size_bytes"], cmdline=d["cmdline"]
         )

@@ -321,7 +321,7 @@ def test_public_template_with_a_private_network_is_refused_elsewhere(member: Any
     template.public = True
     template.save()
     other_project = other_tenant.memberships.first().project
-    with pytest.raises(NotFound) as exc:
+    with pytest.raises(Conflict) as exc:  # the template's reference, checked at use (issue 12)
         compute.create_vms(other_tenant, project=other_project, template=template, name="x", hold=True)
-    assert exc.value.field == "network"
+    assert exc.value.field == "template" and f"network {net.name}" in exc.value.message
     assert not VirtualMachine.objects.filter(project=other_project).exists()

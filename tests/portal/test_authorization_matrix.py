@@ -109,7 +109,9 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
         E(401, 404, 202, 202, 404, 202),
     ),
     ("POST", "/api/v1/vms/{V}/action/", {"action": "terminate"}, E(401, 404, 202, 202, 404, 202)),
-    ("POST", "/api/v1/vms/{V}/action/", {"action": "deploy", "host": "{H}"}, E(401, 404, 403, 403, 404, 202)),
+    # a host is infrastructure: outside a member's scope, so the id in the body is 404 like a missing one
+    ("POST", "/api/v1/vms/{V}/action/", {"action": "deploy", "host": "{H}"}, E(401, 404, 404, 404, 404, 202)),
+    ("POST", "/api/v1/vms/{V}/action/", {"action": "deploy"}, E(401, 404, 403, 403, 404, 202)),
     ("GET", "/api/v1/events/", None, READ_ANY),
     ("GET", "/api/v1/events/{EV}/", None, READ_PROJECT),
     ("GET", "/api/v1/webhooks/", None, ADMIN_ONLY_READ),

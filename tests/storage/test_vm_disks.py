@@ -7,6 +7,8 @@ in-process agent of ``tests/compute/helpers.settle``, and once through the real 
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,7 +195,7 @@ def test_image_delete_is_refused_while_a_vm_uses_it(
     assert VMDisk.objects.get(vm=vm).image_id is None
 
 
-def test_disks_follow_the_compute_boot_images_own_disk(member: Any, project: Any, template: Any) -> None:
+def test_disks_follow_the_compute_boot_images_overlay(member: Any, project: Any, template: Any) -> None:
     from tests.factories import BootImageFactory
 
     template.boot_image = BootImageFactory(project=project, kind="disk", disk_path="/var/lib/boot.qcow2")
@@ -201,10 +203,66 @@ def test_disks_follow_the_compute_boot_images_own_disk(member: Any, project: Any
     disks.add_template_disk(member, template.pk, size_bytes=MIB)
     (vm,) = compute.create_vms(member, project=project, template=template, name="b", hold=True)
     spec = compute.domain_spec(VirtualMachine.objects.get(pk=vm.pk))
-    assert spec.disk_path == "/var/lib/boot.qcow2"
-    assert [(d.target, d.create_size_bytes, d.delete_on_release) for d in spec.disks if d.target.startswith("vd")] == [
-        ("vdb", MIB, True)
-    ]
+    assert spec.disk_path == ""  # never the boot image's own file
+    assert [
+        (d.target, d.backing, d.backing_format, d.create_size_bytes, d.delete_on_release)
+        for d in spec.disks
+        if d.target.startswith("vd")
+    ] == [("vda", "/var/lib/boot.qcow2", "qcow2", 0, True), ("vdb", "", "", MIB, True)]
+    assert spec.disks[0].path.endswith(f"/{vm.domain_name}/boot.qcow2")
+
+
+def test_a_vm_made_before_boot_overlays_still_gets_one(member: Any, project: Any, template: Any) -> None:
+    """A VM created before boot disks had their row (none for vda) is given an overlay in the
+    default place at its next deploy, never its boot image's file."""
+    from django.conf import settings
+
+    from tests.factories import BootImageFactory
+
+    template.boot_image = BootImageFactory(project=project, kind="disk", disk_path="/var/lib/old.qcow2")
+    template.save()
+    (vm,) = compute.create_vms(member, project=project, template=template, name="old", hold=True)
+    VMDisk.objects.filter(vm=vm, target="vda").delete()  # as such a VM was stored
+    (vda,) = [d for d in compute.domain_spec(VirtualMachine.objects.get(pk=vm.pk)).disks if d.target == "vda"]
+    assert vda.path == str(settings.NEPHELE_STATE_DIR / "disks" / vm.domain_name / "boot.qcow2")
+    assert (vda.backing, vda.delete_on_release) == ("/var/lib/old.qcow2", True)
+
+
+def test_a_boot_image_disk_boots_through_a_per_vm_overlay(
+    make_sim_host: Any, member: Any, project: Any, template: Any, system_ds: Any, tmp_path: Any
+) -> None:
+    """Issue 12: every VM of a disk boot image had the boot image's file itself as its vda, read-write
+    (so one tenant's guest wrote the disk the next tenant booted). Now each VM gets its own qcow2
+    overlay (real qemu-img at PROLOG), the domain's vda is that overlay, and terminate removes it."""
+    import xml.etree.ElementTree as ET
+
+    from tests.factories import BootImageFactory
+
+    host = make_sim_host()
+    boot = str(tmp_path / "boot.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", boot, str(16 * MIB)], check=True)
+    write_pattern(boot, "qcow2", 0, 0x5A)
+    pristine = Path(boot).read_bytes()
+    template.boot_image = BootImageFactory(project=project, kind="disk", disk_path=boot)
+    template.save()
+    vm = _vm(member, project, template)
+
+    row = VMDisk.objects.get(vm=vm, target="vda")
+    assert (row.clone, row.backing, row.volatile) == ("cow", boot, True) and row.path != boot
+    assert row.path.startswith(system_ds.path)
+    info = qemu_info(row.path)
+    assert info["backing-filename"] == boot and info["backing-filename-format"] == "qcow2"
+    xml = ET.fromstring(get_driver(host.driver, host.uri)._domain(vm.domain_name).XMLDesc(0))
+    vda = [d for d in xml.iter("disk") if d.find("target").get("dev") == "vda"]  # type: ignore[union-attr]
+    assert [d.find("source").get("file") for d in vda] == [row.path]  # type: ignore[union-attr]
+    assert boot not in ET.tostring(xml, encoding="unicode")
+
+    write_pattern(row.path, "qcow2", 0, 0xC3)  # the guest writes to its overlay …
+    assert read_at(boot, "qcow2", 0, 4) == b"\x5a" * 4 and Path(boot).read_bytes() == pristine  # … not the boot disk
+    act(member, vm, "terminate", hard=True)
+    settle(schedule=False)
+    assert VirtualMachine.objects.get(pk=vm.pk).state == S.DONE
+    assert not os.path.exists(row.path) and Path(boot).read_bytes() == pristine
 
 
 def test_host_side_preparation_is_idempotent_and_release_removes_only_volatile_files(tmp_path: Any) -> None:
