@@ -59,7 +59,7 @@ def _unreachable(exc: BaseException) -> bool:
 def server_error(request: HttpRequest) -> HttpResponse:
     if not is_overload(sys.exc_info()[1]):
         return django_server_error(request)
-    detail = "the service is unavailable for a moment (no database connection); retry later"
+    detail = "the server is busy: no database connection was free in time (or the database is restarting); retry later"
     response: HttpResponse
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": detail}, status=503)

@@ -460,7 +460,7 @@ def test_a_stalled_socket_is_closed_while_the_others_keep_receiving(
         _publish_metrics(project, total)
         for done in reading:
             assert _samples(done.result()) == list(range(total))
-    stalled.settimeout(10)
+    stalled.settimeout(30)  # a bound for a loaded machine: the close comes once its queue is full
     data = bytearray(early)
     while chunk := _recv_or_eof(stalled):
         data += chunk
