@@ -12,13 +12,13 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 import hostagent.tasks  # noqa: F401  (registers the agent's tasks: in-process workers run them too)
 from hostagent import work
 from portal import outbox, periodic
-from portal.celery import app
+from portal.celery import RETRY_TRANSIENT, app
 from specs import DomainStats, HostInfo
 from specs.codec import decode, encode
 
@@ -51,12 +51,7 @@ def render_step(vm_id: int, seq: int) -> tuple[dict[str, Any]] | None:
     return None if order is None else (encode(order),)
 
 
-#: transient errors of the control plane's own work: the task is retried with back-off
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
-RETRY = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": 1, "retry_backoff_max": 60, "max_retries": 20}
-
-
-@shared_task(name="compute.step_done", acks_late=True, **RETRY)
+@shared_task(name="compute.step_done", acks_late=True, **RETRY_TRANSIENT)
 def step_done(vm_id: int, seq: int, result: dict[str, Any], step: str = "") -> str:
     """An agent's report of one step. Safe twice or late: a stale ``seq``, or a step the VM has
     moved past (a redelivered PROLOG report while it BOOTs), is refused."""
@@ -140,7 +135,7 @@ def probe_host(host_id: int) -> str:
     return record_probe_result(host_id, info, stats, error)
 
 
-@shared_task(name="compute.probe_done", acks_late=True, **RETRY)
+@shared_task(name="compute.probe_done", acks_late=True, **RETRY_TRANSIENT)
 def probe_done(host_id: int, info: Any, stats: Any, error: str, ts: float | None = None, previous: Any = None) -> str:
     """An agent's probe report: capacity, load and the domains' counters (with the previous ones
     it read, for rates), or the error."""
@@ -221,7 +216,7 @@ def reconcile_host(host_id: int) -> dict[str, list[str]]:
     return report
 
 
-@shared_task(name="compute.domains_listed", acks_late=True, **RETRY)
+@shared_task(name="compute.domains_listed", acks_late=True, **RETRY_TRANSIENT)
 def domains_listed(host_id: int, domains: Any, error: str) -> dict[str, list[str]]:
     """An agent listed its host's domains: repair drift; stale domains go back to it for removal."""
     if error:

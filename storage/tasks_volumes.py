@@ -13,17 +13,13 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
+from portal.celery import RETRY_TRANSIENT
 from specs.codec import encode
 
 from . import hostops, volumeops
 from .services import disks as disk_services
 from .services import volumes as services
-
-RETRY: dict[str, Any] = {
-    "autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 1, "retry_backoff_max": 60, "max_retries": 20,
-}  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +42,14 @@ def render_volume_step(volume_id: int, seq: int) -> tuple[dict[str, Any]] | None
     return None if order is None else (encode(order),)
 
 
-@shared_task(name="storage.volume_step_done", acks_late=True, **RETRY)
+@shared_task(name="storage.volume_step_done", acks_late=True, **RETRY_TRANSIENT)
 def volume_step_done(volume_id: int, seq: int, error: str, size_bytes: int) -> str:
     """An agent's report of a volume step; a stale or repeated one is refused."""
     vol = services.complete_volume_step(volume_id, seq, error=error, size_bytes=size_bytes)
     return "stale" if vol is None else vol.state
 
 
-@shared_task(name="storage.disk_saved", acks_late=True, **RETRY)
+@shared_task(name="storage.disk_saved", acks_late=True, **RETRY_TRANSIENT)
 def disk_saved(disk_id: int, actor_id: int | None, name: str, datastore_id: int, dest: str, error: str) -> str:
     """The agent copied a VM disk into ``dest`` (or failed): register the image."""
     image = disk_services.finish_save_disk(disk_id, actor_id, name, datastore_id, dest, error)
