@@ -80,50 +80,36 @@ def _settle(cloud: Cloud, answers: list[Any], recovered_at: float, what: str) ->
     return state
 
 
-def test_the_agent_killed_during_a_burst(cloud: Cloud) -> None:
-    answers, join = _burst(cloud, "agentkill", 12)
+def _fault(cloud: Cloud, prefix: str, what: str, hurt: Callable[[], None], heal: Callable[[], None],
+           *, outage_s: float = 3, spread_s: float = 6.0, accepted: set[int] | None = None) -> None:  # fmt: skip
+    """A burst of creates; ``hurt`` two seconds in, ``heal`` ``outage_s`` later; then clean."""
+    answers, join = _burst(cloud, prefix, 12, spread_s=spread_s)
     time.sleep(2)
-    cloud.kill("agent")
-    time.sleep(3)
-    cloud.start_process("agent")
+    hurt()
+    time.sleep(outage_s)
+    heal()
     recovered = time.monotonic()
     join()
-    assert all(status == 202 for _n, status, _b in answers), answers
-    _settle(cloud, answers, recovered, "agent SIGKILL")
+    assert {status for _n, status, _b in answers} <= (accepted or {202}), answers
+    _settle(cloud, answers, recovered, what)
+
+
+def test_the_agent_killed_during_a_burst(cloud: Cloud) -> None:
+    _fault(cloud, "agentkill", "agent SIGKILL", lambda: cloud.kill("agent"), lambda: cloud.start_process("agent"))
 
 
 def test_the_scheduler_worker_killed_during_a_burst(cloud: Cloud) -> None:
-    answers, join = _burst(cloud, "workerkill", 12)
-    time.sleep(2)
-    cloud.kill("worker")
-    time.sleep(3)
-    cloud.start_process("worker")
-    recovered = time.monotonic()
-    join()
-    assert all(status == 202 for _n, status, _b in answers), answers
-    _settle(cloud, answers, recovered, "scheduler worker SIGKILL")
+    _fault(cloud, "workerkill", "scheduler worker SIGKILL", lambda: cloud.kill("worker"),
+           lambda: cloud.start_process("worker"))  # fmt: skip
 
 
 def test_redis_stopped_for_20_s_during_a_burst(cloud: Cloud) -> None:
-    answers, join = _burst(cloud, "redisdown", 12, spread_s=OUTAGE_S)
-    time.sleep(2)
-    cloud.stop_redis()
-    time.sleep(OUTAGE_S)
-    cloud.start_redis()
-    recovered = time.monotonic()
-    join()
     # the broker being away never costs a create: committed, 202, dispatched from the outbox later
-    assert all(status == 202 for _n, status, _b in answers), answers
-    _settle(cloud, answers, recovered, "Redis down 20 s")
+    _fault(cloud, "redisdown", "Redis down 20 s", cloud.stop_redis, cloud.start_redis, outage_s=OUTAGE_S,
+           spread_s=OUTAGE_S)  # fmt: skip
 
 
 def test_postgresql_stopped_for_20_s_during_a_burst(cloud: Cloud) -> None:
-    answers, join = _burst(cloud, "pgdown", 12, spread_s=OUTAGE_S)
-    time.sleep(2)
-    cloud.stop_postgres()
-    time.sleep(OUTAGE_S)
-    cloud.start_postgres()
-    recovered = time.monotonic()
-    join()
-    assert {status for _n, status, _b in answers} <= {202, 503, 0}, answers
-    _settle(cloud, answers, recovered, "PostgreSQL down 20 s")
+    # while the database is away the API answers 503 (or the client sees no answer), never 500
+    _fault(cloud, "pgdown", "PostgreSQL down 20 s", cloud.stop_postgres, cloud.start_postgres, outage_s=OUTAGE_S,
+           spread_s=OUTAGE_S, accepted={202, 503, 0})  # fmt: skip
