@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound as DRFNotFound
 from rest_framework.exceptions import ValidationError
@@ -15,6 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from tenants.querysets import is_cloud_admin
 
+from .clientip import client_ip as client_ip  # re-exported: views import it from here
 from .errors import NotFound, ServiceError
 
 
@@ -52,11 +52,6 @@ def _with_detail_and_field(data: Any) -> Any:
     if field in ("non_field_errors", "__all__"):
         return {"detail": message, **data}
     return {"detail": f"{field}: {message}", "field": field, **data}
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The caller's address (REMOTE_ADDR; a trusted proxy header is the tenancy manager's job)."""
-    return request.META.get("REMOTE_ADDR") or None
 
 
 ACCEPTED = status.HTTP_202_ACCEPTED

@@ -22,3 +22,9 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         os.register_at_fork(before=close_pools_before_fork)
+        from django.conf import settings
+
+        from .throttling import parse_rate
+
+        for name in ("NEPHELE_API_RATE_USER", "NEPHELE_API_RATE_TOKEN", "NEPHELE_API_RATE_ANON"):
+            parse_rate(getattr(settings, name))  # a malformed rate stops the start, naming it

@@ -8,10 +8,12 @@ Channels layer; ``make run`` starts a private Redis when it is unset), ``NEPHELE
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -155,6 +157,20 @@ OTP_TOTP_ISSUER = "Nephele"
 # API tokens always expire: at most this many days after creation, and this long when the
 # request names no lifetime (tenants/credentials.py, docs/authentication.md).
 NEPHELE_TOKEN_MAX_DAYS = int(os.environ.get("NEPHELE_TOKEN_MAX_DAYS", "90"))
+# Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed for the client's
+# address (portal.api.client_ip: audit, login throttle, API rate limits). Empty: REMOTE_ADDR.
+NEPHELE_TRUSTED_PROXIES = [a.strip() for a in os.environ.get("NEPHELE_TRUSTED_PROXIES", "").split(",") if a.strip()]
+for _proxy in NEPHELE_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"NEPHELE_TRUSTED_PROXIES: {_proxy!r} is not an address or CIDR") from _exc
+# API request rate limits (portal/throttling.py, docs/api.md): "<n>/<s|min|h>", "0" turns one off.
+# Every API request counts against its user (and its token when it carries one); anonymous
+# requests against their address.
+NEPHELE_API_RATE_USER = os.environ.get("NEPHELE_API_RATE_USER", "1200/min")
+NEPHELE_API_RATE_TOKEN = os.environ.get("NEPHELE_API_RATE_TOKEN", "600/min")
+NEPHELE_API_RATE_ANON = os.environ.get("NEPHELE_API_RATE_ANON", "120/min")
 # Addresses of TLS-terminating proxies whose X-SSL-Client-* headers are believed (tenants/x509.py).
 NEPHELE_X509_TRUSTED_PROXIES = [a for a in os.environ.get("NEPHELE_X509_TRUSTED_PROXIES", "").split(",") if a]
 SESSION_COOKIE_HTTPONLY = True
@@ -266,6 +282,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["portal.throttling.ApiRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Nephele API",

@@ -20,12 +20,15 @@ address is not affected by someone else's failures.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.backends import ModelBackend
@@ -36,6 +39,8 @@ from django.http import HttpRequest, HttpResponse
 from portal import api as portal_api
 
 _THROTTLED = "_nephele_login_throttled"
+log = logging.getLogger(__name__)
+_warned_at = 0.0
 
 
 class LoginThrottled(PermissionDenied):
@@ -86,6 +91,29 @@ def backoff_s(failures: int) -> int:
     return cap if over >= 30 else min(cap, 2**over)
 
 
+def _outage_tolerant(default: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """When the cache (Redis) cannot be reached, the throttle neither counts nor refuses: people
+    can still sign in during a Redis outage (the password check itself needs only the
+    database). Logged, at most once a minute."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def tolerant(*args: Any, **kwargs: Any) -> Any:
+            global _warned_at
+            try:
+                return fn(*args, **kwargs)
+            except redis.RedisError as exc:
+                if time.time() - _warned_at > 60:
+                    _warned_at = time.time()
+                    log.warning("login throttle not enforced: Redis unreachable (%s)", exc)
+                return default
+
+        return tolerant
+
+    return wrap
+
+
+@_outage_tolerant(default=0)
 def retry_after(username: str | None, ip: str | None) -> int:
     """Seconds before ``ip`` may try a password for ``username`` again; 0: now."""
     now = time.time()
@@ -119,6 +147,7 @@ def _incr(key: str, ttl: int) -> None:
             cache.add(key, 1, ttl)
 
 
+@_outage_tolerant(default=None)
 def note_failure(username: str | None, ip: str | None) -> None:
     """Count one failed login of ``username`` from ``ip``."""
     now = time.time()
@@ -133,6 +162,7 @@ def note_failure(username: str | None, ip: str | None) -> None:
         cache.set(keys[1], now, memory)
 
 
+@_outage_tolerant(default=None)
 def reset(username: str | None, ip: str | None) -> None:
     keys = _pair_keys(username, ip)
     if keys is not None:

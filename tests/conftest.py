@@ -77,13 +77,17 @@ def _clean_broker() -> None:
 
 @pytest.fixture(autouse=True)
 def _forget_login_failures() -> None:
-    """Each test starts with no login throttle state (tenants/security.py): failed logins of
-    one test, all from 127.0.0.1, must not back off another test's login. Only those keys are
-    deleted: the cache shares its Redis DB with the broker."""
+    """Each test starts with no login throttle or API rate state (tenants/security.py,
+    portal/throttling.py): failed logins and requests of one test, all from 127.0.0.1, must not
+    back off another test's. Only those keys are deleted: the cache shares its Redis DB with the
+    broker."""
     import redis
 
     client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-    keys = list(client.scan_iter(match="*nephele:login-fail:*", count=1000))
+    keys = [
+        *client.scan_iter(match="*nephele:login-fail:*", count=1000),
+        *client.scan_iter(match="nephele:rate:*", count=1000),
+    ]
     if keys:
         client.delete(*keys)
 
