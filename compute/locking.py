@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from portal.errors import NotFound
+from tenants.querysets import Actor
 
 from .models import VirtualMachine
 
 
-def lock_vm(actor: Any, vm_id: Any, action: str = "manage", *, field: str | None = None) -> VirtualMachine:
+def lock_vm(actor: Actor, vm_id: Any, action: str = "manage", *, field: str | None = None) -> VirtualMachine:
     """The VM row (with its host), locked, if ``actor`` may ``action`` it (``actor`` None: the
     system); 404 otherwise, exactly like a missing VM. Only the VM's own row is locked."""
     qs = VirtualMachine.objects.all() if actor is None else VirtualMachine.objects.restrict(actor, action)

@@ -181,9 +181,9 @@ def _collect(
     with transaction.atomic():
         store.ingest(rows)
         latest: dict[int, dict[str, float]] = {}
-        for ts, kind, oid, metric, value in rows:
+        for at, kind, oid, metric, value in rows:
             if kind == 2:
-                latest.setdefault(oid, {"ts": ts.timestamp()})[str(metric)] = round(value, 2)
+                latest.setdefault(oid, {"ts": at.timestamp()})[str(metric)] = round(value, 2)
         host_fig = {str(m): round(v, 2) for _t, k, _o, m, v in rows if k == 1}
         publish(
             [ADMIN_GROUP],

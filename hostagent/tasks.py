@@ -15,6 +15,7 @@ from typing import Any
 from celery import shared_task
 
 from compute import agent
+from compute.drivers.base import DriverError
 from network import hostops as network_hostops
 from specs.codec import decode, encode
 from storage import hostops, volumeops
@@ -113,7 +114,7 @@ def save_disk(
     try:
         # the source's format is pinned (an overlay's backing chain is followed by qemu-img)
         hostops.convert(src, fmt, dest, "qcow2")
-    except agent.DriverError as exc:
+    except DriverError as exc:
         error = str(exc)
     report(self, "storage.disk_saved", [disk_id, actor_id, name, datastore_id, dest, error])
     return error or "ok"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 
 from portal.errors import InvalidInput, NotFound, PermissionDenied
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from .audit import record_action
 from .models import Webhook
@@ -20,7 +21,7 @@ MAX_PATTERNS = 50
 MAX_ATTEMPTS = 20
 
 
-def _require_admin(actor: Any) -> None:
+def _require_admin(actor: Actor) -> None:
     if not is_cloud_admin(actor):
         raise PermissionDenied("only cloud administrators manage webhooks")
 
@@ -79,7 +80,7 @@ def _apply(hook: Webhook, changes: dict[str, Any]) -> None:
         hook.max_attempts = n
 
 
-def _lock(actor: Any, webhook_id: Any) -> Webhook:
+def _lock(actor: Actor, webhook_id: Any) -> Webhook:
     pk = getattr(webhook_id, "pk", webhook_id)
     hook = None
     if str(pk).isdigit():
@@ -95,7 +96,7 @@ def _detail(hook: Webhook) -> dict[str, Any]:
 
 @transaction.atomic
 def create_webhook(
-    actor: Any, *, url: str, event_types: list[str], name: str = "", ip: str | None = None, **fields: Any
+    actor: User, *, url: str, event_types: list[str], name: str = "", ip: str | None = None, **fields: Any
 ) -> Webhook:
     """Subscribe ``url`` to events whose type matches one of ``event_types`` (``secret``,
     ``enabled``, ``max_attempts`` optional; a secret is made when none is given)."""
@@ -108,7 +109,7 @@ def create_webhook(
 
 
 @transaction.atomic
-def update_webhook(actor: Any, webhook_id: Any, *, ip: str | None = None, **changes: Any) -> Webhook:
+def update_webhook(actor: Actor, webhook_id: Any, *, ip: str | None = None, **changes: Any) -> Webhook:
     _require_admin(actor)
     hook = _lock(actor, webhook_id)
     _apply(hook, changes)
@@ -118,7 +119,7 @@ def update_webhook(actor: Any, webhook_id: Any, *, ip: str | None = None, **chan
 
 
 @transaction.atomic
-def delete_webhook(actor: Any, webhook_id: Any, *, ip: str | None = None) -> None:
+def delete_webhook(actor: Actor, webhook_id: Any, *, ip: str | None = None) -> None:
     """Remove a webhook and its delivery log."""
     _require_admin(actor)
     hook = _lock(actor, webhook_id)

@@ -9,7 +9,7 @@ in this process (tests, single-machine tools).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 
@@ -20,6 +20,9 @@ from specs.codec import decode, encode
 
 from . import hostops
 from .drivers.base import HostTarget
+
+if TYPE_CHECKING:
+    from .models import HostNetwork
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def repair(host_id: int) -> dict[str, int]:
     return hostops.repair(decode(order[0]), decode(order[1]))
 
 
-def hostops_target(hn: object) -> HostTarget:
+def hostops_target(hn: HostNetwork) -> HostTarget:
     return HostTarget(
         netns=hn.netns, underlay_ip=hn.underlay_ip, public_interface=hn.public_interface, uplink=hn.uplink
-    )  # type: ignore[attr-defined]
+    )

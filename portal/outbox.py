@@ -52,9 +52,13 @@ def _publish(row: OutboxMessage) -> None:
         if args is None:
             return  # stale by now (a newer operation took over): nothing to send
     if app.conf.task_always_eager:  # tests and scripts running tasks in-process
-        app.tasks[row.task].apply_async(list(args), row.kwargs, queue=row.queue or None)
+        task = app.tasks[row.task]
+        if row.queue:
+            task.apply_async(tuple(args or ()), row.kwargs, queue=row.queue)
+        else:
+            task.apply_async(tuple(args or ()), row.kwargs)
     else:  # by name: the web process need not import the task's module
-        app.send_task(row.task, args=list(args), kwargs=row.kwargs, queue=row.queue or None)
+        app.send_task(row.task, args=list(args or ()), kwargs=row.kwargs, queue=row.queue or None)
 
 
 def relay_one(pk: int) -> bool:

@@ -106,7 +106,8 @@ class QuotaLine:
 
 
 def _limit(project_id: int, user_id: int | None, resource: str) -> int:
-    row = QuotaLimit.objects.filter(project_id=project_id, user_id=user_id, resource=resource).first()
+    # user_id=None is Django's IS NULL (the project-wide row); the stubs only know ints
+    row = QuotaLimit.objects.filter(project_id=project_id, user_id=user_id, resource=resource).first()  # type: ignore[misc]
     if row is not None:
         return row.limit
     if user_id is not None:

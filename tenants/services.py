@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from . import quotas
 from .models import Membership, Organization, OrgMembership, Project
@@ -25,23 +25,23 @@ from .roles import OrgRole, Role
 User = get_user_model()
 
 
-def _audit(actor: Any, obj: Any, action: str, *, ip: str | None = None, **detail: Any) -> None:
+def _audit(actor: Actor, obj: Any, action: str, *, ip: str | None = None, **detail: Any) -> None:
     from monitoring.audit import record_action
 
     record_action(actor, obj, action, ip=ip, project=obj if isinstance(obj, Project) else None, **detail)
 
 
-def _require_cloud_admin(actor: Any) -> None:
+def _require_cloud_admin(actor: Actor) -> None:
     if not is_cloud_admin(actor):
         raise PermissionDenied("only cloud administrators may do this")
 
 
-def _require_cloud_admin_or_system(actor: Any) -> None:
+def _require_cloud_admin_or_system(actor: Actor) -> None:
     if actor is not None:
         _require_cloud_admin(actor)
 
 
-def _gate(model: Any, actor: Any, action: str) -> models.QuerySet[Any]:
+def _gate(model: Any, actor: Actor, action: str) -> models.QuerySet[Any]:
     """``model``'s rows ``actor`` may ``action`` (all of them for the system)."""
     return model.objects.all() if actor is None else model.objects.restrict(actor, action)  # type: ignore[no-any-return]
 
@@ -77,7 +77,7 @@ def _save_new(obj: models.Model, message: str) -> None:
 # -- organizations ----------------------------------------------------------------------------
 @transaction.atomic
 def create_organization(
-    actor: Any,
+    actor: Actor,
     *,
     name: str,
     description: str = "",
@@ -105,7 +105,7 @@ ORG_FIELDS = frozenset({"name", "description", "require_2fa", "enabled"})
 
 
 @transaction.atomic
-def update_organization(actor: Any, org_id: int, *, ip: str | None = None, **fields: Any) -> Organization:
+def update_organization(actor: Actor, org_id: int, *, ip: str | None = None, **fields: Any) -> Organization:
     """Rename, describe, require a second factor (organization admins); enable or disable
     (cloud administrators only)."""
     org: Organization | None = _gate(Organization, actor, "admin").select_for_update().filter(pk=org_id).first()
@@ -135,7 +135,7 @@ def update_organization(actor: Any, org_id: int, *, ip: str | None = None, **fie
 
 
 @transaction.atomic
-def delete_organization(actor: Any, org_id: int, *, ip: str | None = None) -> None:
+def delete_organization(actor: Actor, org_id: int, *, ip: str | None = None) -> None:
     """Delete an organization that has no projects left (409 naming them); cloud administrators."""
     _require_cloud_admin(actor)
     org: Organization | None = _gate(Organization, actor, "admin").select_for_update().filter(pk=org_id).first()
@@ -149,7 +149,7 @@ def delete_organization(actor: Any, org_id: int, *, ip: str | None = None) -> No
 
 
 @transaction.atomic
-def ensure_organization(actor: Any, name: str, *, ip: str | None = None, **detail: Any) -> tuple[Organization, bool]:
+def ensure_organization(actor: Actor, name: str, *, ip: str | None = None, **detail: Any) -> tuple[Organization, bool]:
     """The organization named ``name``, created when missing (provisioning); ``(org, created)``."""
     org = Organization.objects.filter(name=name).first()
     if org is not None:
@@ -167,7 +167,7 @@ def ensure_organization(actor: Any, name: str, *, ip: str | None = None, **detai
 # -- projects ---------------------------------------------------------------------------------
 @transaction.atomic
 def create_project(
-    actor: Any, *, organization: Organization, name: str, description: str = "", ip: str | None = None
+    actor: Actor, *, organization: Organization, name: str, description: str = "", ip: str | None = None
 ) -> Project:
     """A new project in ``organization`` (its admins, cloud administrators, or the system)."""
     if not _gate(Organization, actor, "admin").filter(pk=getattr(organization, "pk", None)).exists():
@@ -183,7 +183,9 @@ def create_project(
 
 
 @transaction.atomic
-def ensure_project(actor: Any, organization: Organization, name: str, *, ip: str | None = None) -> tuple[Project, bool]:
+def ensure_project(
+    actor: Actor, organization: Organization, name: str, *, ip: str | None = None
+) -> tuple[Project, bool]:
     """The project ``name`` of ``organization``, created when missing (provisioning)."""
     project = Project.objects.filter(organization=organization, name=name).first()
     if project is not None:
@@ -210,7 +212,7 @@ def owned_resources(project: Project) -> list[str]:
 
 
 @transaction.atomic
-def delete_project(actor: Any, project_id: int, *, ip: str | None = None) -> None:
+def delete_project(actor: Actor, project_id: int, *, ip: str | None = None) -> None:
     project = Project.objects.restrict(actor, "admin").select_for_update().filter(pk=project_id).first()
     if project is None:
         raise NotFound("project not found")
@@ -228,7 +230,7 @@ def delete_project(actor: Any, project_id: int, *, ip: str | None = None) -> Non
 
 # -- users ------------------------------------------------------------------------------------
 @transaction.atomic
-def create_user(actor: Any, *, username: str, email: str = "", password: str | None = None, **names: str) -> Any:
+def create_user(actor: Actor, *, username: str, email: str = "", password: str | None = None, **names: str) -> Any:
     _require_cloud_admin(actor)
     username = _name(username, "username", 150)
     if User.objects.filter(username=username).exists():
@@ -252,12 +254,12 @@ def _check_password(password: str, user: Any) -> None:
 
 
 @transaction.atomic
-def set_user_active(actor: Any, user_id: int, active: bool) -> Any:
+def set_user_active(actor: Actor, user_id: int, active: bool) -> Any:
     _require_cloud_admin(actor)
     user = User.objects.select_for_update().filter(pk=user_id).first()
     if user is None:
         raise NotFound("user not found")
-    if user.pk == actor.pk and not active:
+    if actor is not None and user.pk == actor.pk and not active:
         raise InvalidInput("you cannot disable yourself", field="is_active")
     user.is_active = active
     user.save(update_fields=["is_active"])
@@ -272,7 +274,7 @@ def set_user_active(actor: Any, user_id: int, active: bool) -> Any:
 
 
 @transaction.atomic
-def reset_credentials(actor: Any, user_id: int, *, password: str) -> Any:
+def reset_credentials(actor: Actor, user_id: int, *, password: str) -> Any:
     """Set a new password, revoke the user's API tokens and reset their second factor."""
     _require_cloud_admin(actor)
     from .credentials import refuse_confined
@@ -295,7 +297,7 @@ def reset_credentials(actor: Any, user_id: int, *, password: str) -> Any:
 
 
 @transaction.atomic
-def delete_user(actor: Any, user_id: int) -> None:
+def delete_user(actor: Actor, user_id: int) -> None:
     _require_cloud_admin(actor)
     user = User.objects.filter(pk=user_id).first()
     if user is None:
@@ -318,7 +320,7 @@ RoleRow = TypeVar("RoleRow", Membership, OrgMembership)
 
 
 def _put_role(
-    actor: Any,
+    actor: Actor,
     scope: Any,
     model: type[RoleRow],
     key: dict[str, Any],
@@ -349,7 +351,7 @@ def _put_role(
 
 @transaction.atomic
 def grant_project_role(
-    actor: Any, *, project: Project, user: Any, role: str | None, ip: str | None = None, **detail: Any
+    actor: Actor, *, project: Project, user: Any, role: str | None, ip: str | None = None, **detail: Any
 ) -> Membership | None:
     """Give ``user`` ``role`` on ``project`` (None: remove). Project, org and cloud admins may
     (and the system). Granting the role the user holds already changes and records nothing."""
@@ -363,7 +365,7 @@ def grant_project_role(
 
 @transaction.atomic
 def grant_org_role(
-    actor: Any, *, organization: Organization, user: Any, role: str | None, ip: str | None = None
+    actor: Actor, *, organization: Organization, user: Any, role: str | None, ip: str | None = None
 ) -> OrgMembership | None:
     """Give ``user`` ``role`` on the whole ``organization`` (None: remove)."""
     if not _gate(Organization, actor, "admin").filter(pk=organization.pk).exists():
@@ -376,7 +378,7 @@ def grant_org_role(
 # -- quotas -----------------------------------------------------------------------------------
 @transaction.atomic
 def set_quota_limit(
-    actor: Any, *, project: Project, resource: str, limit: int, user: Any = None, ip: str | None = None
+    actor: Actor, *, project: Project, resource: str, limit: int, user: Any = None, ip: str | None = None
 ) -> None:
     """Set a project's (or one user's in it) limit of ``resource``; -1 is unlimited. Cloud
     administrators only."""

@@ -15,6 +15,7 @@ from portal.errors import Conflict, InvalidInput
 from portal.events import publish_vm
 from specs import StepResult
 from tenants import quotas
+from tenants.querysets import Actor
 
 from .. import capacity
 from ..models import (
@@ -57,7 +58,7 @@ class ActionRequest:
 
 
 @transaction.atomic
-def perform_action(actor: Any, vm_id: int, req: ActionRequest, *, ip: str | None = None) -> VirtualMachine:
+def perform_action(actor: Actor, vm_id: int, req: ActionRequest, *, ip: str | None = None) -> VirtualMachine:
     """Start ``req.action`` on a VM; raises Conflict (409) when the state does not allow it."""
     if req.action not in ACTIONS:
         raise InvalidInput(f"unknown action {req.action!r}; known: {', '.join(ACTIONS)}", field="action")
@@ -96,7 +97,7 @@ def _extra(req: ActionRequest) -> dict[str, Any]:
     return out
 
 
-def _deploy_by_scheduler(actor: Any, vm_id: int, ip: str | None) -> VirtualMachine:
+def _deploy_by_scheduler(actor: Actor, vm_id: int, ip: str | None) -> VirtualMachine:
     """Deploy without a host: release to the scheduler (PENDING) and place now."""
     vm = lock(actor, vm_id, "manage")
     check_allowed(actor, vm, Action.DEPLOY)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from monitoring.audit import record_action
 from portal.errors import InvalidInput, NotFound, PermissionDenied
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from ..models import BootImage, name_validator
 from .references import delete_row, refuse_if_used, release_done_vms
@@ -21,12 +22,12 @@ PATHS = ("kernel_path", "initrd_path", "disk_path")
 MAX_PATH = 1024
 
 
-def _require_admin(actor: Any) -> None:
+def _require_admin(actor: Actor) -> None:
     if not is_cloud_admin(actor):
         raise PermissionDenied("only cloud administrators register boot images")
 
 
-def _apply(actor: Any, img: BootImage, changes: dict[str, Any]) -> None:
+def _apply(actor: Actor, img: BootImage, changes: dict[str, Any]) -> None:
     unknown = set(changes) - FIELDS
     if unknown:
         raise InvalidInput(f"cannot set {', '.join(sorted(unknown))} on a boot image", field=sorted(unknown)[0])
@@ -58,7 +59,7 @@ def _apply(actor: Any, img: BootImage, changes: dict[str, Any]) -> None:
         img.public = changes["public"]
 
 
-def _lock(actor: Any, boot_image_id: Any) -> BootImage:
+def _lock(actor: Actor, boot_image_id: Any) -> BootImage:
     pk = getattr(boot_image_id, "pk", boot_image_id)
     img = None
     if str(pk).isdigit():
@@ -69,7 +70,7 @@ def _lock(actor: Any, boot_image_id: Any) -> BootImage:
 
 
 @transaction.atomic
-def create_boot_image(actor: Any, *, project: Any, name: str, ip: str | None = None, **fields: Any) -> BootImage:
+def create_boot_image(actor: User, *, project: Any, name: str, ip: str | None = None, **fields: Any) -> BootImage:
     """Register a boot image in ``project``: ``kind`` kernel (``kernel_path``, ``initrd_path``,
     ``cmdline``) or disk (``disk_path``); ``public`` makes it everyone's."""
     _require_admin(actor)
@@ -81,7 +82,7 @@ def create_boot_image(actor: Any, *, project: Any, name: str, ip: str | None = N
 
 
 @transaction.atomic
-def update_boot_image(actor: Any, boot_image_id: Any, *, ip: str | None = None, **changes: Any) -> BootImage:
+def update_boot_image(actor: Actor, boot_image_id: Any, *, ip: str | None = None, **changes: Any) -> BootImage:
     _require_admin(actor)
     img = _lock(actor, boot_image_id)
     _apply(actor, img, changes)
@@ -91,7 +92,7 @@ def update_boot_image(actor: Any, boot_image_id: Any, *, ip: str | None = None, 
 
 
 @transaction.atomic
-def delete_boot_image(actor: Any, boot_image_id: Any, *, ip: str | None = None) -> None:
+def delete_boot_image(actor: Actor, boot_image_id: Any, *, ip: str | None = None) -> None:
     """Delete a boot image no template or live VM uses (409 naming them otherwise); VMs that
     are DONE forget it."""
     _require_admin(actor)

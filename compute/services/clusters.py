@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 
 from monitoring.audit import record_action
 from portal.errors import InvalidInput, NotFound, PermissionDenied
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from ..models import Cluster, host_name_validator
 from ..states import PlacementPolicy
@@ -20,7 +20,7 @@ FIELDS = frozenset({"name", "placement_policy", "monitor_interval_s", "descripti
 MAX_INTERVAL_S = 3600
 
 
-def _require_admin(actor: Any) -> None:
+def _require_admin(actor: Actor) -> None:
     if not is_cloud_admin(actor):
         raise PermissionDenied("only cloud administrators manage clusters")
 
@@ -64,7 +64,7 @@ def _save(cluster: Cluster) -> None:
         raise InvalidInput(f"a cluster named {cluster.name!r} exists already", field="name") from None
 
 
-def _lock(actor: Any, cluster_id: Any) -> Cluster:
+def _lock(actor: Actor, cluster_id: Any) -> Cluster:
     pk = getattr(cluster_id, "pk", cluster_id)
     cluster = None
     if str(pk).isdigit():
@@ -75,7 +75,7 @@ def _lock(actor: Any, cluster_id: Any) -> Cluster:
 
 
 @transaction.atomic
-def create_cluster(actor: Any, *, name: str, ip: str | None = None, **fields: Any) -> Cluster:
+def create_cluster(actor: Actor, *, name: str, ip: str | None = None, **fields: Any) -> Cluster:
     """A new cluster (``placement_policy``, ``monitor_interval_s``, ``description``)."""
     _require_admin(actor)
     cluster = Cluster()
@@ -86,7 +86,7 @@ def create_cluster(actor: Any, *, name: str, ip: str | None = None, **fields: An
 
 
 @transaction.atomic
-def update_cluster(actor: Any, cluster_id: Any, *, ip: str | None = None, **changes: Any) -> Cluster:
+def update_cluster(actor: Actor, cluster_id: Any, *, ip: str | None = None, **changes: Any) -> Cluster:
     _require_admin(actor)
     cluster = _lock(actor, cluster_id)
     _apply(cluster, changes)
@@ -96,7 +96,7 @@ def update_cluster(actor: Any, cluster_id: Any, *, ip: str | None = None, **chan
 
 
 @transaction.atomic
-def delete_cluster(actor: Any, cluster_id: Any, *, ip: str | None = None) -> None:
+def delete_cluster(actor: Actor, cluster_id: Any, *, ip: str | None = None) -> None:
     """Delete a cluster no host, template, live VM or datastore uses (409 naming them)."""
     _require_admin(actor)
     cluster = _lock(actor, cluster_id)

@@ -6,8 +6,8 @@ import hashlib
 import json
 import logging
 from datetime import timedelta
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
 def create_vms(
-    actor: Any,
+    actor: User,
     *,
     project: Project,
     template: VMTemplate,
@@ -138,7 +138,7 @@ def create_vms(
     return vms
 
 
-def _claim_token(actor: Any, token: str, digest: str) -> tuple[CreateRequest | None, list[VirtualMachine] | None]:
+def _claim_token(actor: User, token: str, digest: str) -> tuple[CreateRequest | None, list[VirtualMachine] | None]:
     """Take ``token`` for this request, or find the VMs of the earlier request that took it.
 
     The unique (owner, token) row is inserted in a savepoint: a concurrent twin blocks on the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,7 +14,7 @@ from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from portal.events import publish_host
 from specs import DomainInfo, HostInfo
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from ..drivers.registry import names as driver_names
 from ..models import Cluster, Host, VirtualMachine, host_name_validator
@@ -27,14 +26,14 @@ log = logging.getLogger(__name__)
 URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "test")
 
 
-def _require_admin(actor: Any) -> None:
+def _require_admin(actor: Actor) -> None:
     if actor is not None and not is_cloud_admin(actor):
         raise PermissionDenied("only cloud administrators manage hosts")
 
 
 @transaction.atomic
 def register_host(
-    actor: Any,
+    actor: Actor,
     *,
     name: str,
     uri: str,
@@ -87,7 +86,7 @@ HOST_ACTIONS = (*HOST_ADMIN_STATES, "confirm_down")
 
 
 @transaction.atomic
-def set_host_state(actor: Any, host_id: int, action: str, *, ip: str | None = None) -> Host:
+def set_host_state(actor: Actor, host_id: int, action: str, *, ip: str | None = None) -> Host:
     """enable / disable / offline. Offline is refused while VMs still live on the host."""
     from .. import tasks
 
@@ -115,7 +114,7 @@ def set_host_state(actor: Any, host_id: int, action: str, *, ip: str | None = No
     return host
 
 
-def _confirm_down(actor: Any, host: Host, ip: str | None) -> Host:
+def _confirm_down(actor: Actor, host: Host, ip: str | None) -> Host:
     """The operator vouches that a host in ERROR no longer runs its VMs: its HA VMs move now."""
     from .. import tasks
 
@@ -131,7 +130,7 @@ def _confirm_down(actor: Any, host: Host, ip: str | None) -> Host:
 
 
 @transaction.atomic
-def delete_host(actor: Any, host_id: int, *, ip: str | None = None) -> None:
+def delete_host(actor: Actor, host_id: int, *, ip: str | None = None) -> None:
     _require_admin(actor)
     host = Host.objects.select_for_update().filter(pk=host_id).first()
     if host is None:

@@ -17,7 +17,7 @@ from portal import operations
 from portal.errors import InvalidInput
 from portal.events import publish_vm
 from tenants import quotas
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from .. import capacity, hooks
 from ..locking import lock_vm
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def lock(actor: Any, vm_id: int, action: str = "manage") -> VirtualMachine:
+def lock(actor: Actor, vm_id: int, action: str = "manage") -> VirtualMachine:
     return lock_vm(actor, vm_id, action)
 
 
@@ -105,7 +105,7 @@ def close_placement(vm: VirtualMachine, reason: str) -> None:
     VMPlacement.objects.filter(vm=vm, ended_at__isnull=True).update(ended_at=timezone.now(), end_reason=reason[:32])
 
 
-def check_allowed(actor: Any, vm: VirtualMachine, action: str) -> None:
+def check_allowed(actor: Actor, vm: VirtualMachine, action: str) -> None:
     """403 / 409 unless ``actor`` (None: the system) may start ``action`` on ``vm`` now (states.TABLE)."""
     TABLE.require(action, vm, noun="a VM", admin=actor is None or is_cloud_admin(actor))
 

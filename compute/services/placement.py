@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.db import transaction
 
 from monitoring.audit import record_action
 from portal.errors import Conflict, NotFound
 from portal.events import publish_vm
+from tenants.querysets import Actor
 
 from .. import capacity
 from ..models import (
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # placement (the scheduler's writer)
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
-def place_vm(vm_id: int, *, host_id: int | None = None, actor: Any = None, ip: str | None = None) -> VirtualMachine:
+def place_vm(vm_id: int, *, host_id: int | None = None, actor: Actor = None, ip: str | None = None) -> VirtualMachine:
     """Claim capacity for a PENDING VM (on ``host_id``, or where the scheduler ranks best) and deploy it.
 
     Capacity is claimed by a conditional UPDATE, so concurrent schedulers never overbook. A VM

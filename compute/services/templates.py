@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from monitoring.audit import record_action
 from portal.errors import InvalidInput, NotFound, PermissionDenied
 from tenants.models import Project
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from ..models import BootImage, Cluster, VMTemplate, name_validator
 from ..states import RestartPolicy
@@ -43,7 +44,7 @@ def _pk(value: Any, field: str) -> int:
     return int(pk)
 
 
-def manageable_project(actor: Any, project: Any) -> Project:
+def manageable_project(actor: Actor, project: Any) -> Project:
     """The project, if ``actor`` may create and change things in it; 404 otherwise."""
     found = Project.objects.restrict(actor, "manage").filter(pk=_pk(project, "project")).first()
     if found is None:
@@ -51,7 +52,7 @@ def manageable_project(actor: Any, project: Any) -> Project:
     return found
 
 
-def usable_boot_image(actor: Any, boot_image: Any) -> BootImage | None:
+def usable_boot_image(actor: Actor, boot_image: Any) -> BootImage | None:
     """The boot image, if ``actor`` may use it (see it: own projects', shared or public); 404 otherwise."""
     if boot_image in (None, ""):
         return None
@@ -106,7 +107,7 @@ def validate_labels(value: Any, field: str = "required_labels") -> dict[str, str
     return dict(value)
 
 
-def _apply(actor: Any, tpl: VMTemplate, changes: dict[str, Any]) -> None:
+def _apply(actor: Actor, tpl: VMTemplate, changes: dict[str, Any]) -> None:
     """Validate ``changes`` and set them on ``tpl`` (not saved)."""
     unknown = set(changes) - FIELDS
     if unknown:
@@ -159,7 +160,7 @@ def _detail(tpl: VMTemplate) -> dict[str, Any]:
 
 @transaction.atomic
 def create_template(
-    actor: Any,
+    actor: User,
     *,
     project: Any,
     name: str,
@@ -184,7 +185,7 @@ def create_template(
 
 
 @transaction.atomic
-def update_template(actor: Any, template_id: Any, *, ip: str | None = None, **changes: Any) -> VMTemplate:
+def update_template(actor: Actor, template_id: Any, *, ip: str | None = None, **changes: Any) -> VMTemplate:
     """Change a template ``actor`` manages (moving it needs ``manage`` on the new project too).
     VMs made from it keep what they were made with."""
     tpl = (
@@ -199,7 +200,7 @@ def update_template(actor: Any, template_id: Any, *, ip: str | None = None, **ch
 
 
 @transaction.atomic
-def delete_template(actor: Any, template_id: Any, *, ip: str | None = None) -> None:
+def delete_template(actor: Actor, template_id: Any, *, ip: str | None = None) -> None:
     """Delete a template ``actor`` manages, with its disks and NICs. VMs made from it keep
     running (their template reference is cleared); a protecting reference is a 409 naming it."""
     tpl = (

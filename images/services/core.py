@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from monitoring.audit import record_action
@@ -20,7 +21,7 @@ from portal.errors import Conflict, InvalidInput, NotFound
 from storage.models import Datastore, DatastoreKind
 from tenants import quotas
 from tenants.models import Project
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from .. import qemu, states
 from ..models import Image, ImageFormat, ImageState, ImageType
@@ -84,7 +85,7 @@ def inside(datastore: Datastore, path: str) -> bool:
     return os.path.dirname(os.path.realpath(path)) == root
 
 
-def project_for(actor: Any, project: Any, action: str = "manage") -> Project:
+def project_for(actor: Actor, project: Any, action: str = "manage") -> Project:
     """The project, if ``actor`` may ``action`` in it (404 otherwise)."""
     pk = getattr(project, "pk", project)
     try:
@@ -98,7 +99,7 @@ def project_for(actor: Any, project: Any, action: str = "manage") -> Project:
     return found
 
 
-def lock(actor: Any, image_id: int, action: str = "manage") -> Image:
+def lock(actor: Actor, image_id: int, action: str = "manage") -> Image:
     """The image row, locked, if ``actor`` may ``action`` it; 404 otherwise."""
     return operations.lock(Image, image_id, actor=actor, action=action, what="image")
 
@@ -132,7 +133,7 @@ def _validate_type(type: str) -> str:
 
 
 def new_image(
-    actor: Any, project: Project, datastore: Datastore, *, name: str, type: str = "os", **fields: Any
+    actor: User, project: Project, datastore: Datastore, *, name: str, type: str = "os", **fields: Any
 ) -> Image:
     """Create an image row and take one ``images`` quota unit (caller holds the transaction)."""
     owner = fields.pop("owner", None) or actor
@@ -167,7 +168,7 @@ def _fill_from_file(img: Image, path: str, fmt: str, info: qemu.ImageInfo, sha25
 
 @transaction.atomic
 def register_file(
-    actor: Any,
+    actor: User,
     *,
     project: Any,
     name: str,
@@ -218,7 +219,7 @@ def set_in_use(image_id: int, in_use: bool) -> None:
 
 
 @transaction.atomic  # the row lock needs a transaction (without one PostgreSQL refuses FOR UPDATE)
-def update_image(actor: Any, image_id: int, **changes: Any) -> Image:
+def update_image(actor: Actor, image_id: int, **changes: Any) -> Image:
     """Change name, description, type or persistent."""
     img = lock(actor, image_id)
     guard(img, "update")
@@ -240,7 +241,7 @@ def update_image(actor: Any, image_id: int, **changes: Any) -> Image:
 
 
 @transaction.atomic
-def set_enabled(actor: Any, image_id: int, enabled: bool) -> Image:
+def set_enabled(actor: Actor, image_id: int, enabled: bool) -> Image:
     """Enable (DISABLED → READY) or disable (READY → DISABLED) an image."""
     img = lock(actor, image_id)
     guard(img, "enable" if enabled else "disable")
@@ -251,7 +252,7 @@ def set_enabled(actor: Any, image_id: int, enabled: bool) -> Image:
 
 
 @transaction.atomic
-def delete_image(actor: Any, image_id: int) -> None:
+def delete_image(actor: Actor, image_id: int) -> None:
     """Delete the image and its file; refused while a VM uses it (the VM is named) or while a
     clone or conversion reads it. Gives the ``images`` quota unit back."""
     from storage.vmdisks import templates_using_image, vms_using_image
@@ -277,21 +278,21 @@ def delete_image(actor: Any, image_id: int) -> None:
     transaction.on_commit(lambda: remove_files(*paths))
 
 
-def share_image(actor: Any, image_id: int, *, project_id: int | None = None, username: str | None = None) -> Image:
+def share_image(actor: Actor, image_id: int, *, project_id: int | None = None, username: str | None = None) -> Image:
     """Share with another project (its members) or one user (view and use)."""
     from tenants.sharing import share
 
     return share(actor, Image, image_id, project_id=project_id, username=username)  # type: ignore[no-any-return]
 
 
-def unshare_image(actor: Any, image_id: int, *, project_id: int | None = None, username: str | None = None) -> Image:
+def unshare_image(actor: Actor, image_id: int, *, project_id: int | None = None, username: str | None = None) -> Image:
     from tenants.sharing import unshare
 
     return unshare(actor, Image, image_id, project_id=project_id, username=username)  # type: ignore[no-any-return]
 
 
 @transaction.atomic
-def request_publish(actor: Any, image_id: int, requested: bool = True) -> Image:
+def request_publish(actor: Actor, image_id: int, requested: bool = True) -> Image:
     """A project member asks (or stops asking) for cloud-wide publication; a cloud admin
     publishes at once."""
     img = lock(actor, image_id)
@@ -304,7 +305,7 @@ def request_publish(actor: Any, image_id: int, requested: bool = True) -> Image:
 
 
 @transaction.atomic
-def set_public(actor: Any, image_id: int, public: bool) -> Image:
+def set_public(actor: Actor, image_id: int, public: bool) -> Image:
     """Publish (approve) or unpublish: cloud administrators only."""
     from tenants.sharing import publish
 

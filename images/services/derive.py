@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from monitoring.audit import record_action
@@ -37,7 +38,7 @@ DATABLOCK_FORMATS = ("raw", "qcow2")
 
 @transaction.atomic
 def create_datablock(
-    actor: Any,
+    actor: User,
     *,
     project: Any,
     name: str,
@@ -86,7 +87,7 @@ def create_datablock(
     return img
 
 
-def _derive(actor: Any, source: Image, *, name: str, datastore: Any, format: str, verb: str) -> Image:
+def _derive(actor: User, source: Image, *, name: str, datastore: Any, format: str, verb: str) -> Image:
     ds = image_datastore(datastore if datastore not in (None, "") else source.datastore)
     proj = source.project
     target = new_image(
@@ -115,7 +116,7 @@ def _derive(actor: Any, source: Image, *, name: str, datastore: Any, format: str
 
 
 @transaction.atomic
-def clone_image(actor: Any, image_id: int, *, name: str = "", datastore: Any = None) -> Image:
+def clone_image(actor: User, image_id: int, *, name: str = "", datastore: Any = None) -> Image:
     """Copy an image (same or another image datastore) into a new image, as a task."""
     source = lock(actor, image_id)
     guard(source, "clone")
@@ -125,7 +126,7 @@ def clone_image(actor: Any, image_id: int, *, name: str = "", datastore: Any = N
 
 
 @transaction.atomic
-def convert_image(actor: Any, image_id: int, *, format: str, name: str = "", datastore: Any = None) -> Image:
+def convert_image(actor: User, image_id: int, *, format: str, name: str = "", datastore: Any = None) -> Image:
     """A new image holding the source converted to ``format`` (raw, qcow2, vmdk, vdi, vhdx), as a task."""
     source = lock(actor, image_id)
     guard(source, "convert")

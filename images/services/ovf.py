@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import IO, Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -175,7 +176,7 @@ def _members(archive: str) -> dict[str, tarfile.TarInfo]:
 
 
 @transaction.atomic
-def import_ova(actor: Any, *, project: Any, stream: IO[bytes], datastore: Any = None, name: str = "") -> VMTemplate:
+def import_ova(actor: User, *, project: Any, stream: IO[bytes], datastore: Any = None, name: str = "") -> VMTemplate:
     """Import an OVA read from ``stream``: store it in the datastore, parse its descriptor,
     create the template and one CONVERTING image per disk (tasks convert them)."""
     proj = project_for(actor, project)
@@ -205,7 +206,7 @@ def import_ova(actor: Any, *, project: Any, stream: IO[bytes], datastore: Any = 
 
 @transaction.atomic
 def import_ovf(
-    actor: Any,
+    actor: User,
     *,
     project: Any,
     descriptor: IO[bytes],
@@ -234,7 +235,7 @@ def import_ovf(
 
 
 def _create(
-    actor: Any, proj: Any, ds: Any, desc: OvfDescriptor, name: str, *, archive: str, files: dict[str, str]
+    actor: User, proj: Any, ds: Any, desc: OvfDescriptor, name: str, *, archive: str, files: dict[str, str]
 ) -> VMTemplate:
     limit = max_virtual_bytes(proj)
     for disk in desc.disks:

@@ -16,11 +16,13 @@ import re
 from datetime import timedelta
 from typing import IO, Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from monitoring.audit import record_action
 from portal.errors import Conflict, InvalidInput
+from tenants.querysets import Actor
 
 from .. import qemu
 from ..models import Image, ImageState, ImageType
@@ -47,7 +49,7 @@ _HASHES: dict[int, tuple[int, Any]] = {}
 
 @transaction.atomic
 def create_upload(
-    actor: Any,
+    actor: User,
     *,
     project: Any,
     name: str,
@@ -139,7 +141,9 @@ def _hasher(img: Image, path: str) -> Any:
     return h
 
 
-def receive_chunk(actor: Any, image_id: int, stream: IO[bytes], *, start: int, length: int, total: int | None) -> Image:
+def receive_chunk(
+    actor: Actor, image_id: int, stream: IO[bytes], *, start: int, length: int, total: int | None
+) -> Image:
     """Write ``length`` bytes read from ``stream`` at ``start`` in the image's ``.part`` file.
     When the chunk ends the file (``start + length == total``) the upload is finalised."""
     with transaction.atomic():
@@ -196,7 +200,7 @@ def _write(stream: IO[bytes], path: str, start: int, length: int, h: Any) -> int
     return done
 
 
-def finish_upload(actor: Any, image_id: int) -> Image:
+def finish_upload(actor: Actor, image_id: int) -> Image:
     """Check the received file (size, checksum, format probed then pinned, safety) and make
     the image READY as ``<uuid>.<format>``, or ERROR with the reason and the file removed."""
     with transaction.atomic():

@@ -11,15 +11,15 @@ from compute.models import name_validator
 from portal import operations
 from portal.errors import InvalidInput, NotFound, PermissionDenied
 from tenants.models import Project
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 
-def require_admin(actor: Any, what: str) -> None:
+def require_admin(actor: Actor, what: str) -> None:
     if actor is not None and not is_cloud_admin(actor):
         raise PermissionDenied(f"only cloud administrators may {what}")
 
 
-def managed_project(actor: Any, project: Project | int) -> Project:
+def managed_project(actor: Actor, project: Project | int) -> Project:
     """The project, if ``actor`` may manage it; 404 otherwise."""
     pk = project.pk if isinstance(project, Project) else project
     found = Project.objects.restrict(actor, "manage").filter(pk=pk).first()
@@ -28,7 +28,7 @@ def managed_project(actor: Any, project: Project | int) -> Project:
     return found
 
 
-def lock(model: Any, actor: Any, pk: int, action: str = "manage", what: str = "") -> Any:
+def lock(model: Any, actor: Actor, pk: int, action: str = "manage", what: str = "") -> Any:
     """The row, locked, if ``actor`` may ``action`` it; 404 otherwise (``portal.operations.lock``)."""
     return operations.lock(model, pk, actor=actor, action=action, what=what)
 
@@ -75,7 +75,7 @@ def parse_cidr(value: str, field: str) -> ipaddress.IPv4Network | ipaddress.IPv6
         raise InvalidInput(f"{field} must be a CIDR such as 10.0.0.0/8 or ::/0, not {value!r}", field=field) from None
 
 
-def audit(actor: Any, obj: Any, action: str, *, project: Any = None, ip: str | None = None, **detail: Any) -> None:
+def audit(actor: Actor, obj: Any, action: str, *, project: Any = None, ip: str | None = None, **detail: Any) -> None:
     """Audit row and event, as compute records its actions."""
     from monitoring.audit import record_action
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from django.db import transaction
 
 from compute.models import Host
 from portal.errors import InvalidInput, NotFound
+from tenants.querysets import Actor
 
 from ..models import HostNetwork
 from .common import audit, lock, require_admin
@@ -16,7 +16,7 @@ from .common import audit, lock, require_admin
 
 @transaction.atomic
 def set_host_network(
-    actor: Any, *, host: int, underlay_ip: str, netns: str = "", public_interface: str = "", uplink: str = ""
+    actor: Actor, *, host: int, underlay_ip: str, netns: str = "", public_interface: str = "", uplink: str = ""
 ) -> HostNetwork:
     """Give a host its VXLAN underlay address, namespace and VLAN uplink: its VMs' NICs get provisioned there."""
     require_admin(actor, "configure host networking")
@@ -40,7 +40,7 @@ def set_host_network(
 
 
 @transaction.atomic
-def delete_host_network(actor: Any, host_network_id: int) -> None:
+def delete_host_network(actor: Actor, host_network_id: int) -> None:
     """Stop provisioning networks on the host."""
     require_admin(actor, "configure host networking")
     hn = lock(HostNetwork, actor, host_network_id, what="host network")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tenants import quotas
 from tenants.models import Project
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from ..models import (
     AddressRange,
@@ -43,7 +44,7 @@ def _check_kind(kind: str, field: str) -> Isolation:
 # VNI and VLAN pools (administrators)
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
-def create_vni_pool(actor: Any, *, name: str, first: int, last: int, kind: str = Isolation.VXLAN) -> VniPool:
+def create_vni_pool(actor: Actor, *, name: str, first: int, last: int, kind: str = Isolation.VXLAN) -> VniPool:
     """Add a range of segment ids (``kind`` vxlan: VNIs 1..2^24-1; vlan: 802.1Q ids 1..4094) for new networks."""
     require_admin(actor, "define VNI and VLAN pools")
     kind = _check_kind(kind, "kind")
@@ -63,7 +64,7 @@ def create_vni_pool(actor: Any, *, name: str, first: int, last: int, kind: str =
 
 
 @transaction.atomic
-def delete_vni_pool(actor: Any, pool_id: int) -> None:
+def delete_vni_pool(actor: Actor, pool_id: int) -> None:
     """Remove a VNI pool no network uses."""
     require_admin(actor, "delete VNI pools")
     pool = lock(VniPool, actor, pool_id, what="VNI pool")
@@ -150,7 +151,7 @@ def _check_dns(dns: str) -> str:
 
 @transaction.atomic
 def create_network(
-    actor: Any,
+    actor: User,
     *,
     project: Project,
     name: str,
@@ -202,7 +203,7 @@ def create_network(
 
 
 @transaction.atomic
-def update_network(actor: Any, network_id: int, *, ip: str | None = None, **changes: Any) -> VirtualNetwork:
+def update_network(actor: Actor, network_id: int, *, ip: str | None = None, **changes: Any) -> VirtualNetwork:
     """Change a network's name, description, DNS servers or visibility."""
     net: VirtualNetwork = lock(VirtualNetwork, actor, network_id, what="network")
     allowed = {"name", "description", "dns", "visibility"}
@@ -228,7 +229,7 @@ def update_network(actor: Any, network_id: int, *, ip: str | None = None, **chan
 
 
 @transaction.atomic
-def delete_network(actor: Any, network_id: int, *, ip: str | None = None) -> None:
+def delete_network(actor: Actor, network_id: int, *, ip: str | None = None) -> None:
     """Remove a network that no NIC, template, hold or reservation uses."""
     net = lock(VirtualNetwork, actor, network_id, what="network")
     leases = net.leases.count()
@@ -262,7 +263,7 @@ def _span(network: VirtualNetwork, first: str, last: str) -> tuple[int, int]:
 
 
 @transaction.atomic
-def add_range(actor: Any, network_id: int, *, first: str, last: str, ip: str | None = None) -> AddressRange:
+def add_range(actor: Actor, network_id: int, *, first: str, last: str, ip: str | None = None) -> AddressRange:
     """Add an IPv4 range to a network; ranges of one network never overlap."""
     net = lock(VirtualNetwork, actor, network_id, what="network")
     lo, hi = _span(net, first, last)
@@ -282,7 +283,7 @@ def _leases_within(net: VirtualNetwork, lo: int, hi: int) -> int:
 
 
 @transaction.atomic
-def delete_range(actor: Any, range_id: int, *, ip: str | None = None) -> None:
+def delete_range(actor: Actor, range_id: int, *, ip: str | None = None) -> None:
     """Remove an address range with no lease in it."""
     rng = AddressRange.objects.restrict(actor, "manage").filter(pk=range_id).first()
     if rng is None:
@@ -297,7 +298,7 @@ def delete_range(actor: Any, range_id: int, *, ip: str | None = None) -> None:
 
 
 @transaction.atomic
-def hold_address(actor: Any, network_id: int, *, address: str, ip: str | None = None) -> Lease:
+def hold_address(actor: Actor, network_id: int, *, address: str, ip: str | None = None) -> Lease:
     """Keep ``address`` from being leased (e.g. a router outside Nephele)."""
     net = lock(VirtualNetwork, actor, network_id, what="network")
     addr = parse_ip4(address, "address")
@@ -312,7 +313,7 @@ def hold_address(actor: Any, network_id: int, *, address: str, ip: str | None = 
 
 
 @transaction.atomic
-def release_hold(actor: Any, lease_id: int, *, ip: str | None = None) -> None:
+def release_hold(actor: Actor, lease_id: int, *, ip: str | None = None) -> None:
     """Give a held address back to the pool."""
     lease = Lease.objects.restrict(actor, "manage").filter(pk=lease_id, kind=LeaseKind.HOLD).first()
     if lease is None:
@@ -325,7 +326,7 @@ def release_hold(actor: Any, lease_id: int, *, ip: str | None = None) -> None:
 
 @transaction.atomic
 def create_reservation(
-    actor: Any, network_id: int, *, project: Project, name: str, first: str, last: str, ip: str | None = None
+    actor: User, network_id: int, *, project: Project, name: str, first: str, last: str, ip: str | None = None
 ) -> Reservation:
     """Set the sub-range first..last of a network aside for ``project``'s NICs."""
     project = managed_project(actor, project)
@@ -355,7 +356,7 @@ def create_reservation(
 
 
 @transaction.atomic
-def delete_reservation(actor: Any, reservation_id: int, *, ip: str | None = None) -> None:
+def delete_reservation(actor: Actor, reservation_id: int, *, ip: str | None = None) -> None:
     """Return a reservation's addresses to the network; refused while NICs use them."""
     res = lock(Reservation, actor, reservation_id, what="reservation")
     VirtualNetwork.objects.select_for_update().filter(pk=res.network_id).get()

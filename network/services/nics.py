@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from compute.locking import lock_vm
@@ -14,6 +15,7 @@ from compute.models import VirtualMachine, VMTemplate
 from portal import outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
+from tenants.querysets import Actor
 
 from ..models import Lease, PublicIP, Reservation, SecurityGroup, TemplateNic, VirtualNetwork, VMNic
 from ..states import HOT_STATES, NIC_TABLE, NicAction
@@ -39,7 +41,7 @@ def _bandwidth(average_kbps: int, peak_kbps: int, burst_kb: int) -> tuple[int, i
     return int(average_kbps), int(peak_kbps), int(burst_kb)
 
 
-def _groups(actor: Any, project_id: int, group_ids: Iterable[int] | None) -> list[SecurityGroup]:
+def _groups(actor: Actor, project_id: int, group_ids: Iterable[int] | None) -> list[SecurityGroup]:
     ids = list(group_ids or [])
     if not ids:
         return []
@@ -50,7 +52,7 @@ def _groups(actor: Any, project_id: int, group_ids: Iterable[int] | None) -> lis
     return found
 
 
-def _usable_network(actor: Any, network_id: int) -> VirtualNetwork:
+def _usable_network(actor: Actor, network_id: int) -> VirtualNetwork:
     qs = VirtualNetwork.objects.all() if actor is None else VirtualNetwork.objects.restrict(actor, "view")
     if not qs.filter(pk=network_id).exists():
         raise NotFound("network not found", field="network")
@@ -69,7 +71,7 @@ def _new_mac() -> str:
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
 def add_template_nic(
-    actor: Any,
+    actor: Actor,
     template_id: int,
     *,
     network: int,
@@ -96,7 +98,7 @@ def add_template_nic(
 
 
 @transaction.atomic
-def remove_template_nic(actor: Any, template_nic_id: int) -> None:
+def remove_template_nic(actor: Actor, template_nic_id: int) -> None:
     """VMs made from the template from now on lack this NIC."""
     nic = TemplateNic.objects.restrict(actor, "manage").select_related("template").filter(pk=template_nic_id).first()
     if nic is None:
@@ -109,7 +111,7 @@ def remove_template_nic(actor: Any, template_nic_id: int) -> None:
 # VM NICs
 # --------------------------------------------------------------------------------------------
 def create_nic(
-    actor: Any,
+    actor: Actor,
     vm: VirtualMachine,
     *,
     network: int,
@@ -134,7 +136,9 @@ def create_nic(
         raise InvalidInput(f"a VM has at most {MAX_NICS} NICs", field="network")
     index = max([n.index for n in vm.nics.all()], default=-1) + 1
     bw = _bandwidth(average_kbps, peak_kbps, burst_kb)
-    groups = _groups(actor, vm.project_id, security_groups) or [default_group(vm.project, actor or vm.owner)]
+    groups = _groups(actor, vm.project_id, security_groups) or [
+        default_group(vm.project, actor if isinstance(actor, User) else vm.owner)
+    ]
     mac = _new_mac()
     nic = VMNic.objects.create(vm=vm, network=net, index=index, mac=mac, average_kbps=bw[0], peak_kbps=bw[1],
                                burst_kb=bw[2])  # fmt: skip
@@ -148,7 +152,7 @@ def create_nic(
     return nic
 
 
-def _check_template_nics_usable(actor: Any, tnics: list[TemplateNic], project_id: int | None) -> None:
+def _check_template_nics_usable(actor: Actor, tnics: list[TemplateNic], project_id: int | None) -> None:
     """The template's networks and security groups, checked against the VM creator's rights now
     (time of use, issue 12): a network that was made private again, or a group the creator can
     no longer see, makes no new NIC. 409 naming the template's NIC (nothing is created: the
@@ -174,7 +178,7 @@ def _check_template_nics_usable(actor: Any, tnics: list[TemplateNic], project_id
             )
 
 
-def on_vms_created(actor: Any, vms: list[VirtualMachine], template: VMTemplate) -> None:
+def on_vms_created(actor: Actor, vms: list[VirtualMachine], template: VMTemplate) -> None:
     """Give the new VMs the template's NICs (called by ``compute.services.create_vms``, same transaction).
 
     A fixed IP on a template NIC can only go to one VM: creating several is refused.
@@ -213,7 +217,7 @@ def on_vm_done(vm: VirtualMachine) -> None:
 
 
 @transaction.atomic
-def attach_nic(actor: Any, vm_id: int, *, ip: str | None = None, **spec: Any) -> VMNic:
+def attach_nic(actor: Actor, vm_id: int, *, ip: str | None = None, **spec: Any) -> VMNic:
     """Add a NIC to a VM: cold while it is on no host, hot (hypervisor hotplug) while RUNNING."""
     vm = lock_vm(actor, vm_id)
     hot = vm.state in HOT_STATES
@@ -230,7 +234,7 @@ def attach_nic(actor: Any, vm_id: int, *, ip: str | None = None, **spec: Any) ->
 
 
 @transaction.atomic
-def detach_nic(actor: Any, nic_id: int, *, ip: str | None = None) -> None:
+def detach_nic(actor: Actor, nic_id: int, *, ip: str | None = None) -> None:
     """Remove a NIC (and free its address): cold, or hot while RUNNING on a host that can."""
     found = VMNic.objects.restrict(actor, "manage").filter(pk=nic_id).first()
     if found is None:
@@ -264,7 +268,7 @@ def _require_hotplug(vm: VirtualMachine) -> None:
 
 
 @transaction.atomic
-def set_nic_groups(actor: Any, nic_id: int, *, security_groups: Iterable[int], ip: str | None = None) -> VMNic:
+def set_nic_groups(actor: Actor, nic_id: int, *, security_groups: Iterable[int], ip: str | None = None) -> VMNic:
     """Put a NIC in exactly these groups (at least one); its filter is re-applied on its host."""
     nic: VMNic = lock(VMNic, actor, nic_id, what="NIC")
     groups = _groups(actor, nic.vm.project_id, security_groups)

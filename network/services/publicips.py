@@ -4,20 +4,21 @@ disassociate, release)."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import Actor
 
 from ..models import PublicIP, PublicIPPool, VMNic
 from .common import audit, check_name, lock, managed_project, parse_ip4, parse_net4, require_admin
 
 
 @transaction.atomic
-def create_pool(actor: Any, *, name: str, cidr: str, first: str, last: str) -> PublicIPPool:
+def create_pool(actor: Actor, *, name: str, cidr: str, first: str, last: str) -> PublicIPPool:
     """Make the addresses first..last of ``cidr`` available as public IPs."""
     require_admin(actor, "define public IP pools")
     check_name(name)
@@ -40,7 +41,7 @@ def create_pool(actor: Any, *, name: str, cidr: str, first: str, last: str) -> P
 
 
 @transaction.atomic
-def delete_pool(actor: Any, pool_id: int) -> None:
+def delete_pool(actor: Actor, pool_id: int) -> None:
     """Remove a pool whose addresses nobody holds."""
     require_admin(actor, "delete public IP pools")
     pool = lock(PublicIPPool, actor, pool_id, what="public IP pool")
@@ -51,7 +52,7 @@ def delete_pool(actor: Any, pool_id: int) -> None:
 
 
 @transaction.atomic
-def allocate(actor: Any, *, project: Project, pool: int | None = None, ip: str | None = None) -> PublicIP:
+def allocate(actor: User, *, project: Project, pool: int | None = None, ip: str | None = None) -> PublicIP:
     """Give ``project`` the next free public address (of ``pool``, or of any pool)."""
     project = managed_project(actor, project)
     pools = PublicIPPool.objects.select_for_update().order_by("pk")
@@ -76,7 +77,7 @@ def allocate(actor: Any, *, project: Project, pool: int | None = None, ip: str |
 
 
 @transaction.atomic
-def associate(actor: Any, public_ip_id: int, *, nic_id: int, ip: str | None = None) -> PublicIP:
+def associate(actor: Actor, public_ip_id: int, *, nic_id: int, ip: str | None = None) -> PublicIP:
     """NAT the public address 1:1 to the NIC's IPv4 address."""
     pip: PublicIP = lock(PublicIP, actor, public_ip_id, what="public IP")
     nic = VMNic.objects.restrict(actor, "manage").select_related("vm").filter(pk=nic_id).first()
@@ -96,7 +97,7 @@ def associate(actor: Any, public_ip_id: int, *, nic_id: int, ip: str | None = No
 
 
 @transaction.atomic
-def disassociate(actor: Any, public_ip_id: int, *, ip: str | None = None) -> PublicIP:
+def disassociate(actor: Actor, public_ip_id: int, *, ip: str | None = None) -> PublicIP:
     """Stop NAT'ing the public address."""
     pip: PublicIP = lock(PublicIP, actor, public_ip_id, what="public IP")
     nic = pip.nic
@@ -110,7 +111,7 @@ def disassociate(actor: Any, public_ip_id: int, *, ip: str | None = None) -> Pub
 
 
 @transaction.atomic
-def release(actor: Any, public_ip_id: int, *, ip: str | None = None) -> None:
+def release(actor: Actor, public_ip_id: int, *, ip: str | None = None) -> None:
     """Give the address back to its pool (disassociating it first)."""
     pip: PublicIP = lock(PublicIP, actor, public_ip_id, what="public IP")
     nic = pip.nic

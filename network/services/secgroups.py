@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Project
+from tenants.querysets import Actor
 
 from ..models import Direction, EtherType, Protocol, SecurityGroup, SecurityGroupRule
 from .common import audit, check_name, lock, managed_project, parse_cidr
@@ -25,7 +26,7 @@ def _refresh_members(group: SecurityGroup) -> None:
 
 @transaction.atomic
 def create_group(
-    actor: Any, *, project: Project, name: str, description: str = "", ip: str | None = None
+    actor: User, *, project: Project, name: str, description: str = "", ip: str | None = None
 ) -> SecurityGroup:
     """A new, empty group: it allows nothing inbound until rules are added (outbound: nothing either,
     unless an egress rule is added — NICs in no group with egress rules may send anywhere)."""
@@ -38,7 +39,7 @@ def create_group(
     return group
 
 
-def default_group(project: Project, actor: Any) -> SecurityGroup:
+def default_group(project: Project, actor: User) -> SecurityGroup:
     """The project's default group, made on first use: members talk to each other, any outbound,
     other inbound blocked."""
     group = SecurityGroup.objects.filter(project=project, is_default=True).first()
@@ -58,7 +59,7 @@ def default_group(project: Project, actor: Any) -> SecurityGroup:
 
 
 @transaction.atomic
-def delete_group(actor: Any, group_id: int, *, ip: str | None = None) -> None:
+def delete_group(actor: Actor, group_id: int, *, ip: str | None = None) -> None:
     """Remove a group no NIC, template NIC or other group's rule refers to."""
     group = lock(SecurityGroup, actor, group_id, what="security group")
     if group.nics.exists() or group.template_nics.exists():
@@ -89,7 +90,7 @@ def _ports(protocol: str, port_min: int | None, port_max: int | None) -> tuple[i
 
 @transaction.atomic
 def add_rule(
-    actor: Any,
+    actor: Actor,
     group_id: int,
     *,
     direction: str = Direction.INGRESS,
@@ -135,7 +136,7 @@ def add_rule(
 
 
 @transaction.atomic
-def delete_rule(actor: Any, rule_id: int, *, ip: str | None = None) -> None:
+def delete_rule(actor: Actor, rule_id: int, *, ip: str | None = None) -> None:
     """Remove a rule; running NICs of the group lose what it allowed."""
     rule = SecurityGroupRule.objects.restrict(actor, "manage").filter(pk=rule_id).first()
     if rule is None:

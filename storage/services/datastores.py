@@ -24,7 +24,7 @@ from compute.models import Cluster, host_name_validator
 from monitoring.audit import record_action
 from monitoring.events import emit
 from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from tenants.querysets import is_cloud_admin
+from tenants.querysets import Actor, is_cloud_admin
 
 from ..drivers.base import InvalidPoolSpec, PoolInfo, PoolSpec, PoolType
 from ..drivers.libvirt import parse_monitors
@@ -79,7 +79,7 @@ def pool_spec(ds: Datastore) -> PoolSpec:
     return PoolSpec(name=libvirt_pool_name(ds), type=PoolType(ds.driver), target_path=ds.path, source=dict(ds.source))
 
 
-def _require_admin(actor: Any) -> None:
+def _require_admin(actor: Actor) -> None:
     if actor is not None and not is_cloud_admin(actor):
         raise PermissionDenied("only cloud administrators manage datastores")
 
@@ -266,7 +266,7 @@ def _wake_scheduler(ds: Datastore) -> None:
 
 @transaction.atomic
 def create_datastore(
-    actor: Any,
+    actor: Actor,
     *,
     name: str,
     kind: str = DatastoreKind.IMAGE,
@@ -337,7 +337,7 @@ def _in_use(ds: Datastore) -> str:
 
 
 @transaction.atomic
-def update_datastore(actor: Any, ds_id: Any, *, ip: str | None = None, **changes: Any) -> Datastore:
+def update_datastore(actor: Actor, ds_id: Any, *, ip: str | None = None, **changes: Any) -> Datastore:
     """Change name, clone_mode or clusters at any time; kind, driver, path and source only while
     the datastore is empty (files would be left behind). The pool is redefined after commit."""
     _require_admin(actor)
@@ -379,7 +379,7 @@ def update_datastore(actor: Any, ds_id: Any, *, ip: str | None = None, **changes
 
 
 @transaction.atomic
-def set_datastore_state(actor: Any, ds_id: Any, action: str, *, ip: str | None = None) -> Datastore:
+def set_datastore_state(actor: Actor, ds_id: Any, action: str, *, ip: str | None = None) -> Datastore:
     """enable / disable / refresh. A disabled datastore takes no new images, volumes or VM disks
     (``pick_datastore`` and the scheduler skip it); refresh re-measures it (after commit)."""
     _require_admin(actor)
@@ -403,7 +403,7 @@ def set_datastore_state(actor: Any, ds_id: Any, action: str, *, ip: str | None =
 
 
 @transaction.atomic
-def delete_datastore(actor: Any, ds_id: Any, *, ip: str | None = None) -> None:
+def delete_datastore(actor: Actor, ds_id: Any, *, ip: str | None = None) -> None:
     """Remove an empty datastore; refused (409, naming what is left) while it holds anything.
     Its pool is undefined after commit; the files on disk stay."""
     from .. import tasks

@@ -17,6 +17,7 @@ from monitoring.events import emit
 from portal import outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from tenants import quotas
+from tenants.querysets import Actor
 
 from .. import vmdisks
 from ..models import Datastore, DatastoreKind, TemplateDisk, VMDisk, VMDiskKind
@@ -29,7 +30,7 @@ from .volumes import _check_name, _datastore, _lock_vm
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
 def add_template_disk(
-    actor: Any, template_id: Any, *, image: Any = None, size_bytes: int = 0, cmdline: str = ""
+    actor: Actor, template_id: Any, *, image: Any = None, size_bytes: int = 0, cmdline: str = ""
 ) -> TemplateDisk:
     """Give a template (that ``actor`` manages) a disk from an image ``actor`` may see, or an empty one."""
     from compute.models import VMTemplate
@@ -49,7 +50,7 @@ def add_template_disk(
 
 
 @transaction.atomic
-def remove_template_disk(actor: Any, template_disk_id: Any) -> None:
+def remove_template_disk(actor: Actor, template_disk_id: Any) -> None:
     """Remove a disk from a template (VMs already made from it keep theirs)."""
     td = TemplateDisk.objects.restrict(actor, "manage").select_related("template").filter(pk=template_disk_id).first()
     if td is None:
@@ -60,7 +61,7 @@ def remove_template_disk(actor: Any, template_disk_id: Any) -> None:
 
 @transaction.atomic
 def save_disk_as_image(
-    actor: Any, vm_disk_id: Any, *, name: str, datastore: Any = None, ip: str | None = None
+    actor: Actor, vm_disk_id: Any, *, name: str, datastore: Any = None, ip: str | None = None
 ) -> VMDisk:
     """Copy a VM disk (its overlay flattened, or the volume) into an image datastore as a new
     image of the VM's project, once the copy is done (``qemu-img convert`` then

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -34,6 +35,7 @@ from portal.operations import Refusal
 from specs import VolumeOrder
 from tenants import quotas
 from tenants.models import Project
+from tenants.querysets import Actor
 
 from .. import vmdisks
 from ..models import (
@@ -67,15 +69,15 @@ TARGET_RE = re.compile(r"^vd[b-z]$")
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def _lock_volume(actor: Any, volume_id: Any, action: str = "manage") -> Volume:
+def _lock_volume(actor: Actor, volume_id: Any, action: str = "manage") -> Volume:
     return operations.lock(Volume, volume_id, actor=actor, action=action, what="volume", field="volume")
 
 
-def _lock_vm(actor: Any, vm_id: Any) -> VirtualMachine:
+def _lock_vm(actor: Actor, vm_id: Any) -> VirtualMachine:
     return lock_vm(actor, vm_id, field="vm")
 
 
-def _lock_with_vm(actor: Any, volume_id: Any) -> tuple[Volume, VirtualMachine | None]:
+def _lock_with_vm(actor: Actor, volume_id: Any) -> tuple[Volume, VirtualMachine | None]:
     """The volume and the VM it is attached to, both locked, VM first (the order attach uses)."""
     seen = Volume.objects.restrict(actor, "manage").filter(pk=volume_id).values_list("vm_id", flat=True)
     try:
@@ -177,7 +179,7 @@ def _volume_path(vol: Volume, ds: Datastore | None) -> str:
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
 def create_volume(
-    actor: Any,
+    actor: User,
     *,
     project: Any,
     name: str,
@@ -230,7 +232,7 @@ def create_volume(
 
 
 @transaction.atomic
-def delete_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volume:
+def delete_volume(actor: Actor, volume_id: Any, *, ip: str | None = None) -> Volume:
     """Delete a volume that is not attached (refused naming the VM otherwise); its file goes
     first, then the row and the quota."""
     vol, _vm = _lock_with_vm(actor, volume_id)
@@ -279,7 +281,7 @@ def _vm_disk_row(vol: Volume, vm: VirtualMachine, target: str, state: str) -> VM
 
 
 @transaction.atomic
-def attach_volume(actor: Any, volume_id: Any, vm_id: Any, *, target: str = "", ip: str | None = None) -> Volume:
+def attach_volume(actor: Actor, volume_id: Any, vm_id: Any, *, target: str = "", ip: str | None = None) -> Volume:
     """Attach an available volume to a VM of its project: live when the VM runs on a host that
     hotplugs disks, else cold (the VM's disks for its next boot)."""
     vm = _lock_vm(actor, vm_id)
@@ -309,7 +311,7 @@ def attach_volume(actor: Any, volume_id: Any, vm_id: Any, *, target: str = "", i
 
 
 @transaction.atomic
-def detach_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volume:
+def detach_volume(actor: Actor, volume_id: Any, *, ip: str | None = None) -> Volume:
     """Detach a volume from its VM: live when the VM runs (hotplug), else cold."""
     vol, vm = _lock_with_vm(actor, volume_id)
     _not_busy(vol, "detach")
@@ -331,7 +333,7 @@ def detach_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volum
 # grow / snapshots
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
-def grow_volume(actor: Any, volume_id: Any, size_bytes: Any, *, ip: str | None = None) -> Volume:
+def grow_volume(actor: Actor, volume_id: Any, size_bytes: Any, *, ip: str | None = None) -> Volume:
     """Grow a volume to ``size_bytes`` (never shrink): ``qemu-img resize``, or the hypervisor's
     block resize when attached to a running VM. The extra GiB are consumed from ``volume_gb``."""
     vol, vm = _lock_with_vm(actor, volume_id)
@@ -361,7 +363,7 @@ def _snapshot_guard(vol: Volume, action: A, what: str) -> None:
 
 
 @transaction.atomic
-def snapshot_volume(actor: Any, volume_id: Any, name: str, *, ip: str | None = None) -> VolumeSnapshot:
+def snapshot_volume(actor: Actor, volume_id: Any, name: str, *, ip: str | None = None) -> VolumeSnapshot:
     """A qcow2 internal snapshot (refused while attached to a running VM)."""
     vol, _vm = _lock_with_vm(actor, volume_id)
     _snapshot_guard(vol, A.SNAPSHOT, "snapshot")
@@ -384,7 +386,7 @@ def _snapshot_of(vol: Volume, snapshot_id: Any) -> VolumeSnapshot:
 
 
 @transaction.atomic
-def revert_volume(actor: Any, volume_id: Any, snapshot_id: Any, *, ip: str | None = None) -> Volume:
+def revert_volume(actor: Actor, volume_id: Any, snapshot_id: Any, *, ip: str | None = None) -> Volume:
     """Bring a volume back to a snapshot (refused while attached to a running VM)."""
     vol, _vm = _lock_with_vm(actor, volume_id)
     _snapshot_guard(vol, A.REVERT, "revert")
@@ -395,7 +397,7 @@ def revert_volume(actor: Any, volume_id: Any, snapshot_id: Any, *, ip: str | Non
 
 
 @transaction.atomic
-def delete_snapshot(actor: Any, volume_id: Any, snapshot_id: Any, *, ip: str | None = None) -> Volume:
+def delete_snapshot(actor: Actor, volume_id: Any, snapshot_id: Any, *, ip: str | None = None) -> Volume:
     """Remove a snapshot from the volume's file, then its row."""
     vol, _vm = _lock_with_vm(actor, volume_id)
     _snapshot_guard(vol, A.DELETE_SNAPSHOT, "delete a snapshot of")
@@ -519,7 +521,7 @@ def complete_volume_step(volume_id: int, seq: int, error: str = "", size_bytes: 
 
 
 @transaction.atomic
-def recover_volume(actor: Any, volume_id: Any, *, ip: str | None = None) -> Volume:
+def recover_volume(actor: Actor, volume_id: Any, *, ip: str | None = None) -> Volume:
     """Cloud administrators: give up the operation in flight (its task never reported, e.g. the
     host's agent is gone) and put the volume back where it was before; a create that never
     finished becomes ``error`` (deletable). The task, if it ever runs, finds its order stale."""
