@@ -11,6 +11,8 @@ from django.db.models.functions import Cast
 from django_filters import rest_framework as filters
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from portal.filters import ChoiceFilter, FilterSet
+
 from .models import Image, ImageFormat, ImageState, ImageType
 
 VISIBILITY = (("private", "Private"), ("shared", "Shared"), ("public", "Public"))
@@ -35,11 +37,11 @@ def visibility_of(img: Any) -> str:
     return "shared" if shared else "private"
 
 
-class ImageFilter(filters.FilterSet):
-    type = filters.ChoiceFilter(choices=ImageType.choices)
-    state = filters.ChoiceFilter(choices=ImageState.choices)
-    format = filters.ChoiceFilter(choices=ImageFormat.choices)
-    visibility = filters.ChoiceFilter(choices=VISIBILITY, method="filter_visibility")
+class ImageFilter(FilterSet):
+    type = ChoiceFilter(choices=ImageType.choices)
+    state = ChoiceFilter(choices=ImageState.choices)
+    format = ChoiceFilter(choices=ImageFormat.choices)
+    visibility = ChoiceFilter(choices=VISIBILITY, method="filter_visibility")
     search = filters.CharFilter(method="filter_search", label="name or description contains")
     name = filters.CharFilter(lookup_expr="icontains")
 

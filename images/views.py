@@ -59,6 +59,8 @@ def image_list(request: HttpRequest) -> HttpResponse:
     project = getattr(request, "project", None)
     qs = with_visibility(Image.objects.restrict(request.user, "view")).select_related("project", "datastore")
     params = request.GET.copy()
+    for key in [k for k, v in params.items() if v == ""]:  # the form's "any" choice: no filter
+        del params[key]
     filt = ImageFilter(params, queryset=qs)
     images = [_decorate(i) for i in filt.qs.order_by("name", "pk")[:LIST_LIMIT]] if filt.is_valid() else []
     can_create = _can_manage(request.user, project)

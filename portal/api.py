@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import models
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound as DRFNotFound
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from tenants.querysets import is_cloud_admin
@@ -29,11 +31,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if isinstance(exc, ValidationError) and response is not None:
         response.data = _with_detail_and_field(response.data)
+        if "unique" in _codes(exc.get_codes()):  # a name (or other unique value) already in use
+            response.status_code = status.HTTP_409_CONFLICT
     if response is not None and response.status_code == 401 and settings.NEPHELE_KRB5_KEYTAB:
         # offer Kerberos too: "WWW-Authenticate: Bearer realm=…, Negotiate"
         challenge = response.get("WWW-Authenticate")
         response["WWW-Authenticate"] = f"{challenge}, Negotiate" if challenge else "Negotiate"
     return response
+
+
+def _codes(codes: Any) -> set[str]:
+    """Every error code in DRF's nested ``get_codes()`` answer."""
+    if isinstance(codes, dict):
+        return set().union(*(_codes(v) for v in codes.values()))
+    if isinstance(codes, list):
+        return set().union(*(_codes(v) for v in codes))
+    return {str(codes)}
 
 
 def _first_message(value: Any) -> str:
@@ -55,6 +68,38 @@ def _with_detail_and_field(data: Any) -> Any:
 
 
 ACCEPTED = status.HTTP_202_ACCEPTED
+
+#: every object in the API is named by its whole-number primary key (a bigint's 18 digits)
+ID_REGEX = "[0-9]{1,18}"
+
+
+class Router(DefaultRouter):
+    """The API's router: a detail route matches only a numeric id, so ``/volumes/abc/`` is a
+    plain 404 (JSON) before any view or service sees it."""
+
+    def get_lookup_regex(self, viewset: Any, lookup_prefix: str = "") -> str:
+        kwarg = getattr(viewset, "lookup_url_kwarg", None) or getattr(viewset, "lookup_field", "pk")
+        return f"(?P<{lookup_prefix}{kwarg}>{getattr(viewset, 'lookup_value_regex', ID_REGEX)})"
+
+
+class Text(serializers.CharField):
+    """A string field that takes strings only: DRF's CharField turns ``0`` or ``true`` into
+    ``"0"``/``"True"``, which the schema (``type: string``) says is not a valid body."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class ModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    """The API's model serializers: text columns become ``Text`` (strings only)."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: Text,
+        models.TextField: Text,
+    }
 
 
 class IsCloudAdmin(permissions.BasePermission):
@@ -148,30 +193,52 @@ class ShareSerializer(serializers.Serializer):
         directory=SHARE_RECIPIENT,
         help_text="share with every member of this project",
     )
-    user = serializers.CharField(required=False, help_text="share with this user (user name)")
+    user = Text(required=False, help_text="share with this user (user name)")
 
 
 class SharesSerializer(serializers.Serializer):
     projects = serializers.ListField(child=serializers.IntegerField(), read_only=True)
-    users = serializers.ListField(child=serializers.CharField(), read_only=True)
+    users = serializers.ListField(child=Text(), read_only=True)
+
+
+def _whole_number(request: Any, name: str, low: int, high: int, *, cap: bool = False) -> int | None:
+    """The query parameter ``name`` (every copy of it) as a whole number in [low, high]: above
+    ``high`` it is capped when ``cap``, else refused; None when absent; 400 naming it otherwise."""
+    value = None
+    for raw in request.query_params.getlist(name):
+        if not (raw.isascii() and raw.isdigit()):
+            raise serializers.ValidationError({name: ["must be a whole number"]})
+        value = int(raw) if len(raw) <= 18 else high + 1  # no int() of a 5,000-digit string
+        if value > high and cap:
+            value = high
+        if not low <= value <= high:
+            raise serializers.ValidationError({name: [f"must be between {low} and {high}"]})
+    return value
 
 
 class Pagination(LimitOffsetPagination):
-    """limit/offset paging with bounds: ``limit`` is capped at ``max_limit``; an ``offset`` past
-    any real table is refused with 400 naming the field (it used to overflow the database)."""
+    """limit/offset paging with bounds: ``limit`` is a whole number of at least 1, capped at
+    ``max_limit``; an ``offset`` past any real table is refused with 400 naming the field (it
+    used to overflow the database)."""
 
     max_limit = 1000
     max_offset = 10**9
 
     def get_offset(self, request: Any) -> int:
-        raw = request.query_params.get(self.offset_query_param, "0")
-        try:
-            offset = int(raw)
-        except (TypeError, ValueError):
-            raise serializers.ValidationError({"offset": ["must be a whole number"]}) from None
-        if not 0 <= offset <= self.max_offset:
-            raise serializers.ValidationError({"offset": [f"must be between 0 and {self.max_offset}"]})
-        return offset
+        return _whole_number(request, self.offset_query_param, 0, self.max_offset) or 0
+
+    def get_limit(self, request: Any) -> int | None:
+        return _whole_number(request, self.limit_query_param, 1, self.max_limit, cap=True) or self.default_limit
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        params = super().get_schema_operation_parameters(view)
+        for param in params:
+            if param["name"] == self.offset_query_param:
+                param["schema"] = {"type": "integer", "minimum": 0, "maximum": self.max_offset}
+            elif param["name"] == self.limit_query_param:
+                param["schema"] = {"type": "integer", "minimum": 1}
+                param["description"] = f"rows per page (at most {self.max_limit}: more is capped)"
+        return params
 
 
 class KeysetPagination(CursorPagination):
@@ -185,8 +252,8 @@ class KeysetPagination(CursorPagination):
     def decode_cursor(self, request: Any) -> Any:
         try:
             return super().decode_cursor(request)
-        except DRFNotFound:
-            raise serializers.ValidationError({"cursor": ["not a cursor this API returned"]}) from None
+        except DRFNotFound:  # no page is behind a cursor this API did not hand out
+            raise NotFound("not a cursor this API returned", field="cursor") from None
 
 
 class Paging(Pagination):
@@ -194,6 +261,8 @@ class Paging(Pagination):
     request names ``cursor`` (empty for the first page; then follow ``next``)."""
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        self.get_limit(request)  # either mode: a bad limit or offset is a 400
+        self.get_offset(request)
         self.keyset: KeysetPagination | None = None
         if KeysetPagination.cursor_query_param in request.query_params:
             self.keyset = KeysetPagination()

@@ -4,7 +4,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.routers import DefaultRouter
 
 from compute.api.urls import router as compute_router
 from images.api.urls import router as images_router
@@ -19,8 +18,9 @@ from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSe
 from tenants.login import LoginView
 
 from . import views
+from .api import Router
 
-api_router = DefaultRouter()
+api_router = Router()
 api_router.registry.extend(compute_router.registry)
 api_router.registry.extend(storage_router.registry)
 api_router.registry.extend(images_router.registry)
@@ -58,4 +58,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler500 = "portal.overload.server_error"
+handler400 = "portal.handlers.bad_request"
+handler403 = "portal.handlers.permission_denied"
+handler404 = "portal.handlers.not_found"
+handler500 = "portal.handlers.server_error"

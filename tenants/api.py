@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import client_ip
+from portal.api import ModelSerializer, Ref, Text, client_ip
 from portal.errors import NotFound, PermissionDenied
 from tenants.querysets import is_cloud_admin, token_project_id
 
@@ -21,7 +21,7 @@ from . import services as tenancy
 from .models import ApiToken, Membership, Organization, Project, SSHKey
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
@@ -30,8 +30,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class RoleGrantSerializer(serializers.Serializer):
-    user = serializers.CharField(help_text="user name")
-    role = serializers.CharField(allow_null=True, required=False, help_text="null removes the role")
+    user = Text(help_text="user name")
+    role = Text(allow_null=True, required=False, help_text="null removes the role")
 
     def target_user(self) -> Any:
         found = get_user_model().objects.filter(username=self.validated_data["user"], is_active=True).first()
@@ -40,7 +40,7 @@ class RoleGrantSerializer(serializers.Serializer):
         return found
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
@@ -50,7 +50,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 class UserActionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=["enable", "disable", "reset-credentials"])
-    password = serializers.CharField(required=False, write_only=True)
+    password = Text(required=False, write_only=True)
 
 
 class CloudAdminOnly(permissions.BasePermission):
@@ -78,8 +78,8 @@ class NotConfinedForWrites(NotConfined):
 
 
 class QuotaLineSerializer(serializers.Serializer):
-    resource = serializers.CharField()
-    label = serializers.CharField()
+    resource = Text()
+    label = Text()
     used = serializers.IntegerField()
     limit = serializers.IntegerField(help_text="-1: unlimited")
     percent = serializers.IntegerField()
@@ -100,7 +100,7 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         return Project.objects.restrict(self.request.user, "view").select_related("organization")
 
     @extend_schema(request=QuotaSetSerializer, responses={200: QuotaLineSerializer(many=True)})
-    @action(detail=True, methods=["get", "post"], url_path="quotas")
+    @action(detail=True, methods=["get", "post"], url_path="quotas", pagination_class=None, filter_backends=[])
     def quotas(self, request: Request, pk: str | None = None) -> Response:
         """GET: usage and limit per resource. POST (cloud admins): set a limit."""
         project = self.get_object()
@@ -121,7 +121,7 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(QuotaLineSerializer(quotas.usage(project), many=True).data)
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(ModelSerializer):
     days = serializers.IntegerField(
         write_only=True, required=False, allow_null=True, default=None,
         help_text="lifetime, 1 to NEPHELE_TOKEN_MAX_DAYS; absent or null: the maximum (a token created "
@@ -173,7 +173,7 @@ class ApiTokenViewSet(
         credentials.revoke_token(self.request.user, instance.pk, acting=_acting_token(self.request))
 
 
-class SSHKeySerializer(serializers.ModelSerializer):
+class SSHKeySerializer(ModelSerializer):
     class Meta:
         model = SSHKey
         fields = ["id", "name", "public_key", "fingerprint", "created_at"]
@@ -201,7 +201,7 @@ class SSHKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destr
         credentials.delete_ssh_key(self.request.user, instance.pk)
 
 
-class OrganizationSerializer(serializers.ModelSerializer):
+class OrganizationSerializer(ModelSerializer):
     class Meta:
         model = Organization
         fields = ["id", "name", "description", "enabled", "require_2fa", "created_at"]
@@ -252,7 +252,9 @@ class OrganizationViewSet(viewsets.ModelViewSet):
         return Response(ser.data)
 
 
-class ProjectWriteSerializer(serializers.ModelSerializer):
+class ProjectWriteSerializer(ModelSerializer):
+    organization = Ref("tenants.Organization", "admin", help_text="an organization you administer")
+
     class Meta:
         model = Project
         fields = ["id", "organization", "name", "description"]
@@ -261,12 +263,13 @@ class ProjectWriteSerializer(serializers.ModelSerializer):
 class ProjectAdminViewSet(ProjectViewSet, mixins.CreateModelMixin, mixins.DestroyModelMixin):
     """Projects: create (organization and cloud admins), delete (refused while it owns resources)."""
 
+    @extend_schema(request=ProjectWriteSerializer, responses={201: ProjectSerializer})
     def create(self, request: Request) -> Response:
         if token_project_id(request.user) is not None:
             raise PermissionDenied(
                 "a token confined to a project cannot create projects; use an unconfined token or sign in"
             )
-        ser = ProjectWriteSerializer(data=request.data)
+        ser = ProjectWriteSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         project = tenancy.create_project(request.user, ip=client_ip(request), **ser.validated_data)
         return Response(ProjectSerializer(project).data, status=201)
@@ -276,7 +279,7 @@ class ProjectAdminViewSet(ProjectViewSet, mixins.CreateModelMixin, mixins.Destro
         return Response(status=204)
 
     @extend_schema(request=RoleGrantSerializer, responses={200: MembershipSerializer(many=True)})
-    @action(detail=True, methods=["get", "post"], url_path="members")
+    @action(detail=True, methods=["get", "post"], url_path="members", pagination_class=None, filter_backends=[])
     def members(self, request: Request, pk: str | None = None) -> Response:
         """GET: who holds which role. POST: grant a role (role null: remove the member)."""
         project = self.get_object()
@@ -291,8 +294,8 @@ class ProjectAdminViewSet(ProjectViewSet, mixins.CreateModelMixin, mixins.Destro
         return Response(MembershipSerializer(rows, many=True).data)
 
 
-class UserSerializer(serializers.ModelSerializer):
-    password = serializers.CharField(write_only=True, required=False, allow_blank=True)
+class UserSerializer(ModelSerializer):
+    password = Text(write_only=True, required=False, allow_blank=True)
 
     class Meta:
         model = get_user_model()

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from portal.errors import InvalidInput, NotFound, PermissionDenied
+from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tenants.querysets import token_project_id
 
 from .models import ApiToken, Project, SSHKey
@@ -155,7 +155,7 @@ def add_ssh_key(user: Any, *, name: str, public_key: str) -> SSHKey:
         raise InvalidInput("public_key is longer than 16384 characters", field="public_key")
     fp = fingerprint(public_key)
     if SSHKey.objects.filter(user=user, fingerprint=fp).exists():
-        raise InvalidInput(f"this key is already registered ({fp})", field="public_key")
+        raise Conflict(f"this key is already registered ({fp})", field="public_key")
     return SSHKey.objects.create(user=user, name=name, public_key=" ".join(public_key.split()[:3]), fingerprint=fp)
 
 

@@ -66,12 +66,12 @@ def _flag(value: Any, field: str) -> bool:
 
 
 def _save_new(obj: models.Model, message: str) -> None:
-    """Insert ``obj``; a concurrent twin (unique name) is a 400 naming the name, not a 500."""
+    """Insert ``obj``; a concurrent twin (unique name) is a 409 naming the name, not a 500."""
     try:
         with transaction.atomic():  # a savepoint: the caller's transaction survives the refusal
             obj.save()
     except IntegrityError:
-        raise InvalidInput(message, field="name") from None
+        raise Conflict(message, field="name") from None
 
 
 # -- organizations ----------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def create_organization(
     _require_cloud_admin_or_system(actor)
     name = _name(name)
     if Organization.objects.filter(name=name).exists():
-        raise InvalidInput(f"an organization named {name!r} exists already", field="name")
+        raise Conflict(f"an organization named {name!r} exists already", field="name")
     org = Organization(
         name=name,
         description=_text(description or "", "description"),
@@ -126,7 +126,7 @@ def update_organization(actor: Actor, org_id: int, *, ip: str | None = None, **f
     if "name" in fields:
         org.name = _name(fields["name"])
         if Organization.objects.filter(name=org.name).exclude(pk=org.pk).exists():
-            raise InvalidInput(f"an organization named {org.name!r} exists already", field="name")
+            raise Conflict(f"an organization named {org.name!r} exists already", field="name")
     org.save()
     _audit(actor, org, "update", ip=ip, **{k: str(v) for k, v in fields.items()})
     if org.enabled != was_enabled:
@@ -167,16 +167,18 @@ def ensure_organization(actor: Actor, name: str, *, ip: str | None = None, **det
 # -- projects ---------------------------------------------------------------------------------
 @transaction.atomic
 def create_project(
-    actor: Actor, *, organization: Organization, name: str, description: str = "", ip: str | None = None
+    actor: Actor, *, organization: Organization | int, name: str, description: str = "", ip: str | None = None
 ) -> Project:
     """A new project in ``organization`` (its admins, cloud administrators, or the system)."""
-    if not _gate(Organization, actor, "admin").filter(pk=getattr(organization, "pk", None)).exists():
+    org_id = organization.pk if isinstance(organization, Organization) else organization
+    org: Organization | None = _gate(Organization, actor, "admin").filter(pk=org_id).first()
+    if org is None:
         raise NotFound("organization not found", field="organization")
     name = _name(name)
-    message = f"{organization.name} has a project named {name!r} already"
-    if Project.objects.filter(organization=organization, name=name).exists():
-        raise InvalidInput(message, field="name")
-    project = Project(organization=organization, name=name, description=_text(description or "", "description"))
+    message = f"{org.name} has a project named {name!r} already"
+    if Project.objects.filter(organization=org, name=name).exists():
+        raise Conflict(message, field="name")
+    project = Project(organization=org, name=name, description=_text(description or "", "description"))
     _save_new(project, message)
     _audit(actor, project, "create", ip=ip)
     return project
@@ -234,7 +236,7 @@ def create_user(actor: Actor, *, username: str, email: str = "", password: str |
     _require_cloud_admin(actor)
     username = _name(username, "username", 150)
     if User.objects.filter(username=username).exists():
-        raise InvalidInput(f"user {username!r} exists already", field="username")
+        raise Conflict(f"user {username!r} exists already", field="username")
     user = User(username=username, email=email, **names)
     if password:
         _check_password(password, user)

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from monitoring.models import AuditRecord
-from portal.api import Ref
+from portal.api import ModelSerializer, Ref, Text
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin
 
@@ -26,13 +26,13 @@ from ..models import (
 from ..states import ACTIONS, RECOVER_OPTIONS, allowed_actions
 
 
-class ClusterSerializer(serializers.ModelSerializer):
+class ClusterSerializer(ModelSerializer):
     class Meta:
         model = Cluster
         fields = ["id", "name", "placement_policy", "description"]
 
 
-class HostSerializer(serializers.ModelSerializer):
+class HostSerializer(ModelSerializer):
     cluster = Ref(Cluster, allow_null=True, required=False)
 
     class Meta:
@@ -80,7 +80,7 @@ def ids_to_names(data: dict[str, Any], *names: str) -> dict[str, Any]:
 CLUSTER_PIN = "a placement requirement: any project may pin a template to any cluster"
 
 
-class BootImageSerializer(serializers.ModelSerializer):
+class BootImageSerializer(ModelSerializer):
     project = reference("project", Project, "manage", required=True)
 
     class Meta:
@@ -88,7 +88,7 @@ class BootImageSerializer(serializers.ModelSerializer):
         fields = ["id", "project", "name", "kind", "kernel_path", "initrd_path", "cmdline", "disk_path", "public"]
 
 
-class VMTemplateSerializer(serializers.ModelSerializer):
+class VMTemplateSerializer(ModelSerializer):
     project = reference("project", Project, "manage", required=True)
     boot_image = reference(
         "boot_image", BootImage, help_text="a boot image you may see (your projects', shared or public)"
@@ -104,8 +104,8 @@ class VMTemplateSerializer(serializers.ModelSerializer):
         read_only_fields = ["owner", "created_at"]
 
 
-class VMSerializer(serializers.ModelSerializer):
-    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+class VMSerializer(ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     allowed_actions = serializers.SerializerMethodField()
 
@@ -126,19 +126,19 @@ class VMSerializer(serializers.ModelSerializer):
 class VMCreateSerializer(serializers.Serializer):
     """Input for creating VMs from a template; sizes default to the template's."""
 
-    name = serializers.CharField(max_length=63)
+    name = Text(max_length=63)
     project = Ref(Project, "manage")
     template = Ref(VMTemplate, help_text="a template you may see (your projects', shared or public)")
     count = serializers.IntegerField(default=1, min_value=1, max_value=100)
     vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
     memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)
     hold = serializers.BooleanField(default=False)
-    user_data = serializers.CharField(
+    user_data = Text(
         required=False, allow_blank=True, default="", trim_whitespace=False,
         help_text="cloud-init user-data for the VM's NoCloud seed: #cloud-config (merged with ours), "
         "a script (#!...) or a MIME multipart; at most 16 KiB",
     )  # fmt: skip
-    client_token = serializers.CharField(
+    client_token = Text(
         required=False, allow_blank=True, default="", max_length=64,
         help_text="idempotency key (or the Idempotency-Key header): a retry with the same key returns the "
         "VMs of the first request instead of creating more; kept 24 h",
@@ -148,8 +148,8 @@ class VMCreateSerializer(serializers.Serializer):
 class VMContextSerializer(serializers.Serializer):
     """A VM's NoCloud seed as people see it (docs/contextualization.md)."""
 
-    hostname = serializers.CharField()
-    keys = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    hostname = Text()
+    keys = serializers.ListField(child=serializers.DictField(child=Text()))
     user_data_set = serializers.BooleanField()
     user_data_bytes = serializers.IntegerField()
     network_configured = serializers.BooleanField()
@@ -193,24 +193,38 @@ class VMActionSerializer(serializers.Serializer):
         return attrs
 
 
-class PlacementSerializer(serializers.ModelSerializer):
-    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+class PlacementSerializer(ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = VMPlacement
         fields = ["id", "host", "start_reason", "end_reason", "started_at", "ended_at", "vcpu", "memory_mb"]
 
 
-class StateChangeSerializer(serializers.ModelSerializer):
+class StateChangeSerializer(ModelSerializer):
     class Meta:
         model = VMStateChange
         fields = ["from_state", "to_state", "reason", "created_at"]
 
 
-class AuditSerializer(serializers.ModelSerializer):
+class AuditSerializer(ModelSerializer):
     class Meta:
         model = AuditRecord
         fields = [
             "id", "actor_name", "action", "object_type", "object_id", "object_name", "source_ip", "result",
             "detail", "created_at",
         ]  # fmt: skip
+
+
+class VMHistorySerializer(serializers.Serializer):
+    placements = PlacementSerializer(many=True)
+    state_changes = StateChangeSerializer(many=True)
+
+
+class MetricSeriesSerializer(serializers.Serializer):
+    metric = Text()
+    resolution_s = serializers.IntegerField(help_text="seconds between points (0: no points)")
+    points = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2),
+        help_text="[unix time, value] pairs, oldest first",
+    )

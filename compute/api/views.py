@@ -9,7 +9,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,6 +19,7 @@ from rest_framework.response import Response
 from monitoring.models import AuditRecord
 from portal.api import IsCloudAdmin, ShareSerializer, SharesSerializer, client_ip
 from portal.errors import InvalidInput, NotFound
+from portal.filters import FilterSet
 from tenants import sharing
 from tenants.models import Project
 
@@ -27,6 +29,13 @@ from ..services import bootimages, clusters, templates
 from . import serializers as s
 
 TEMPLATE_REFERENCES = ("project", "boot_image", "cluster")
+
+
+METRICS_PARAMETERS = [
+    OpenApiParameter("metric", str, description="the series' name (default cpu_pct)"),
+    OpenApiParameter("hours", float, description="how far back (default 1, at most 9600)"),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="from this moment instead of hours"),
+]
 
 
 class ClusterViewSet(viewsets.ModelViewSet):
@@ -83,7 +92,8 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
     def perform_destroy(self, instance: Host) -> None:
         services.delete_host(self.request.user, instance.pk, ip=client_ip(self.request))
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(parameters=METRICS_PARAMETERS, responses={200: s.MetricSeriesSerializer})
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         """Monitoring series of the host: host_cpu_load, host_free_memory_mb, host_alloc_vcpu …"""
         return _metrics_response(request, 1, self.get_object().pk)
@@ -164,7 +174,7 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
         return Response(sharing.visible_shares(request.user, template))
 
 
-class VMFilter(filters.FilterSet):
+class VMFilter(FilterSet):
     state = filters.CharFilter(method="filter_state")
     name = filters.CharFilter(lookup_expr="icontains")
 
@@ -247,13 +257,14 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         vm.refresh_from_db()
         return Response(s.VMSerializer(vm, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(parameters=METRICS_PARAMETERS, responses={200: s.MetricSeriesSerializer})
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         """Monitoring series of the VM: cpu_pct, memory_mb, net_rx_bps, net_tx_bps, disk_* …"""
         return _metrics_response(request, 2, self.get_object().pk)
 
-    @extend_schema(responses={200: s.PlacementSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses={200: s.VMHistorySerializer})
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def history(self, request: Request, pk: str | None = None) -> Response:
         """Placements (host stays with times) and state changes of the VM."""
         vm = self.get_object()
@@ -296,7 +307,11 @@ def _metrics_response(request: Request, kind: int, object_id: int) -> Response:
         raise InvalidInput("hours must be a number", field="hours") from None
     if not 0 < hours <= 24 * 400:
         raise InvalidInput("hours must be between 0 and 9600", field="hours")
-    since = parse_datetime(request.query_params.get("since", "")) or timezone.now() - timedelta(hours=hours)
+    try:
+        since = parse_datetime(request.query_params.get("since", ""))
+    except ValueError:  # well-formed but not a real moment (month 13)
+        raise InvalidInput("since must be an ISO 8601 date and time", field="since") from None
+    since = since or timezone.now() - timedelta(hours=hours)
     resolution, points = store.series(kind, object_id, names[metric], since)
     return Response({"metric": metric, "resolution_s": resolution, "points": [[t.timestamp(), v] for t, v in points]})
 

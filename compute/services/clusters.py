@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from monitoring.audit import record_action
-from portal.errors import InvalidInput, NotFound, PermissionDenied
+from portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tenants.querysets import Actor, is_cloud_admin
 
 from ..models import Cluster, host_name_validator
@@ -36,7 +36,7 @@ def _apply(cluster: Cluster, changes: dict[str, Any]) -> None:
         except ValidationError as exc:
             raise InvalidInput(f"name: {exc.messages[0]}", field="name") from None
         if Cluster.objects.filter(name=name).exclude(pk=cluster.pk).exists():
-            raise InvalidInput(f"a cluster named {name!r} exists already", field="name")
+            raise Conflict(f"a cluster named {name!r} exists already", field="name")
         cluster.name = name
     if "placement_policy" in changes:
         if changes["placement_policy"] not in PlacementPolicy.values:
@@ -61,7 +61,7 @@ def _save(cluster: Cluster) -> None:
         with transaction.atomic():  # a savepoint: a concurrent twin's name is a 400, not a 500
             cluster.save()
     except IntegrityError:
-        raise InvalidInput(f"a cluster named {cluster.name!r} exists already", field="name") from None
+        raise Conflict(f"a cluster named {cluster.name!r} exists already", field="name") from None
 
 
 def _lock(actor: Actor, cluster_id: Any) -> Cluster:

@@ -54,7 +54,7 @@ def register_host(
     except ValidationError as exc:
         raise InvalidInput(f"name: {exc.messages[0]}", field="name") from None
     if Host.objects.filter(name=name).exists():
-        raise InvalidInput(f"a host named {name!r} exists already", field="name")
+        raise Conflict(f"a host named {name!r} exists already", field="name")
     scheme = uri.split(":", 1)[0]
     if "://" not in uri or scheme not in URI_SCHEMES:
         raise InvalidInput(f"uri must be a libvirt URI with scheme {', '.join(URI_SCHEMES)}", field="uri")

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.api import Ref
+from portal.api import ModelSerializer, Ref, Text
 from storage.models import Datastore
 from tenants.models import Project
 
@@ -16,10 +16,10 @@ from ..filters import visibility_of
 from ..models import Image, ImageType
 
 
-class ImageSerializer(serializers.ModelSerializer):
+class ImageSerializer(ModelSerializer):
     visibility = serializers.SerializerMethodField()
     actions = serializers.SerializerMethodField()
-    owner = serializers.CharField(source="owner.username", read_only=True)
+    owner = Text(source="owner.username", read_only=True)
 
     class Meta:
         model = Image
@@ -35,7 +35,7 @@ class ImageSerializer(serializers.ModelSerializer):
     def get_visibility(self, obj: Image) -> str:
         return visibility_of(obj)
 
-    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    @extend_schema_field(serializers.ListField(child=Text()))
     def get_actions(self, obj: Image) -> list[str]:
         return states.actions_for(obj.state)
 
@@ -48,25 +48,25 @@ class ImageCreateSerializer(serializers.Serializer):
     """Start an upload: the image is created in ``uploading``; send the file to ``upload/``."""
 
     project = Ref(Project, "manage")
-    name = serializers.CharField(max_length=63)
+    name = Text(max_length=63)
     datastore = Ref(
         Datastore, required=False, directory=DATASTORE_CHOICE, help_text="an image datastore (default: the first)"
     )
     type = serializers.ChoiceField(choices=ImageType.choices, default="os")
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = Text(required=False, allow_blank=True, default="")
     persistent = serializers.BooleanField(default=False)
     size_bytes = serializers.IntegerField(min_value=0, default=0, help_text="the file's size (checked at the end)")
-    sha256 = serializers.CharField(required=False, allow_blank=True, default="", help_text="checked at the end")
-    filename = serializers.CharField(required=False, allow_blank=True, default="", help_text="display only")
+    sha256 = Text(required=False, allow_blank=True, default="", help_text="checked at the end")
+    filename = Text(required=False, allow_blank=True, default="", help_text="display only")
 
 
 class DatablockSerializer(serializers.Serializer):
     project = Ref(Project, "manage")
-    name = serializers.CharField(max_length=63)
+    name = Text(max_length=63)
     size_gb = serializers.IntegerField(min_value=1)
     datastore = Ref(Datastore, required=False, directory=DATASTORE_CHOICE)
     format = serializers.ChoiceField(choices=["raw", "qcow2"], default="qcow2")
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = Text(required=False, allow_blank=True, default="")
     persistent = serializers.BooleanField(default=True)
 
 
@@ -74,7 +74,7 @@ class ImageActionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(
         choices=["enable", "disable", "clone", "convert", "request_publish", "withdraw_publish", "publish", "unpublish"]
     )
-    name = serializers.CharField(required=False, allow_blank=True, default="", help_text="clone / convert: new name")
+    name = Text(required=False, allow_blank=True, default="", help_text="clone / convert: new name")
     datastore = Ref(
         Datastore, required=False, directory=DATASTORE_CHOICE, help_text="clone / convert: target image datastore"
     )
@@ -86,7 +86,7 @@ class OvaImportSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="an .ova archive, or an .ovf descriptor sent with its disks")
     disks = serializers.ListField(child=serializers.FileField(), required=False, help_text="disk files of an .ovf")
     datastore = Ref(Datastore, required=False, directory=DATASTORE_CHOICE)
-    name = serializers.CharField(required=False, allow_blank=True, default="", help_text="template name")
+    name = Text(required=False, allow_blank=True, default="", help_text="template name")
 
 
 class OvaImportResultSerializer(serializers.Serializer):

@@ -13,24 +13,25 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import client_ip
+from portal.api import ModelSerializer, Text, client_ip
+from portal.filters import DateTimeFilter, FilterSet, IdFilter
 from tenants.querysets import is_cloud_admin
 
 from .. import services
 from ..models import Event, Webhook, WebhookDelivery
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(ModelSerializer):
     class Meta:
         model = Event
         fields = ["id", "type", "object_type", "object_id", "object_name", "project", "actor", "payload", "created_at"]
         read_only_fields = fields  # events are read, never written through the API
 
 
-class EventFilter(filters.FilterSet):
+class EventFilter(FilterSet):
     type = filters.CharFilter(method="filter_type", help_text="exact type, or a prefix ending in '.' or '*'")
-    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    after = filters.NumberFilter(field_name="id", lookup_expr="gt", help_text="events newer than this id (follow)")
+    since = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    after = IdFilter(field_name="id", lookup_expr="gt", help_text="events newer than this id (follow)")
 
     class Meta:
         model = Event
@@ -57,7 +58,15 @@ class AdminOnly(permissions.BasePermission):
         return is_cloud_admin(request.user)
 
 
-class WebhookSerializer(serializers.ModelSerializer):
+class WebhookSerializer(ModelSerializer):
+    event_types = serializers.ListField(
+        child=Text(min_length=1, max_length=200),
+        min_length=1,
+        max_length=100,
+        help_text='patterns of event types, e.g. ["vm.state.*_FAILURE", "host.state.ERROR"]',
+    )
+    max_attempts = serializers.IntegerField(min_value=1, max_value=20, required=False)
+
     class Meta:
         model = Webhook
         fields = ["id", "name", "url", "event_types", "secret", "enabled", "max_attempts", "created_at"]
@@ -75,8 +84,8 @@ class WebhookSerializer(serializers.ModelSerializer):
         return value
 
 
-class DeliverySerializer(serializers.ModelSerializer):
-    event_type = serializers.CharField(source="event.type", read_only=True)
+class DeliverySerializer(ModelSerializer):
+    event_type = Text(source="event.type", read_only=True)
 
     class Meta:
         model = WebhookDelivery

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from compute.models import Host, VirtualMachine, VMTemplate
-from portal.api import Ref
+from portal.api import ModelSerializer, Ref, Text
 from tenants.models import Project
 
 from ..models import (
@@ -32,7 +32,7 @@ from ..models import (
 from ..services import ipam
 
 
-class VniPoolSerializer(serializers.ModelSerializer):
+class VniPoolSerializer(ModelSerializer):
     """A pool of segment ids: ``kind`` vxlan (VNIs 1..16777215) or vlan (802.1Q ids 1..4094)."""
 
     kind = serializers.ChoiceField(choices=Isolation.choices, default=Isolation.VXLAN)
@@ -43,7 +43,7 @@ class VniPoolSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
-class AddressRangeSerializer(serializers.ModelSerializer):
+class AddressRangeSerializer(ModelSerializer):
     network = Ref(VirtualNetwork, "manage", source="network_id")
 
     class Meta:
@@ -52,7 +52,7 @@ class AddressRangeSerializer(serializers.ModelSerializer):
         read_only_fields = ["size"]
 
 
-class NetworkSerializer(serializers.ModelSerializer):
+class NetworkSerializer(ModelSerializer):
     project = Ref(Project, "manage", source="project_id")
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     leases_used = serializers.SerializerMethodField()
@@ -80,13 +80,13 @@ class NetworkSerializer(serializers.ModelSerializer):
 
 
 class NetworkUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
-    dns = serializers.CharField(required=False, allow_blank=True)
+    name = Text(required=False)
+    description = Text(required=False, allow_blank=True)
+    dns = Text(required=False, allow_blank=True)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
 
 
-class LeaseSerializer(serializers.ModelSerializer):
+class LeaseSerializer(ModelSerializer):
     network = Ref(VirtualNetwork, "manage", source="network_id")
     nic = serializers.IntegerField(source="nic_id", read_only=True)
     vm = serializers.SerializerMethodField()
@@ -100,7 +100,7 @@ class LeaseSerializer(serializers.ModelSerializer):
         return obj.nic.vm_id if obj.nic_id else None
 
 
-class ReservationSerializer(serializers.ModelSerializer):
+class ReservationSerializer(ModelSerializer):
     network = Ref(VirtualNetwork, source="network_id", help_text="your network, or a shared or public one")
     project = Ref(Project, "manage", source="project_id")
 
@@ -110,7 +110,7 @@ class ReservationSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
-class RuleSerializer(serializers.ModelSerializer):
+class RuleSerializer(ModelSerializer):
     group = Ref(SecurityGroup, "manage", source="group_id")
     remote_group = Ref(SecurityGroup, source="remote_group_id", required=False, allow_null=True)
     direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.INGRESS)
@@ -125,7 +125,7 @@ class RuleSerializer(serializers.ModelSerializer):
         extra_kwargs = {"cidr": {"required": False, "allow_blank": True}}
 
 
-class SecurityGroupSerializer(serializers.ModelSerializer):
+class SecurityGroupSerializer(ModelSerializer):
     project = Ref(Project, "manage", source="project_id")
     rules = RuleSerializer(many=True, read_only=True)
 
@@ -140,14 +140,14 @@ class SecurityGroupSerializer(serializers.ModelSerializer):
 POOL_DIRECTORY = "public IP pools are the cloud's: every project may allocate from any"
 
 
-class PublicIPPoolSerializer(serializers.ModelSerializer):
+class PublicIPPoolSerializer(ModelSerializer):
     class Meta:
         model = PublicIPPool
         fields = ["id", "name", "cidr", "first", "last", "created_at"]
         read_only_fields = ["created_at"]
 
 
-class PublicIPSerializer(serializers.ModelSerializer):
+class PublicIPSerializer(ModelSerializer):
     project = Ref(Project, "manage", source="project_id")
     pool = Ref(PublicIPPool, source="pool_id", required=False, allow_null=True, directory=POOL_DIRECTORY)
     nic = serializers.IntegerField(source="nic_id", read_only=True)
@@ -166,11 +166,11 @@ class AssociateSerializer(serializers.Serializer):
     nic = Ref(VMNic, "manage")
 
 
-class NicSerializer(serializers.ModelSerializer):
+class NicSerializer(ModelSerializer):
     vm = Ref(VirtualMachine, "manage", source="vm_id")
     network = Ref(VirtualNetwork, source="network_id", help_text="your network, or a shared or public one")
-    ipv4 = serializers.CharField(read_only=True)
-    ipv6 = serializers.CharField(read_only=True)
+    ipv4 = Text(read_only=True)
+    ipv6 = Text(read_only=True)
     security_groups = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     fixed_ip = serializers.IPAddressField(protocol="IPv4", write_only=True, required=False, allow_null=True)
     reservation = Ref(Reservation, write_only=True, required=False, allow_null=True)
@@ -198,7 +198,7 @@ class NicGroupsSerializer(serializers.Serializer):
     security_groups = GroupIdsField()
 
 
-class TemplateNicSerializer(serializers.ModelSerializer):
+class TemplateNicSerializer(ModelSerializer):
     template = Ref(VMTemplate, "manage", source="template_id")
     network = Ref(VirtualNetwork, source="network_id", help_text="your network, or a shared or public one")
     security_groups = Ref(SecurityGroup, many=True, required=False)
@@ -208,7 +208,7 @@ class TemplateNicSerializer(serializers.ModelSerializer):
         fields = ["id", "template", "network", "fixed_ip", "security_groups", "average_kbps", "peak_kbps", "burst_kb"]
 
 
-class HostNetworkSerializer(serializers.ModelSerializer):
+class HostNetworkSerializer(ModelSerializer):
     host = Ref(Host, source="host_id")
 
     class Meta:
@@ -222,3 +222,35 @@ def data(ser: Any) -> dict[str, Any]:
     for k, v in ser.validated_data.items():
         out[k[:-3] if k.endswith("_id") else k] = v
     return out
+
+
+class TopologyNetworkSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = Text()
+    cidr4 = Text(allow_blank=True, allow_null=True)
+    cidr6 = Text(allow_blank=True, allow_null=True)
+    vni = serializers.IntegerField(allow_null=True)
+    isolation = Text()
+
+
+class TopologyNicSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    network = serializers.IntegerField(read_only=True, help_text="the network's id")
+    ipv4 = Text(allow_blank=True, allow_null=True)
+    ipv6 = Text(allow_blank=True, allow_null=True)
+    mac = Text()
+    public_ip = Text(allow_blank=True, help_text="empty: no public IP")
+
+
+class TopologyVMSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = Text()
+    state = Text()
+    nics = TopologyNicSerializer(many=True)
+
+
+class TopologySerializer(serializers.Serializer):
+    """The networks of the projects, and their VMs with the NICs on them (the topology page)."""
+
+    networks = TopologyNetworkSerializer(many=True)
+    vms = TopologyVMSerializer(many=True)

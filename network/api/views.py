@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api import IsCloudAdmin, client_ip
-from portal.errors import NotFound
+from portal.errors import InvalidInput, NotFound
 from tenants.models import Project
 
 from .. import models as m
@@ -90,13 +90,20 @@ class NetworkViewSet(_Base, mixins.UpdateModelMixin):
         networks.delete_network(request.user, self.get_object().pk, ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @action(detail=False, methods=["get"])
+    @extend_schema(
+        parameters=[OpenApiParameter("project", int, description="only this project (default: every visible one)")],
+        responses={200: s.TopologySerializer},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def topology(self, request: Request) -> Response:
         """Networks, VMs (with their NICs) and public IPs of ``?project=`` (default: all visible)."""
         pid = request.query_params.get("project")
         projects = Project.objects.restrict(request.user, "view")
-        if pid:
-            projects = projects.filter(pk=pid if pid.isdigit() else -1)
+        if pid is not None:
+            digits = pid.removeprefix("-")
+            if not (digits.isascii() and digits.isdigit()):
+                raise InvalidInput("project must be a project id (a whole number)", field="project")
+            projects = projects.filter(pk=int(pid)) if len(digits) <= 18 else projects.none()
             if not projects.exists():
                 raise NotFound("project not found", field="project")
         return Response(topology(request.user, projects))

@@ -57,7 +57,7 @@ def create_vni_pool(actor: Actor, *, name: str, first: int, last: int, kind: str
         if first <= other.last and other.first <= last:
             raise InvalidInput(f"overlaps {POOL_NAME[kind]} {other.name} ({other.first}-{other.last})", field="first")
     if VniPool.objects.filter(name=name).exists():
-        raise InvalidInput(f"a pool named {name!r} exists already", field="name")
+        raise Conflict(f"a pool named {name!r} exists already", field="name")
     pool = VniPool.objects.create(name=name, kind=kind, first=first, last=last)
     audit(actor, pool, "create", kind=kind, first=first, last=last)
     return pool
@@ -185,7 +185,7 @@ def create_network(
     cidr4, gw4, cidr6, gw6 = _validate_subnets(project, cidr4, gateway4, cidr6, gateway6)
     dns = _check_dns(dns)
     if VirtualNetwork.objects.filter(project=project, name=name).exists():
-        raise InvalidInput(f"this project has a network named {name!r} already", field="name")
+        raise Conflict(f"this project has a network named {name!r} already", field="name")
     quotas.consume(project, actor, networks=1)
     pool, vni = _take_vni(isolation)
     net = VirtualNetwork.objects.create(
@@ -213,7 +213,7 @@ def update_network(actor: Actor, network_id: int, *, ip: str | None = None, **ch
     if "name" in changes:
         check_name(changes["name"])
         if VirtualNetwork.objects.filter(project=net.project, name=changes["name"]).exclude(pk=net.pk).exists():
-            raise InvalidInput(f"this project has a network named {changes['name']!r} already", field="name")
+            raise Conflict(f"this project has a network named {changes['name']!r} already", field="name")
     if "dns" in changes:
         changes["dns"] = _check_dns(changes["dns"])
     if "visibility" in changes:

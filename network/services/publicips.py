@@ -34,7 +34,7 @@ def create_pool(actor: Actor, *, name: str, cidr: str, first: str, last: str) ->
         if int(a) <= hi and lo <= int(b):
             raise InvalidInput(f"overlaps public IP pool {other.name}", field="first")
     if PublicIPPool.objects.filter(name=name).exists():
-        raise InvalidInput(f"a public IP pool named {name!r} exists already", field="name")
+        raise Conflict(f"a public IP pool named {name!r} exists already", field="name")
     pool = PublicIPPool.objects.create(name=name, cidr=str(net), first=str(a), last=str(b))
     audit(actor, pool, "create", first=str(a), last=str(b))
     return pool

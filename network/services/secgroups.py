@@ -33,7 +33,7 @@ def create_group(
     project = managed_project(actor, project)
     check_name(name)
     if SecurityGroup.objects.filter(project=project, name=name).exists():
-        raise InvalidInput(f"this project has a security group named {name!r} already", field="name")
+        raise Conflict(f"this project has a security group named {name!r} already", field="name")
     group = SecurityGroup.objects.create(project=project, owner=actor, name=name, description=description)
     audit(actor, group, "create", ip=ip)
     return group

@@ -13,14 +13,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from compute.models import Cluster
-from portal.api import Ref, client_ip
+from portal.api import ModelSerializer, Ref, Text, client_ip
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from ..models import CloneMode, Datastore, DatastoreDriver, DatastoreKind
 from ..services import datastores as svc
 
 
-class DatastoreSerializer(serializers.ModelSerializer):
+class DatastoreSerializer(ModelSerializer):
     """A datastore with its capacity (bytes) and where it is reachable (cluster ids; [] = all)."""
 
     clusters = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
@@ -42,10 +42,10 @@ class DatastoreSerializer(serializers.ModelSerializer):
 class DatastoreWriteSerializer(serializers.Serializer):
     """Input of create (name and kind required) and PATCH (any subset)."""
 
-    name = serializers.CharField(max_length=63)
+    name = Text(max_length=63)
     kind = serializers.ChoiceField(choices=DatastoreKind.choices)
     driver = serializers.ChoiceField(choices=DatastoreDriver.choices, default=DatastoreDriver.DIR)
-    path = serializers.CharField(max_length=1024, required=False, allow_blank=True,
+    path = Text(max_length=1024, required=False, allow_blank=True,
                                  help_text="pool target; default NEPHELE_STATE_DIR/datastores/<name>")  # fmt: skip
     source = serializers.JSONField(required=False, help_text="driver settings, see docs/storage.md")
     clone_mode = serializers.ChoiceField(choices=CloneMode.choices, default=CloneMode.COW)

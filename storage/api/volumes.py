@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from compute.models import VirtualMachine, VMTemplate
-from portal.api import Ref, client_ip
+from portal.api import ModelSerializer, Ref, Text, client_ip
 from tenants.models import Project
 
 from ..models import MAX_VOLUME_BYTES, Datastore, TemplateDisk, VMDisk, Volume, VolumeFormat, VolumeSnapshot
@@ -26,14 +26,14 @@ from ..services import disks as disk_svc
 from ..services import volumes as svc
 
 
-class VolumeSnapshotSerializer(serializers.ModelSerializer):
+class VolumeSnapshotSerializer(ModelSerializer):
     class Meta:
         model = VolumeSnapshot
         fields = ["id", "name", "ready", "created_at"]
         read_only_fields = fields
 
 
-class VolumeSerializer(serializers.ModelSerializer):
+class VolumeSerializer(ModelSerializer):
     """A volume; ``vm`` and ``target`` say where it is attached."""
 
     snapshots = VolumeSnapshotSerializer(many=True, read_only=True)
@@ -55,8 +55,8 @@ DATASTORE_CHOICE = "datastores are the cloud's: any project may place its disks 
 
 class VolumeCreateSerializer(serializers.Serializer):
     project = Ref(Project, "manage")
-    name = serializers.CharField(max_length=63)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    name = Text(max_length=63)
+    description = Text(required=False, allow_blank=True, default="")
     size_bytes = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VOLUME_BYTES,
                                           help_text="size of an empty volume; with image: grow the copy to this")  # fmt: skip
     image = Ref("images.Image", required=False, help_text="copy this OS / data block image (yours, shared or public)")
@@ -68,9 +68,7 @@ class VolumeCreateSerializer(serializers.Serializer):
 
 class AttachSerializer(serializers.Serializer):
     vm = Ref(VirtualMachine, "manage")
-    target = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="vdb … vdz; default next free"
-    )
+    target = Text(required=False, allow_blank=True, default="", help_text="vdb … vdz; default next free")
 
 
 class GrowSerializer(serializers.Serializer):
@@ -78,7 +76,7 @@ class GrowSerializer(serializers.Serializer):
 
 
 class SnapshotSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=63)
+    name = Text(max_length=63)
 
 
 class SnapshotRefSerializer(serializers.Serializer):
@@ -163,7 +161,7 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return self._answer(svc.delete_snapshot(request.user, pk, d["snapshot"], ip=client_ip(request)))
 
 
-class VMDiskSerializer(serializers.ModelSerializer):
+class VMDiskSerializer(ModelSerializer):
     """One disk of a VM: an image's overlay or copy, a persistent image, an empty disk, a volume."""
 
     class Meta:
@@ -176,7 +174,7 @@ class VMDiskSerializer(serializers.ModelSerializer):
 
 
 class SaveAsImageSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=63)
+    name = Text(max_length=63)
     datastore = Ref(
         Datastore, required=False, directory=DATASTORE_CHOICE, help_text="image datastore; default: the default one"
     )
@@ -201,7 +199,7 @@ class VMDiskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return Response(VMDiskSerializer(disk).data, status=status.HTTP_202_ACCEPTED)
 
 
-class TemplateDiskSerializer(serializers.ModelSerializer):
+class TemplateDiskSerializer(ModelSerializer):
     """A disk a template gives its VMs: from ``image``, or empty of ``size_bytes``."""
 
     class Meta:
@@ -214,7 +212,7 @@ class TemplateDiskCreateSerializer(serializers.Serializer):
     template = Ref(VMTemplate, "manage")
     image = Ref("images.Image", required=False, allow_null=True, help_text="yours, shared or public")
     size_bytes = serializers.IntegerField(required=False, min_value=0, default=0)
-    cmdline = serializers.CharField(required=False, allow_blank=True, default="", max_length=1024,
+    cmdline = Text(required=False, allow_blank=True, default="", max_length=1024,
                                     help_text="kernel images: the kernel command line ({vm_name}: the VM's id)")  # fmt: skip
 
 

@@ -197,7 +197,7 @@ def _clean(name: str, kind: str, driver: str, path: str | None, source: Any, clo
         raise InvalidInput("name: 1-63 of A-Z a-z 0-9 . _ - starting with a letter or digit", field="name") from None
     others = Datastore.objects.exclude(pk=exclude) if exclude is not None else Datastore.objects.all()
     if others.filter(name=name).exists():
-        raise InvalidInput(f"a datastore named {name!r} exists already", field="name")
+        raise Conflict(f"a datastore named {name!r} exists already", field="name")
     if kind not in DatastoreKind.values:
         raise InvalidInput(f"kind must be one of {', '.join(DatastoreKind.values)}", field="kind")
     if driver not in DatastoreDriver.values:
@@ -212,7 +212,7 @@ def _clean(name: str, kind: str, driver: str, path: str | None, source: Any, clo
     if path and driver in (DatastoreDriver.DIR, DatastoreDriver.NETFS):
         other = others.filter(path=path).first()
         if other is not None:
-            raise InvalidInput(f"path {path} is already datastore {other.name}'s", field="path")
+            raise Conflict(f"path {path} is already datastore {other.name}'s", field="path")
     return _Clean(name, kind, driver, path, clean, clone_mode)
 
 
@@ -289,7 +289,7 @@ def create_datastore(
         with transaction.atomic():  # a concurrent create of the same name loses here, not with a 500
             ds.save(force_insert=True)
     except IntegrityError:
-        raise InvalidInput(f"a datastore named {c.name!r} exists already", field="name") from None
+        raise Conflict(f"a datastore named {c.name!r} exists already", field="name") from None
     ds.clusters.set(reach)
     record_action(actor, ds, "create", ip=ip, kind=c.kind, driver=c.driver, path=c.path)
     _queue_monitor(ds)
@@ -366,7 +366,7 @@ def update_datastore(actor: Actor, ds_id: Any, *, ip: str | None = None, **chang
         with transaction.atomic():
             ds.save()
     except IntegrityError:
-        raise InvalidInput(f"a datastore named {c.name!r} exists already", field="name") from None
+        raise Conflict(f"a datastore named {c.name!r} exists already", field="name") from None
     if "clusters" in changes:
         ds.clusters.set(_clusters(changes["clusters"]))
     changed = sorted(f for f, v in before.items() if getattr(ds, f) != v) + (

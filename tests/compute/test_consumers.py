@@ -10,13 +10,9 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +23,8 @@ from django.test import Client
 
 from compute import services
 from tests.factories import ProjectFactory, VMTemplateFactory
+from tests.servers import LiveServer
+from tests.servers import asgi_server as asgi_server_process
 
 
 def _headers(user: Any | None) -> list[tuple[bytes, bytes]]:
@@ -268,61 +266,14 @@ def _ws_messages(opened: tuple[socket.socket, bytes], first: str = "") -> list[s
 # --------------------------------------------------------------------------------------------
 # real servers: daphne and uvicorn, each a process of its own on a free loopback port
 # --------------------------------------------------------------------------------------------
-ROOT = Path(__file__).resolve().parents[2]
 BUFFER = 16  # NEPHELE_LIVE_SOCKET_BUFFER of the test servers (a few messages fill it)
-
-
-@dataclass
-class LiveServer:
-    kind: str
-    port: int
-    pid: int
-
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/live/"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=["daphne", "uvicorn"])
 def asgi_server(request: Any, transactional_db: Any) -> Iterator[LiveServer]:
-    """``portal.asgi:application`` served as in production by daphne, or by uvicorn, on the test
-    database and Redis DB (the fixtures' rows are committed: transactional_db)."""
-    from django.db import connections
-
-    db = settings.DATABASES["default"]
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "portal.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "NEPHELE_LIVE_SOCKET_BUFFER": str(BUFFER),
-        "NEPHELE_LOG_LEVEL": os.environ.get("TEST_SERVER_LOG", "WARNING"),
-    }
-    if request.param == "daphne":
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"]
-    else:
-        cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
-               "--log-level", "warning", "portal.asgi:application"]  # fmt: skip
-    connections.close_all()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"{request.param} exited with {proc.returncode}"
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, f"{request.param} did not start"
-            time.sleep(0.1)
-        yield LiveServer(request.param, port, proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    """The ASGI application served as in production by daphne, or by uvicorn."""
+    with asgi_server_process(request.param, {"NEPHELE_LIVE_SOCKET_BUFFER": str(BUFFER)}) as server:
+        yield server
 
 
 def _cookie(user: Any) -> str:

@@ -25,6 +25,8 @@ def test_list_filters_by_type_format_state_visibility_and_search(member, project
     page = c.get("/images/").content.decode()
     assert "alpha" in page and "beta" in page and 'href="/images/"' in page  # the nav link
     assert "beta" not in c.get("/images/?format=qcow2").content.decode()
+    anything = c.get("/images/?type=&format=&state=&visibility=&search=").content.decode()  # the form's "any"
+    assert "alpha" in anything and "beta" in anything
     assert "alpha" not in c.get("/images/?search=bet").content.decode()
     assert "alpha" not in c.get("/images/?state=disabled").content.decode()
     share_image(member, a.pk, project_id=other_tenant.memberships.get().project_id)

@@ -29,12 +29,17 @@ def test_cursor_paging_walks_every_vm_once_without_count(member: Any, project: A
     assert len(set(queries)) == 1, queries  # the last page costs what the first does
 
 
-def test_bad_cursor_and_offset_are_400_naming_the_field(member: Any) -> None:
+def test_bad_cursor_is_404_and_bad_offset_is_400_naming_the_field(member: Any) -> None:
+    """A cursor is an opaque string of the schema: one this API never returned names no page (404);
+    an offset or limit outside its declared bounds is invalid input (400)."""
     client = client_for(member)
     r = client.get("/api/v1/vms/?cursor=garbage")
-    assert r.status_code == 400 and r.json()["field"] == "cursor", r.content
+    assert r.status_code == 404 and r.json()["field"] == "cursor", r.content
     r = client.get("/api/v1/vms/?offset=-1")
     assert r.status_code == 400 and r.json()["field"] == "offset"
+    for bad in ("0", "x", "-3"):
+        r = client.get(f"/api/v1/vms/?limit={bad}")
+        assert r.status_code == 400 and r.json()["field"] == "limit", (bad, r.content)
     r = client.get("/api/v1/vms/?limit=100000")
     assert r.status_code == 200  # capped, not refused
 

@@ -170,10 +170,10 @@ def test_bad_input_names_the_field_and_creates_nothing(admin_client: Any, body: 
 def test_names_and_paths_are_unique(admin_client: Any, tmp_path: Path) -> None:
     DatastoreFactory(name="taken", path=str(tmp_path / "a"))
     resp = admin_client.post("/api/v1/datastores/", {"name": "taken", "kind": "image"}, format="json")
-    assert (resp.status_code, resp.json()["field"]) == (400, "name")
+    assert (resp.status_code, resp.json()["field"]) == (409, "name")  # a conflict with an existing one
     resp = admin_client.post("/api/v1/datastores/", {"name": "new", "kind": "image", "path": str(tmp_path / "a")},
                              format="json")  # fmt: skip
-    assert (resp.status_code, resp.json()["field"]) == (400, "path") and "taken" in resp.json()["detail"]
+    assert (resp.status_code, resp.json()["field"]) == (409, "path") and "taken" in resp.json()["detail"]
     assert Datastore.objects.count() == 1
 
 
@@ -469,7 +469,7 @@ def test_concurrent_creates_of_one_name_make_one_datastore(transactional_db: Any
     body = {"name": "same", "kind": "image"}
     codes = _race(4, lambda i: client_for(admin_user).post("/api/v1/datastores/", {**body, "path": str(tmp_path / str(i))},
                                                             format="json"))  # fmt: skip
-    assert codes == [201, 400, 400, 400]
+    assert codes == [201, 409, 409, 409]
     assert Datastore.objects.filter(name="same").count() == 1
 
 

@@ -74,7 +74,7 @@ def test_ssh_keys_are_validated_and_fingerprinted(member: Any) -> None:
     assert resp.status_code == 201, resp.content
     assert resp.json()["fingerprint"] == ED25519_FP
     dup = api.post("/api/v1/ssh-keys/", {"name": "again", "public_key": ED25519}, format="json")
-    assert dup.status_code == 400 and "public_key" in dup.json()
+    assert dup.status_code == 409 and "public_key" in dup.json()  # registered already
     for bad in ("ssh-ed25519 not-base64!!", "ssh-dss AAAA", "hello"):
         r = api.post("/api/v1/ssh-keys/", {"name": "bad", "public_key": bad}, format="json")
         assert r.status_code == 400 and "public_key" in r.json(), bad

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from monitoring.models import AuditRecord
-from portal.errors import Conflict, InvalidInput, PermissionDenied
+from portal.errors import Conflict, PermissionDenied
 from tenants import services as tenancy
 from tenants.ldap import sync_roles
 from tenants.models import Membership, Organization, OrgMembership, Project
@@ -65,10 +65,10 @@ def test_only_cloud_admins_enable_organizations(db: Any) -> None:
     assert org.enabled and _audit(org, "update") is None
 
 
-def test_renaming_to_a_taken_name_is_a_400(admin_user: Any) -> None:
+def test_renaming_to_a_taken_name_is_a_conflict(admin_user: Any) -> None:
     OrganizationFactory(name="taken")
     org = OrganizationFactory(name="mine")
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(Conflict) as exc:
         tenancy.update_organization(admin_user, org.pk, name="taken")
     assert exc.value.field == "name"
 
