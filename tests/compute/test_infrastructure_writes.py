@@ -87,7 +87,7 @@ def test_cluster_api_writes_are_audited(admin_user: Any) -> None:
     resp = api.put(f"/api/v1/clusters/{cluster.pk}/", {"name": "rack-2", "description": "row B"}, format="json")
     assert resp.status_code == 200 and resp.json()["name"] == "rack-2"
     assert _audit(cluster, "update") is not None
-    assert api.post("/api/v1/clusters/", {"name": "rack-2"}, format="json").status_code == 400
+    assert api.post("/api/v1/clusters/", {"name": "rack-2"}, format="json").status_code == 409  # the name is taken
     assert api.delete(f"/api/v1/clusters/{cluster.pk}/").status_code == 204
     assert _audit(cluster, "delete") is not None and not Cluster.objects.exists()
 
