@@ -328,7 +328,7 @@ def test_api_takes_user_data_and_names_the_field_when_refused(member_client: Any
 
 def test_schema_documents_user_data(member_client: Any) -> None:
     schema = member_client.get("/api/v1/schema/?format=json").json()
-    assert "user_data" in schema["components"]["schemas"]["VMCreate"]["properties"]
+    assert "user_data" in schema["components"]["schemas"]["VMCreateRequest"]["properties"]
     assert "context" in schema["components"]["schemas"]["VMDetail"]["properties"]
 
 
