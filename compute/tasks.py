@@ -59,7 +59,7 @@ def step_done(vm_id: int, seq: int, result: dict[str, Any], step: str = "") -> s
     return "stale" if vm is None else vm.state
 
 
-@shared_task(name="compute.schedule_vm")
+@shared_task(name="compute.schedule_vm", acks_late=True, **RETRY_TRANSIENT)
 def schedule_vm(vm_id: int) -> str:
     vm = services.place_vm(vm_id)
     return vm.state
@@ -87,7 +87,7 @@ def sweep_stuck() -> dict[str, object]:
     return periodic.each("sweep_stuck", services.sweeper.stuck_vms(), services.sweeper.sweep_vm).as_result()
 
 
-@shared_task(name="compute.attach_host_queue")
+@shared_task(name="compute.attach_host_queue", acks_late=True, **RETRY_TRANSIENT)
 def attach_host_queue(host_id: int) -> None:
     """Tell the host's agent to consume its queue, then probe it."""
     host = Host.objects.get(pk=host_id)
@@ -125,7 +125,7 @@ def probe_hosts() -> dict[str, object]:
     return periodic.each("probe_hosts", list(hosts), probe, key=lambda h: h.pk).as_result()
 
 
-@shared_task(name="compute.probe_host")
+@shared_task(name="compute.probe_host", acks_late=True, **RETRY_TRANSIENT)
 def probe_host(host_id: int) -> str:
     """Probe a host from this process (what the agent does on ``hostagent.probe``), and record it."""
     host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
@@ -202,7 +202,7 @@ def reconcile_hosts() -> dict[str, object]:
     return periodic.each("reconcile_hosts", hosts, send, key=lambda h: h.pk).as_result()
 
 
-@shared_task(name="compute.reconcile_host")
+@shared_task(name="compute.reconcile_host", acks_late=True, **RETRY_TRANSIENT)
 def reconcile_host(host_id: int) -> dict[str, list[str]]:
     """Reconcile a host from this process (what ``hostagent.list_domains`` + ``domains_listed`` do)."""
     host = Host.objects.filter(pk=host_id).values("driver", "uri").first()
@@ -230,7 +230,7 @@ def domains_listed(host_id: int, domains: Any, error: str) -> dict[str, list[str
     return report
 
 
-@shared_task(name="compute.host_failover")
+@shared_task(name="compute.host_failover", acks_late=True, **RETRY_TRANSIENT)
 def host_failover(host_id: int, confirmed: bool = False) -> str:
     """A host went ERROR: its idle VMs show UNKNOWN; its HA VMs are restarted elsewhere once it
     is known not to run them any more — fenced (``NEPHELE_FENCE_COMMAND``, which must succeed),

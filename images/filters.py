@@ -8,10 +8,9 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
-from django_filters import rest_framework as filters
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from portal.filters import ChoiceFilter, FilterSet
+from portal.filters import CharFilter, ChoiceFilter, FilterSet
 
 from .models import Image, ImageFormat, ImageState, ImageType
 
@@ -42,8 +41,8 @@ class ImageFilter(FilterSet):
     state = ChoiceFilter(choices=ImageState.choices)
     format = ChoiceFilter(choices=ImageFormat.choices)
     visibility = ChoiceFilter(choices=VISIBILITY, method="filter_visibility")
-    search = filters.CharFilter(method="filter_search", label="name or description contains")
-    name = filters.CharFilter(lookup_expr="icontains")
+    search = CharFilter(method="filter_search", label="name or description contains")
+    name = CharFilter(lookup_expr="icontains")
 
     class Meta:
         model = Image

@@ -8,6 +8,8 @@ import logging
 
 from celery import shared_task
 
+from portal.celery import RETRY_TRANSIENT
+
 from . import qemu
 from .services import derive, ovf
 from .services.core import remove_files
@@ -29,7 +31,7 @@ def _run_convert(image_id: int, src: str, src_fmt: str, dst: str, dst_fmt: str, 
     return "ok"
 
 
-@shared_task(name="images.clone_image", acks_late=True)
+@shared_task(name="images.clone_image", acks_late=True, **RETRY_TRANSIENT)
 def clone_image(image_id: int) -> str:
     """Copy the source image's file into the clone's (same format, sparse)."""
     order = derive.derive_order(image_id)
@@ -38,7 +40,7 @@ def clone_image(image_id: int) -> str:
     return _run_convert(image_id, *order)
 
 
-@shared_task(name="images.convert_image", acks_late=True)
+@shared_task(name="images.convert_image", acks_late=True, **RETRY_TRANSIENT)
 def convert_image(image_id: int) -> str:
     """Write the source image converted to the target's format."""
     order = derive.derive_order(image_id)
@@ -47,7 +49,7 @@ def convert_image(image_id: int) -> str:
     return _run_convert(image_id, *order)
 
 
-@shared_task(name="images.import_disk", acks_late=True)
+@shared_task(name="images.import_disk", acks_late=True, **RETRY_TRANSIENT)
 def import_disk(image_id: int) -> str:
     """Extract one disk of an OVF / OVA import (streamed, inside the datastore), check it
     and convert it to qcow2."""

@@ -14,6 +14,8 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from portal.celery import TRANSIENT_ERRORS
+
 from .models import WebhookDelivery
 
 TIMEOUT_S = 10
@@ -33,7 +35,15 @@ def body_of(delivery: WebhookDelivery) -> bytes:
     return json.dumps(doc, sort_keys=True).encode()
 
 
-@shared_task(name="monitoring.deliver_webhook", bind=True, max_retries=None)
+@shared_task(
+    name="monitoring.deliver_webhook",
+    bind=True,
+    acks_late=True,
+    max_retries=None,  # the webhook's max_attempts bounds it
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=1,
+    retry_backoff_max=60,
+)
 def deliver_webhook(self, delivery_id: int) -> str:  # type: ignore[no-untyped-def]
     """POST the event; on failure retry after b, 2b, 4b, … seconds (b = NEPHELE_WEBHOOK_BACKOFF_S)
     up to the webhook's max attempts."""

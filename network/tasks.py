@@ -15,7 +15,7 @@ from celery import shared_task
 
 from compute.states import ON_HOST
 from portal import periodic
-from portal.celery import app
+from portal.celery import RETRY_TRANSIENT, app
 from specs.codec import decode, encode
 
 from . import hostops
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="network.refresh_port")
+@shared_task(name="network.refresh_port", acks_late=True, **RETRY_TRANSIENT)
 def refresh_port(nic_id: int) -> str:
     """Re-apply one NIC's filter and NAT on its host, in this process (what the agent does with
     ``hostagent.plug_port``)."""
@@ -83,7 +83,7 @@ def check_hosts() -> int:
     ).done
 
 
-@shared_task(name="network.repair_host")
+@shared_task(name="network.repair_host", acks_late=True, **RETRY_TRANSIENT)
 def repair_host(host_id: int) -> dict[str, int]:
     """The drift check and repair of one host, in this process (the agent's ``hostagent.repair_network``)."""
     return repair(host_id)

@@ -18,6 +18,7 @@ from tenants.querysets import is_cloud_admin
 
 from .clientip import client_ip as client_ip  # re-exported: views import it from here
 from .errors import NotFound, ServiceError
+from .schema import VISIBLE
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -84,12 +85,19 @@ class Router(DefaultRouter):
 
 class Text(serializers.CharField):
     """A string field that takes strings only: DRF's CharField turns ``0`` or ``true`` into
-    ``"0"``/``"True"``, which the schema (``type: string``) says is not a valid body."""
+    ``"0"``/``"True"``, which the schema (``type: string``) says is not a valid body.
+
+    A text that may not be blank must hold a character other than white space as either
+    Python or JSON Schema sees it (``VISIBLE``; the schema's request bodies say so, see
+    ``portal/schema.py``)."""
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
-        return str(super().to_internal_value(data))
+        value = str(super().to_internal_value(data))
+        if not self.allow_blank and not VISIBLE.search(value):
+            self.fail("blank")
+        return value
 
 
 class ModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

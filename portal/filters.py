@@ -11,9 +11,11 @@ Every list uses them: ``FilterBackend`` is DRF's DEFAULT_FILTER_BACKENDS and bui
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models
 from django_filters import rest_framework as filters
 from django_filters.fields import ChoiceField as _ChoiceField
@@ -37,12 +39,39 @@ class IdField(_Present, forms.IntegerField):
     pass
 
 
+def in_utc(moment: datetime) -> datetime:
+    """``moment`` as UTC (the database is sent no offset it might refuse: PostgreSQL takes at
+    most ±15:59 and no fractional seconds); ``ValueError`` if it leaves the calendar there."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the moment lies outside years 1 to 9999 in UTC") from None
+
+
 class DateTimeField(_Present, IsoDateTimeField):
-    pass
+    def clean(self, value: Any) -> Any:
+        moment = super().clean(value)
+        if moment is None:
+            return None
+        try:
+            return in_utc(moment)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc), code="invalid") from None
 
 
 class ChoiceField(_Present, _ChoiceField):
     pass
+
+
+class TextField(forms.CharField):
+    """Any text, NUL included: a text no row can hold matches no row (``FilterSet``) instead
+    of a 400 the schema (``type: string``) would not explain."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
 
 
 class BooleanField(forms.Field):
@@ -74,6 +103,12 @@ class DateTimeFilter(filters.IsoDateTimeFilter):
     field_class = DateTimeField
 
 
+class CharFilter(filters.CharFilter):
+    """Text (a name, a type, a search): a value with a NUL matches nothing."""
+
+    field_class = TextField
+
+
 class ChoiceFilter(filters.ChoiceFilter):
     """One of the field's choices (the schema's enum); an empty value is a 400 like any other."""
 
@@ -98,6 +133,9 @@ class FilterSet(filters.FilterSet):
         models.BigAutoField: {"filter_class": IdFilter},
         models.DateTimeField: {"filter_class": DateTimeFilter},
         models.BooleanField: {"filter_class": BooleanFilter},
+        models.CharField: {"filter_class": CharFilter},
+        models.TextField: {"filter_class": CharFilter},
+        models.SlugField: {"filter_class": CharFilter},
     }
 
     @classmethod
@@ -105,7 +143,14 @@ class FilterSet(filters.FilterSet):
         filter_class, params = super().filter_for_lookup(field, lookup_type)
         if filter_class is filters.ChoiceFilter:
             filter_class = ChoiceFilter
+        elif filter_class is filters.CharFilter:
+            filter_class = CharFilter
         return filter_class, params
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        if any(isinstance(v, str) and "\x00" in v for v in self.form.cleaned_data.values()):
+            return queryset.none()  # no column holds a NUL (PostgreSQL text cannot)
+        return super().filter_queryset(queryset)
 
 
 class FilterBackend(filters.DjangoFilterBackend):

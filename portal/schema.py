@@ -10,13 +10,26 @@ the errors every API view can give, all in the one error format (``Error``: ``de
   the API does not read;
 - 429 the caller's rate limit, 503 the server is busy: both with ``Retry-After`` (seconds).
 
+Request bodies: a string without a pattern, enum or format of its own holds no NUL character
+(DRF's text fields refuse it), and one that may not be blank (``minLength: 1``) also holds a
+character other than white space (``VISIBLE``: what Python's ``str.strip`` or JSON Schema's
+``\\s`` counts as white space), as ``portal.api.Text`` enforces.
+
 Paginated lists: ``count`` is absent in keyset (``?cursor=``) mode, so only ``results`` is
 required.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# Characters that str.strip() removes or that JSON Schema's \s matches.
+VISIBLE = re.compile(r"[^\s\x1c-\x1f\x85\ufeff]")
+#: text fields refuse NUL (DRF's ProhibitNullCharactersValidator), so the schema says it too
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+#: a required text: no NUL, and at least one visible character
+REQUIRED_TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000\u001c-\u001f\u0085\ufeff][^\u0000]*$"
 
 ERROR = {
     "type": "object",
@@ -58,6 +71,11 @@ def declare_errors(result: dict[str, Any], generator: Any, request: Any, public:
     for name, schema in schemas.items():
         if name.startswith("Paginated") and "results" in schema.get("properties", {}):
             schema["required"] = ["results"]
+    for name, schema in schemas.items():
+        if name.endswith("Request"):
+            for prop in schema.get("properties", {}).values():
+                if prop.get("type") == "string" and not prop.keys() & {"pattern", "enum", "format"}:
+                    prop["pattern"] = REQUIRED_TEXT_PATTERN if prop.get("minLength") == 1 else NO_NUL_PATTERN
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
             if method not in ("get", "post", "put", "patch", "delete"):

@@ -230,6 +230,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Several beat processes may run (one per control-plane machine): only the one holding a
+# PostgreSQL advisory lock sends periodic tasks (portal/leader.py); the others stand by.
+CELERY_BEAT_SCHEDULER = "portal.leader:LeaderScheduler"
+# Redis: a message taken by a worker that died (acks_late) is delivered again after this long
+# (kombu's default is an hour); longer than a step's sweeper deadline, as on the agent.
+NEPHELE_VISIBILITY_TIMEOUT_S = float(os.environ.get("NEPHELE_VISIBILITY_TIMEOUT_S", "900"))
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": NEPHELE_VISIBILITY_TIMEOUT_S}
 # RabbitMQ, the production broker (docs/operations.md): quorum queues (replicated, durable) for
 # the control plane's and every host's queue, and publisher confirms, so a published step is on
 # the broker's disk before the service moves on. The embedded default stays Redis.
@@ -280,7 +287,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "portal.api.Paging",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["portal.filters.FilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.openapi.Schema",
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["portal.throttling.ApiRateThrottle"],
 }

@@ -11,6 +11,7 @@ import shutil
 from celery import shared_task
 
 from portal import periodic
+from portal.celery import RETRY_TRANSIENT
 
 from . import services
 from .drivers.base import DriverError, PoolInfo, PoolState, PoolType, PoolUnreachable
@@ -52,7 +53,7 @@ def _disk_usage(name: str, path: str) -> tuple[PoolInfo | None, str]:
     return PoolInfo(name, PoolState.RUNNING, usage.total, usage.used, usage.free), ""
 
 
-@shared_task(name="storage.monitor_datastore")
+@shared_task(name="storage.monitor_datastore", acks_late=True, **RETRY_TRANSIENT)
 def monitor_datastore(ds_id: int) -> str:
     """Define / start / measure one datastore's pool and record the figures (idempotent)."""
     ds = Datastore.objects.filter(pk=ds_id).first()
@@ -86,7 +87,7 @@ def sweep_stuck_volumes() -> dict[str, object]:
     return periodic.each("sweep_stuck_volumes", volumes.stuck_volumes(), volumes.sweep_volume).as_result()
 
 
-@shared_task(name="storage.remove_pool")
+@shared_task(name="storage.remove_pool", acks_late=True, **RETRY_TRANSIENT)
 def remove_pool(pool_name: str, uri: str) -> str:
     """After a datastore was deleted: undefine its libvirt pool (the data stays). Idempotent."""
     drv = get_driver(uri)

@@ -24,7 +24,7 @@ from .services import volumes as services
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="storage.run_volume_step", acks_late=True)
+@shared_task(name="storage.run_volume_step", acks_late=True, **RETRY_TRANSIENT)
 def run_volume_step(volume_id: int, seq: int) -> str:
     """Carry out the volume's operation ``seq`` in this process and report it (what the agent
     does with ``hostagent.run_volume_step``)."""
@@ -56,7 +56,7 @@ def disk_saved(disk_id: int, actor_id: int | None, name: str, datastore_id: int,
     return error or f"image {getattr(image, 'pk', None)}"
 
 
-@shared_task(name="storage.remove_disk_files")
+@shared_task(name="storage.remove_disk_files", acks_late=True, **RETRY_TRANSIENT)
 def remove_disk_files(paths: list[str]) -> int:
     """Remove a terminated VM's volatile disk files (idempotent: a missing file is fine)."""
     for path in paths:

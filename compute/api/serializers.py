@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from monitoring.models import AuditRecord
+from monitoring.models import AuditRecord, Metric
 from portal.api import ModelSerializer, Ref, Text
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin
@@ -80,12 +81,20 @@ def ids_to_names(data: dict[str, Any], *names: str) -> dict[str, Any]:
 CLUSTER_PIN = "a placement requirement: any project may pin a template to any cluster"
 
 
+HOST_PATH = {
+    "required": False,
+    "trim_whitespace": False,  # the path as given: what the schema's pattern checks is what is stored
+    "validators": [RegexValidator(r"^/[^\x00]*$", "an absolute path on the hosts, or blank")],
+}
+
+
 class BootImageSerializer(ModelSerializer):
     project = reference("project", Project, "manage", required=True)
 
     class Meta:
         model = BootImage
         fields = ["id", "project", "name", "kind", "kernel_path", "initrd_path", "cmdline", "disk_path", "public"]
+        extra_kwargs = {"kernel_path": HOST_PATH, "initrd_path": HOST_PATH, "disk_path": HOST_PATH}
 
 
 class VMTemplateSerializer(ModelSerializer):
@@ -219,6 +228,14 @@ class AuditSerializer(ModelSerializer):
 class VMHistorySerializer(serializers.Serializer):
     placements = PlacementSerializer(many=True)
     state_changes = StateChangeSerializer(many=True)
+
+
+class MetricQuerySerializer(serializers.Serializer):
+    """The query string of a metrics series: which series and from when."""
+
+    metric = serializers.ChoiceField(choices=[label for _value, label in Metric.choices], default="cpu_pct")
+    hours = serializers.FloatField(default=1, min_value=0.01, max_value=24 * 400, help_text="how far back")
+    since = serializers.DateTimeField(required=False, help_text="from this moment instead of hours")
 
 
 class MetricSeriesSerializer(serializers.Serializer):

@@ -8,9 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django_filters import rest_framework as filters
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -19,7 +17,7 @@ from rest_framework.response import Response
 from monitoring.models import AuditRecord
 from portal.api import IsCloudAdmin, ShareSerializer, SharesSerializer, client_ip
 from portal.errors import InvalidInput, NotFound
-from portal.filters import FilterSet
+from portal.filters import CharFilter, FilterSet
 from tenants import sharing
 from tenants.models import Project
 
@@ -31,11 +29,7 @@ from . import serializers as s
 TEMPLATE_REFERENCES = ("project", "boot_image", "cluster")
 
 
-METRICS_PARAMETERS = [
-    OpenApiParameter("metric", str, description="the series' name (default cpu_pct)"),
-    OpenApiParameter("hours", float, description="how far back (default 1, at most 9600)"),
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="from this moment instead of hours"),
-]
+METRICS_PARAMETERS = [s.MetricQuerySerializer]
 
 
 class ClusterViewSet(viewsets.ModelViewSet):
@@ -175,8 +169,8 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
 
 
 class VMFilter(FilterSet):
-    state = filters.CharFilter(method="filter_state")
-    name = filters.CharFilter(lookup_expr="icontains")
+    state = CharFilter(method="filter_state")
+    name = CharFilter(lookup_expr="icontains")
 
     class Meta:
         model = VirtualMachine
@@ -292,26 +286,15 @@ def _metrics_response(request: Request, kind: int, object_id: int) -> Response:
     from datetime import timedelta
 
     from django.utils import timezone
-    from django.utils.dateparse import parse_datetime
 
     from monitoring import store
     from monitoring.models import Metric
 
+    query = s.MetricQuerySerializer(data=request.query_params.dict())  # "" is a value, not absent
+    query.is_valid(raise_exception=True)
+    metric, hours = query.validated_data["metric"], query.validated_data["hours"]
+    since = query.validated_data.get("since") or timezone.now() - timedelta(hours=hours)
     names = {label: value for value, label in Metric.choices}
-    metric = request.query_params.get("metric", "cpu_pct")
-    if metric not in names:
-        raise InvalidInput(f"metric must be one of {', '.join(names)}", field="metric")
-    try:
-        hours = float(request.query_params.get("hours", "1"))
-    except ValueError:
-        raise InvalidInput("hours must be a number", field="hours") from None
-    if not 0 < hours <= 24 * 400:
-        raise InvalidInput("hours must be between 0 and 9600", field="hours")
-    try:
-        since = parse_datetime(request.query_params.get("since", ""))
-    except ValueError:  # well-formed but not a real moment (month 13)
-        raise InvalidInput("since must be an ISO 8601 date and time", field="since") from None
-    since = since or timezone.now() - timedelta(hours=hours)
     resolution, points = store.series(kind, object_id, names[metric], since)
     return Response({"metric": metric, "resolution_s": resolution, "points": [[t.timestamp(), v] for t, v in points]})
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.decorators import action
@@ -14,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api import ModelSerializer, Text, client_ip
-from portal.filters import DateTimeFilter, FilterSet, IdFilter
+from portal.filters import CharFilter, DateTimeFilter, FilterSet, IdFilter
 from tenants.querysets import is_cloud_admin
 
 from .. import services
@@ -29,7 +28,7 @@ class EventSerializer(ModelSerializer):
 
 
 class EventFilter(FilterSet):
-    type = filters.CharFilter(method="filter_type", help_text="exact type, or a prefix ending in '.' or '*'")
+    type = CharFilter(method="filter_type", help_text="exact type, or a prefix ending in '.' or '*'")
     since = DateTimeFilter(field_name="created_at", lookup_expr="gte")
     after = IdFilter(field_name="id", lookup_expr="gt", help_text="events newer than this id (follow)")
 

@@ -16,13 +16,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+#: how long after a fault's end the cloud must be clean
+CLEAN_WITHIN_S = 90
 PY = sys.executable
 
 
@@ -59,7 +63,8 @@ for resource in ("vms", "running_vms", "vcpu", "memory_mb", "system_disk_gb"):
 template = VMTemplateFactory(project=project, owner=member, name="tiny", vcpu=1, memory_mb=64)
 for i in range(int(sys.argv[2])):
     uri = write_node(Path(sys.argv[1]), f"sim{i}", 64, 262144, 2000)
-    services.register_host(admin, name=f"sim{i}", uri=uri, hypervisor="test")
+    agent = f"a{i}" if sys.argv[3] == "1" else "local"  # one agent per hypervisor, or one for all
+    services.register_host(admin, name=f"sim{i}", uri=uri, hypervisor="test", agent=agent)
 _token, secret = credentials.create_token(member, name="faults")
 print(json.dumps({"token": secret, "project": project.pk, "template": template.pk}))
 """
@@ -104,22 +109,56 @@ print(json.dumps({
 """
 
 
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's, without the su wrapper
+
+
+LEADERS = """
+import django
+django.setup()
+from django.db import connection
+from portal.leader import LOCK_KEY
+with connection.cursor() as cur:
+    cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = %s"
+                " AND granted", [LOCK_KEY])
+    print(cur.fetchone()[0])
+"""
+
+
 class Cloud:
-    def __init__(self, hosts: int = 2) -> None:
+    """``broker="redis"`` (the embedded default) or ``"rabbitmq"`` (the production broker: a
+    private node with quorum queues and publisher confirms; Redis then only caches and fans out)."""
+
+    def __init__(
+        self, hosts: int = 2, broker: str = "redis", *, webs: int = 1, workers: int = 1, beats: int = 1,
+        agent_per_host: bool = False,
+    ) -> None:  # fmt: skip
         self.svc = _services_module()
         self.run = self.svc.Run()
         self.dir = Path(tempfile.mkdtemp(prefix="nephele-faults-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.hosts = hosts
         self.redis_port = free_port()
-        self.web_port = free_port()
+        self.web_ports = [free_port() for _ in range(webs)]
+        self.web_port = self.web_ports[0]
+        self.layout = {"web": webs, "worker": workers, "beat": beats, "agent": hosts if agent_per_host else 1}
+        self.agent_per_host = agent_per_host
+        self._next_web = 0
+        # what a load balancer knows: requests in flight per web port, and ports taken out of rotation
+        self._lb = threading.Lock()
+        self.in_flight = dict.fromkeys(self.web_ports, 0)
+        self.draining: set[int] = set()
         self.redis: subprocess.Popen[bytes] | None = None
+        self.broker = broker
+        self.amqp_port = free_port()
+        self.rabbit: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ servers
     def start(self) -> None:
         self.run.make_dir()
         db_url = self.run.start_postgres()
         self.start_redis()
+        if self.broker == "rabbitmq":
+            self.start_rabbitmq()
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")},
             "DJANGO_SETTINGS_MODULE": "portal.settings",
@@ -135,14 +174,17 @@ class Cloud:
             "NEPHELE_DB_POOL_TIMEOUT": "3",
             "NEPHELE_HOST_FAILED_PROBES": "1000",  # outages of the broker are not host failures here
         }
+        if self.broker == "rabbitmq":
+            self.env["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}//"
         self.manage("migrate", "--noinput", "-v0")
         seeded = subprocess.run(
-            [PY, "-c", SEED, str(self.dir / "sim"), str(self.hosts)], cwd=ROOT, env=self.env,
+            [PY, "-c", SEED, str(self.dir / "sim"), str(self.hosts), str(int(self.agent_per_host))], cwd=ROOT, env=self.env,
             capture_output=True, text=True, check=True, timeout=180,
         )  # fmt: skip
         self.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
-        for name in ("web", "worker", "beat", "agent"):
-            self.start_process(name)
+        for kind, count in self.layout.items():
+            for i in range(count):
+                self.start_process(self.instance(kind, i))
         self.wait(lambda: self.http("GET", "/api/v1/hosts/")[0] in (200, 403), 60, "the web process")
         self.wait(lambda: self.check()["by_state"] is not None, 30, "the database")
 
@@ -168,6 +210,49 @@ class Cloud:
         os.killpg(self.redis.pid, signal.SIGKILL)
         self.redis.wait()
 
+    def start_rabbitmq(self) -> None:
+        """A private RabbitMQ node (its own name, ports and data folder), so it may be killed; its
+        quorum queues survive that on disk. It runs as root from Debian's package: no su wrapper,
+        so the node is in this process group and SIGKILL reaches it."""
+        base = self.dir / "rabbitmq"
+        (base / "mnesia").mkdir(parents=True, exist_ok=True)
+        (base / "log").mkdir(exist_ok=True)
+        (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n")
+        (base / "plugins").write_text("[].\n")
+        if not hasattr(self, "dist_port"):
+            self.dist_port = free_port()
+        env = {
+            **os.environ, "HOME": str(base), "RABBITMQ_NODENAME": f"nfault{os.getpid()}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.amqp_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "plugins"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(base / "mnesia" / "feature_flags"),
+            "RABBITMQ_PID_FILE": str(base / "pid"),
+        }  # fmt: skip
+        log = open(self.dir / "rabbitmq.log", "ab")  # noqa: SIM115 - lives as long as the node
+        self.rabbit = subprocess.Popen(
+            [RABBITMQ_SERVER], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.wait(lambda: self._port_open(self.amqp_port), 120, "RabbitMQ")
+
+    @staticmethod
+    def _port_open(port: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def stop_rabbitmq(self) -> None:
+        assert self.rabbit is not None
+        os.killpg(self.rabbit.pid, signal.SIGKILL)  # as a crash
+        self.rabbit.wait()
+
+    def stop_broker(self) -> None:
+        (self.stop_rabbitmq if self.broker == "rabbitmq" else self.stop_redis)()
+
+    def start_broker(self) -> None:
+        (self.start_rabbitmq if self.broker == "rabbitmq" else self.start_redis)()
+
     def _postgres(self) -> Any:
         return next(s for s in self.run.servers if s.name == "postgres")
 
@@ -185,14 +270,25 @@ class Cloud:
         self.wait(lambda: self.svc.pg_ready(self.svc.postgres_bindir(), port), 60, "PostgreSQL")
 
     # ------------------------------------------------------------------ processes
+    @staticmethod
+    def instance(kind: str, i: int) -> str:
+        """Process names: ``web``, ``web1``, ``web2`` … (the first of each kind has no number)."""
+        return kind if i == 0 else f"{kind}{i}"
+
+    def instances(self) -> list[str]:
+        return [self.instance(kind, i) for kind, count in self.layout.items() for i in range(count)]
+
     def start_process(self, name: str) -> None:
+        kind = name.rstrip("0123456789")
+        i = int(name[len(kind) :] or 0)
+        agent = f"a{i}" if self.agent_per_host else "local"
         argv = {
-            "web": [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port), "portal.asgi:application"],
-            "worker": [PY, "-m", "celery", "-A", "portal", "worker", "-n", "scheduler@faults", "-Q", "nephele",
+            "web": [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_ports[i]), "portal.asgi:application"],
+            "worker": [PY, "-m", "celery", "-A", "portal", "worker", "-n", f"scheduler{i}@faults", "-Q", "nephele",
                        "-c", "4", "-P", "threads", "-l", "WARNING"],
-            "beat": [PY, "-m", "celery", "-A", "portal", "beat", "-l", "WARNING", "-s", str(self.dir / "beat")],
-            "agent": [PY, "manage.py", "nephele_agent", "--loglevel", "WARNING"],
-        }[name]  # fmt: skip
+            "beat": [PY, "-m", "celery", "-A", "portal", "beat", "-l", "WARNING", "-s", str(self.dir / f"beat{i}")],
+            "agent": [PY, "manage.py", "nephele_agent", "--agent", agent, "--loglevel", "WARNING"],
+        }[kind]  # fmt: skip
         log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.procs[name] = subprocess.Popen(
             argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -203,33 +299,84 @@ class Cloud:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def restart(self, name: str) -> None:
+        """A rolling restart's step, as docs/operations.md describes it: a web process is first
+        taken out of the load balancer's rotation and its requests in flight are let finish;
+        then SIGTERM (a worker or agent finishes the tasks it holds), wait for it to exit, start
+        it again, wait until it serves, and put it back into rotation."""
+        port = self.web_ports[int(name[3:] or 0)] if name.startswith("web") else None
+        if port is not None:
+            with self._lb:
+                self.draining.add(port)
+            self.wait(lambda: self.in_flight[port] == 0, 60, f"{name} drained")
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError(f"{name} did not stop within 90 s of SIGTERM") from None
+        self.start_process(name)
+        if port is not None:
+            self.wait(lambda: self._port_open(port), 60, f"{name} serving again")
+            with self._lb:
+                self.draining.discard(port)
+        else:
+            time.sleep(4)  # a worker, beat or agent connects and consumes within seconds
+
+    def beat_leaders(self) -> int:
+        """How many beat processes hold the scheduler's advisory lock (portal/leader.py)."""
+        out = subprocess.run([PY, "-c", LEADERS], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60)
+        return int(out.stdout.strip().splitlines()[-1])
+
     def stop(self) -> None:
         for name in list(self.procs):
             self.kill(name)
         if self.redis is not None and self.redis.poll() is None:
             self.stop_redis()
+        if self.rabbit is not None and self.rabbit.poll() is None:
+            self.stop_rabbitmq()
         self.run.cleanup()
         keep = ROOT / "artifacts" / "faults"  # the processes' logs, for a failed run's post-mortem
         keep.mkdir(parents=True, exist_ok=True)
         for log in self.dir.glob("*.log"):
-            shutil.copy(log, keep / log.name)
+            shutil.copy(log, keep / f"{self.broker}-{log.name}")
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ the API and the state
     def http(self, method: str, path: str, body: Any = None, key: str = "") -> tuple[int, Any]:
+        """One request, spread over the web processes as a load balancer would: round robin, and
+        a process that refuses the connection (it is restarting) is skipped for the next one."""
         headers = {"Authorization": f"Bearer {self.seed['token']}", "Content-Type": "application/json"}
         if key:
             headers["Idempotency-Key"] = key
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", data=data, method=method,
-                                     headers=headers)  # fmt: skip
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()[:300]
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            return 0, str(exc)
+        with self._lb:
+            self._next_web += 1
+            first = self._next_web % len(self.web_ports)
+            ports = [p for p in self.web_ports[first:] + self.web_ports[:first] if p not in self.draining]
+        answer: tuple[int, Any] = (0, "no web process")
+        for port in ports:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                         headers=headers)  # fmt: skip
+            with self._lb:
+                self.in_flight[port] += 1
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return resp.status, json.loads(resp.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read()[:300]
+            except urllib.error.URLError as exc:
+                answer = (0, str(exc))
+                if not isinstance(exc.reason, ConnectionRefusedError):
+                    return answer
+            except (ConnectionError, TimeoutError) as exc:
+                return 0, str(exc)
+            finally:
+                with self._lb:
+                    self.in_flight[port] -= 1
+        return answer
 
     def create(self, name: str) -> tuple[int, Any]:
         body = {"name": name, "project": self.seed["project"], "template": self.seed["template"]}
@@ -259,3 +406,50 @@ class Cloud:
                 return value
             time.sleep(0.5)
         raise AssertionError(f"{what}: not reached within {timeout:.0f} s")
+
+
+def burst(
+    cloud: Cloud, prefix: str, count: int, clients: int = 3, spread_s: float = 6.0, retry: bool = True
+) -> tuple[list[Any], Callable]:
+    """Creates from ``clients`` threads over ``spread_s``; each retries once on no answer (same
+    key) unless ``retry`` is false (then every first answer is what is recorded)."""
+    answers: list[Any] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        for n in range(i, count, clients):
+            name = f"{prefix}-{n}"
+            status, body = cloud.create(name)
+            if retry and status in (0, 503):  # no answer or overloaded: retry with the same key, as a client would
+                time.sleep(2)
+                status, body = cloud.create(name)
+            with lock:
+                answers.append((name, status, body))
+            time.sleep(spread_s / max(1, count / clients))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+
+    def join() -> None:
+        for t in threads:
+            t.join(timeout=180)
+
+    return answers, join
+
+
+def settle(cloud: Cloud, answers: list[Any], recovered_at: float, what: str) -> dict[str, Any]:
+    state = cloud.wait(cloud.clean, CLEAN_WITHIN_S, f"{what}: a clean state")
+    figure = time.monotonic() - recovered_at
+    print(f"\nfault {what}: clean {figure:.1f} s after recovery; states {state['by_state']}")
+    assert [a for a in answers if a[1] == 500] == [], "500s"
+    assert state["drift"] == [], state["drift"]
+    assert state["duplicates"] == 0
+    assert state["unaudited"] == []
+    assert state["failures"] == 0, state["by_state"]
+    # what a client could not get accepted it retries once the cloud is back: nothing is lost
+    for name, status, _body in answers:
+        if status != 202:
+            assert cloud.create(name)[0] == 202, name
+    cloud.wait(cloud.clean, CLEAN_WITHIN_S, f"{what}: clean after the retries")
+    return state

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from django.test import Client
 
 from compute import services
@@ -68,3 +69,29 @@ def test_probe_collects_host_and_vm_samples_and_the_api_serves_them(
     assert b'data-sample="host-' in admin.get(f"/compute/hosts/{host.pk}/").content
     dashboard = c.get("/").content.decode()
     assert "Busiest VMs" in dashboard and f"/compute/vms/{vm.pk}/" in dashboard
+
+
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("hours=0", "hours"),
+        ("hours=9601", "hours"),
+        ("hours=many", "hours"),
+        ("metric=", "metric"),
+        ("since=0001-01-01T00:00:00%2B05:00", "since"),  # year 0 in UTC
+        ("since=2026-13-01T00:00:00Z", "since"),
+    ],
+)
+def test_a_metrics_query_out_of_bounds_is_a_400_naming_the_parameter(
+    member: Any, project: Any, template: Any, query: str, field: str
+) -> None:
+    (vm,) = services.create_vms(member, project=project, template=template, name="q", hold=True)
+    resp = client_for(member).get(f"/api/v1/vms/{vm.pk}/metrics/?{query}")
+    assert resp.status_code == 400 and field in resp.json(), resp.content
+
+
+def test_a_metrics_since_with_an_odd_offset_is_read_in_utc(member: Any, project: Any, template: Any) -> None:
+    """PostgreSQL refuses offsets beyond ±15:59; the API sends it the moment in UTC."""
+    (vm,) = services.create_vms(member, project=project, template=template, name="q", hold=True)
+    resp = client_for(member).get(f"/api/v1/vms/{vm.pk}/metrics/?since=0027-06-01T10:00:00-23:59")
+    assert resp.status_code == 200 and resp.json()["points"] == [], resp.content

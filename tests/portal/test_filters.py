@@ -43,3 +43,35 @@ def test_an_id_out_of_range_or_foreign_matches_nothing(
     for value in (theirs, 2**70, -1):
         resp = client.get(f"/api/v1/vms/?project={value}")
         assert resp.status_code == 200 and resp.json()["results"] == [], (value, resp.content)
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["0001-01-01T00:00:00%2B05:00", "9999-12-31T23:59:59-05:00", "2026-13-01T00:00:00Z", ""],
+)
+def test_a_moment_that_does_not_fit_is_a_400_naming_since(member: Any, since: str) -> None:
+    """Dates whose UTC form leaves the calendar (year 0 or 10000) are refused, not a 500."""
+    resp = client_for(member).get(f"/api/v1/events/?since={since}")
+    assert resp.status_code == 400, resp.content
+    assert "since" in resp.json(), resp.json()
+
+
+@pytest.mark.parametrize(
+    "since", ["1857-03-01T00:00:00-00:17", "0027-01-01T00:00:00%2B23:59", "1857-01-01T00:00:00.5%2B05:17:31.5"]
+)
+def test_a_real_moment_with_any_offset_is_accepted(member: Any, since: str) -> None:
+    """PostgreSQL takes offsets up to ±15:59 without fractions: the filter sends it UTC."""
+    resp = client_for(member).get(f"/api/v1/events/?since={since}")
+    assert resp.status_code == 200, resp.content
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/audit/?object_type=vm%00", "/api/v1/vms/?name=a%00", "/api/v1/images/?search=%00"]
+)
+def test_a_text_filter_with_a_nul_matches_nothing(member: Any, project: Any, template: Any, path: str) -> None:
+    """No row holds a NUL (PostgreSQL text cannot), and the schema allows any string: 200, empty."""
+    services.create_vms(member, project=project, template=template, name="a", hold=True)
+    resp = client_for(member).get(path)
+    assert resp.status_code == 200 and resp.json()["results"] == [], resp.content
+    without = client_for(member).get(path.replace("%00", ""))
+    assert without.status_code == 200, without.content
