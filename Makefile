@@ -57,12 +57,13 @@ check-deploy: venv ## Django's deployment checklist against the production setti
 	NEPHELE_ALLOWED_HOSTS=cloud.example.org DJANGO_SETTINGS_MODULE=portal.settings_production \
 	$(PY) manage.py check --deploy --fail-level WARNING
 
-bench: venv ## print the performance figures (scheduler, deploy latency, monitoring ingest, event fan-out)
+bench: venv ## print the performance figures (scheduler, deploy latency, monitoring ingest, event fan-out, faults)
 	$(PY) bench/scheduler.py
 	BENCH_RATE=8 $(PY) bench/deploy.py
 	BENCH_RATE=0 $(PY) bench/deploy.py
 	$(PY) bench/monitoring.py
 	$(PY) bench/events.py
+	$(PY) bench/faults.py
 
 clean: ## remove the venv, caches and local state
 	rm -rf $(VENV) .cache .run db.sqlite3 staticfiles artifacts

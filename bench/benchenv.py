@@ -66,3 +66,14 @@ def redis() -> str:
         time.sleep(0.05)
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     return os.environ["REDIS_URL"]
+
+
+def django_env(prefix: str = "nephele-bench") -> Path:
+    """A bench's whole environment before ``django.setup()``: its own Redis and database, a
+    state folder of its own (returned) and the portal's settings."""
+    redis()
+    database()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    os.environ["NEPHELE_STATE_DIR"] = str(tmp / "state")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    return tmp

@@ -15,7 +15,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,12 +32,8 @@ CLIENTS = 8
 
 
 def main() -> None:
-    benchenv.redis()
-    benchenv.database()
-    tmp = Path(tempfile.mkdtemp(prefix="nephele-bench-"))
-    os.environ["NEPHELE_STATE_DIR"] = str(tmp / "state")
+    tmp = benchenv.django_env()
     os.environ["NEPHELE_LOG_LEVEL"] = "WARNING"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
     import django
 
     django.setup()

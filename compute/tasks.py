@@ -91,8 +91,21 @@ def sweep_stuck() -> dict[str, object]:
 def attach_host_queue(host_id: int) -> None:
     """Tell the host's agent to consume its queue, then probe it."""
     host = Host.objects.get(pk=host_id)
-    app.control.add_consumer(host.queue, destination=[agent_name(host.agent)], reply=False)
+    app.control.add_consumer(host.queue, destination=[agent_name(host.agent)], reply=False, **queue_declaration())
     send_probe(host)
+
+
+def queue_declaration() -> dict[str, Any]:
+    """How an agent declares a host queue it is told to consume: as the control plane declares
+    the queues it publishes to (on RabbitMQ a quorum queue on a topic exchange; a consumer that
+    declared it otherwise would be refused by the broker)."""
+    conf = app.conf
+    if conf.task_create_missing_queue_type != "quorum":
+        return {}
+    return {
+        "exchange_type": conf.task_create_missing_queue_exchange_type or "direct",
+        "options": {"queue_arguments": {"x-queue-type": "quorum"}},
+    }
 
 
 def send_probe(host: Host, expires: float | None = None) -> None:

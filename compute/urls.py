@@ -7,6 +7,7 @@ urlpatterns = [
     path("vms/create/", views.vm_create, name="vm-create"),
     path("vms/<int:pk>/", views.vm_detail, name="ui-vm-detail"),
     path("vms/<int:pk>/live/", views.vm_live, name="vm-live"),
+    path("vms/<int:pk>/menu/", views.vm_menu, name="vm-menu"),
     path("vms/<int:pk>/metrics/", views.vm_metrics, name="vm-metrics"),
     path("vms/<int:pk>/action/", views.vm_action, name="vm-action"),
     path("templates/", views.template_list, name="template-list"),

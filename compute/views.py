@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from portal.api import client_ip
 from portal.errors import ServiceError
+from portal.tables import Column, Table
 from tenants import quotas
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
@@ -46,7 +47,16 @@ STATE_GROUPS: dict[str, tuple[str, frozenset[str]]] = {
     ),
     "failed": ("Needs attention", FAILURES | {VMState.UNKNOWN}),
 }
-LIST_LIMIT = 500
+
+
+def vm_columns(user: Any) -> list[Column]:
+    """The VM table's columns (the host column for cloud staff, as ``_vm_row.html`` shows it)."""
+    host = [Column("host", "Host", "host__name", "c-host")] if user.is_staff or user.is_superuser else []
+    return [
+        Column("name", "Name", "name"), Column("state", "State", "state"), *host,
+        Column("size", "Size", "vcpu", "c-size"), Column("owner", "Owner", "owner__username", "c-owner"),
+        Column("age", "Age", "pk", "c-age"),  # ids grow with creation: the primary key index
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,11 +164,16 @@ def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = No
     vms = base
     if group:
         vms = vms.filter(state__in=STATE_GROUPS[group][1])
-    rows = with_rights(user, vms.select_related("host", "owner", "project__organization")[:LIST_LIMIT])
+    shown = sum(n for s, n in by_state.items() if not group or s in STATE_GROUPS[group][1])
+    table = Table(
+        request, vms.select_related("host", "owner", "project__organization"), vm_columns(user),
+        default_sort="-age", total=shown,
+    )  # fmt: skip
+    rows = with_rights(user, table.rows)
     ctx = {
         "vms": rows,
+        "table": table,
         "total": sum(by_state.values()),
-        "truncated": len(rows) == LIST_LIMIT,
         "groups": groups,
         "group": group,
         "query": query,
@@ -222,6 +237,14 @@ def vm_live(request: HttpRequest, pk: int) -> HttpResponse:
     vm = _vm_or_404(request, pk)
     html = render_to_string("compute/_partials/_vm_live.html", vm_partial_context(request.user, vm), request=request)
     return HttpResponse(html)
+
+
+@login_required
+def vm_menu(request: HttpRequest, pk: int) -> HttpResponse:
+    """A list row's menu of further actions, fetched when it is opened: a page of rows carries
+    no menu forms (issue 13). The same rights and states as the row's own buttons."""
+    vm = _vm_or_404(request, pk)
+    return render(request, "compute/_partials/_vm_menu.html", {"vm": vm})
 
 
 @login_required
@@ -339,6 +362,13 @@ def _admin_or_404(request: HttpRequest) -> None:
         raise Http404("not found")
 
 
+HOST_COLUMNS = [
+    Column("name", "Host", "name"), Column("state", "State", "state"),
+    Column("cluster", "Cluster · labels", "cluster__name"), Column("vcpu", "vCPU", "alloc_vcpu"),
+    Column("memory", "Memory", "alloc_memory_mb"), Column("vms", "VMs", None, "c-num"),
+]  # fmt: skip
+
+
 def hosts_with_counts(user: Any) -> QuerySet[Host]:
     """Hosts through the gate, with their resident VMs counted (one query for the list)."""
     return (
@@ -366,13 +396,25 @@ def host_partial_context(host: Host) -> dict[str, Any]:
 @login_required
 def host_list(request: HttpRequest, form: HostForm | None = None) -> HttpResponse:
     _admin_or_404(request)
-    hosts = [decorate_host(h) for h in hosts_with_counts(request.user)]
+    visible = Host.objects.restrict(request.user, "view")
+    by_state = dict(visible.order_by().values_list("state").annotate(n=Count("pk")))
+    table = Table(request, visible.select_related("cluster"), HOST_COLUMNS, default_sort="name",
+                  total=sum(by_state.values()))  # fmt: skip
+    # resident VMs counted for this page's hosts only: no count over every VM of the cloud
+    counts = dict(
+        VirtualMachine.objects.filter(host__in=[h.pk for h in table.rows]).exclude(state=VMState.DONE)
+        .order_by().values_list("host").annotate(n=Count("pk"))
+    )  # fmt: skip
+    for h in table.rows:
+        h.vm_count = counts.get(h.pk, 0)  # type: ignore[attr-defined]
     ctx = {
-        "hosts": hosts,
+        "hosts": [decorate_host(h) for h in table.rows],
+        "table": table,
+        "total": table.total,
         "form": form or HostForm(user=request.user),
         "form_open": form is not None,
         "host_actions": HOST_ACTIONS,
-        "up": sum(h.state == HostState.MONITORED for h in hosts),
+        "up": by_state.get(HostState.MONITORED, 0),
     }
     return render(request, "compute/host_list.html", ctx, status=400 if form is not None else 200)
 

@@ -33,6 +33,8 @@ if BROKER.startswith(("amqp://", "amqps://", "pyamqp://")):
     app.conf.update(
         task_default_queue_type="quorum",
         task_create_missing_queue_type="quorum",
+        task_default_exchange_type="topic",  # as on the control plane: delayed delivery in RabbitMQ
+        task_create_missing_queue_exchange_type="topic",
         broker_transport_options={"confirm_publish": True},
         worker_detect_quorum_queues=True,
     )

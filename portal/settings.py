@@ -243,6 +243,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": NEPH
 if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
     CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    # topic exchanges: a retry's countdown then waits in RabbitMQ (native delayed delivery), not
+    # in a worker that holds the message and can take no other
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True  # quorum queues have no global QoS
 

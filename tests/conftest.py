@@ -251,3 +251,16 @@ def requires_postgres() -> Any:
     """Mark a row-lock / real-concurrency test (``-m postgres`` selects them). Nothing is skipped:
     the whole suite runs on PostgreSQL only (see ``pytest_sessionstart``)."""
     return pytest.mark.postgres
+
+
+def page_queries(client: Any, url: str) -> tuple[int, str]:
+    """The SQL queries one GET of ``url`` runs (after a warming GET: session, caches) and its
+    page: list pages assert this stays the same as their data grows (issue 13)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)
+    with CaptureQueriesContext(connection) as ctx:
+        resp = client.get(url)
+    assert resp.status_code == 200, resp.status_code
+    return len(ctx.captured_queries), resp.content.decode()

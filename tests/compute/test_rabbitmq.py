@@ -117,6 +117,14 @@ def test_a_vm_deploys_over_rabbitmq_on_quorum_queues(
         )  # fmt: skip
         assert queues.get("nephele") == "quorum", queues
         assert queues.get(host.queue) == "quorum", queues
+        exchanges = dict(
+            line.split("\t")[:2]
+            for line in _ctl("list_exchanges", "-p", amqp_env["VHOST"], "name", "type").splitlines()
+            if "\t" in line
+        )  # fmt: skip
+        # topic exchanges: a retry's countdown waits in the broker (native delayed delivery)
+        assert exchanges.get("nephele") == "topic", exchanges
+        assert exchanges.get(host.queue) == "topic", exchanges
     finally:
         worker.terminate()
         try:

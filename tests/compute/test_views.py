@@ -90,7 +90,9 @@ def test_admin_sees_all_projects_with_a_filter(admin_user: Any, member: Any, pro
     assert f'id="vm-{mine.pk}"' in everything and f'id="vm-{foreign.pk}"' in everything
     only_other = c.get(f"/compute/vms/?project={other.pk}").content.decode()
     assert f'id="vm-{foreign.pk}"' in only_other and f'id="vm-{mine.pk}"' not in only_other
-    assert '<th scope="col" class="c-host">Host</th>' in only_other  # admins see where VMs run
+    assert (
+        f'<th scope="col" class="c-host"><a class="sort" href="?project={other.pk}&amp;sort=host">Host' in only_other
+    )  # admins see where VMs run
 
 
 def test_state_filter_and_search(member: Any, project: Any, template: Any) -> None:
@@ -474,3 +476,17 @@ def test_anonymous_socket_is_refused() -> None:
         return connected
 
     assert async_to_sync(scenario)() is False
+
+
+def test_a_rows_menu_is_fetched_when_opened_with_the_same_rights(
+    member: Any, viewer: Any, other_tenant: Any, project: Any, template: Any
+) -> None:
+    """A list row carries no menu forms: the menu comes from vm-menu when it opens (issue 13)."""
+    vm = held(member, project, template, "menu")
+    page = browser(member).get("/compute/vms/").content.decode()
+    row = row_of(page, vm)
+    assert f'hx-get="/compute/vms/{vm.pk}/menu/"' in row and "Terminate" not in row
+    menu = browser(member).get(f"/compute/vms/{vm.pk}/menu/").content.decode()
+    assert 'value="terminate"' in menu and "hx-confirm=" in menu  # destructive: asks first
+    assert "<form" not in browser(viewer).get(f"/compute/vms/{vm.pk}/menu/").content.decode()
+    assert browser(other_tenant).get(f"/compute/vms/{vm.pk}/menu/").status_code == 404

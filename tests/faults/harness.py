@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+GUEST = ROOT / ".cache" / "guest"  # make guest: a Debian kernel and a busybox initramfs
 #: how long after a fault's end the cloud must be clean
 CLEAN_WITHIN_S = 90
 PY = sys.executable
@@ -65,8 +66,18 @@ for i in range(int(sys.argv[2])):
     uri = write_node(Path(sys.argv[1]), f"sim{i}", 64, 262144, 2000)
     agent = f"a{i}" if sys.argv[3] == "1" else "local"  # one agent per hypervisor, or one for all
     services.register_host(admin, name=f"sim{i}", uri=uri, hypervisor="test", agent=agent)
+guest = None
+if sys.argv[4]:  # a real host: libvirtd + QEMU (TCG), the test guest built by make guest
+    from tests.factories import BootImageFactory
+    agent = f"a{int(sys.argv[2])}" if sys.argv[3] == "1" else "local"
+    services.register_host(admin, name="qemu0", uri="qemu:///system", hypervisor="qemu", agent=agent)
+    image = BootImageFactory(project=project, owner=admin, name="guest", kind="kernel",
+                             kernel_path=f"{sys.argv[4]}/vmlinuz", initrd_path=f"{sys.argv[4]}/initrd.img",
+                             cmdline="console=ttyS0 quiet nephele.marker=vm-{vm_name}")
+    guest = VMTemplateFactory(project=project, owner=member, name="guest", vcpu=1, memory_mb=128, disk_gb=0,
+                              boot_image=image, hypervisor="qemu").pk
 _token, secret = credentials.create_token(member, name="faults")
-print(json.dumps({"token": secret, "project": project.pk, "template": template.pk}))
+print(json.dumps({"token": secret, "project": project.pk, "template": template.pk, "guest": guest}))
 """
 
 CHECK = """
@@ -94,6 +105,20 @@ for h in Host.objects.all():
     want = (on.aggregate(s=Sum("vcpu"))["s"] or 0, on.aggregate(s=Sum("memory_mb"))["s"] or 0)
     if (h.alloc_vcpu, h.alloc_memory_mb) != want:
         drift.append(f"host {h.name}: alloc {(h.alloc_vcpu, h.alloc_memory_mb)}, recount {want}")
+# the real QEMU host: a RUNNING VM has a running domain, and every domain of ours has a live VM
+from django.conf import settings
+from compute.drivers.registry import get_driver
+domains = []
+for h in Host.objects.filter(uri="qemu:///system"):
+    ours = {d.name: d for d in get_driver(h.driver, h.uri).list_domains()
+            if d.name.startswith(settings.NEPHELE_DOMAIN_PREFIX + "-")}
+    on_host = {vm.domain_name: vm for vm in alive.filter(host=h)}
+    for name, vm in on_host.items():
+        if vm.state == S.RUNNING and (name not in ours or ours[name].power_state.value != "running"):
+            domains.append(f"VM {vm.pk} RUNNING without a running domain")
+        if vm.state == S.UNKNOWN:  # a real host keeps its domains whatever happens to the agent
+            domains.append(f"VM {vm.pk} UNKNOWN on the real host")
+    domains += [f"domain {name} without a VM" for name in ours if name not in on_host]
 names = list(vms.values_list("name", flat=True))
 audited = set(AuditRecord.objects.filter(object_type="virtualmachine", action="create").values_list("object_id", flat=True))
 print(json.dumps({
@@ -105,6 +130,7 @@ print(json.dumps({
     "duplicates": len(names) - len(set(names)),
     "unaudited": [pk for pk in vms.values_list("pk", flat=True) if str(pk) not in audited],
     "outbox": OutboxMessage.objects.count(),
+    "domains": domains,
 }))
 """
 
@@ -128,10 +154,17 @@ class Cloud:
     """``broker="redis"`` (the embedded default) or ``"rabbitmq"`` (the production broker: a
     private node with quorum queues and publisher confirms; Redis then only caches and fans out)."""
 
+    made = 0
+
     def __init__(
         self, hosts: int = 2, broker: str = "redis", *, webs: int = 1, workers: int = 1, beats: int = 1,
-        agent_per_host: bool = False,
+        agent_per_host: bool = False, qemu: bool = False, env: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
+        self.extra_env = env or {}
+        Cloud.made += 1
+        #: libvirt domain names of this cloud's VMs (the real host is shared with other runs)
+        self.prefix = f"nfault{os.getpid()}c{Cloud.made}"
+        self.qemu = qemu
         self.svc = _services_module()
         self.run = self.svc.Run()
         self.dir = Path(tempfile.mkdtemp(prefix="nephele-faults-"))
@@ -140,7 +173,12 @@ class Cloud:
         self.redis_port = free_port()
         self.web_ports = [free_port() for _ in range(webs)]
         self.web_port = self.web_ports[0]
-        self.layout = {"web": webs, "worker": workers, "beat": beats, "agent": hosts if agent_per_host else 1}
+        self.layout = {
+            "web": webs,
+            "worker": workers,
+            "beat": beats,
+            "agent": hosts + int(qemu) if agent_per_host else 1,
+        }
         self.agent_per_host = agent_per_host
         self._next_web = 0
         # what a load balancer knows: requests in flight per web port, and ports taken out of rotation
@@ -154,6 +192,8 @@ class Cloud:
 
     # ------------------------------------------------------------------ servers
     def start(self) -> None:
+        if self.qemu and not (GUEST / "vmlinuz").exists():
+            raise AssertionError("the fault tier's real host needs the test guest and libvirtd: run `make test`")
         self.run.make_dir()
         db_url = self.run.start_postgres()
         self.start_redis()
@@ -166,7 +206,7 @@ class Cloud:
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "NEPHELE_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             "NEPHELE_STATE_DIR": str(self.dir / "state"),
-            "NEPHELE_DOMAIN_PREFIX": f"nfault{os.getpid()}",
+            "NEPHELE_DOMAIN_PREFIX": self.prefix,
             "NEPHELE_STEP_DEADLINE_S": "6",
             "NEPHELE_STEP_MAX_TRIES": "20",
             "NEPHELE_SWEEP_INTERVAL_S": "2",
@@ -174,11 +214,13 @@ class Cloud:
             "NEPHELE_DB_POOL_TIMEOUT": "3",
             "NEPHELE_HOST_FAILED_PROBES": "1000",  # outages of the broker are not host failures here
         }
+        self.env.update(self.extra_env)
         if self.broker == "rabbitmq":
             self.env["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}//"
         self.manage("migrate", "--noinput", "-v0")
         seeded = subprocess.run(
-            [PY, "-c", SEED, str(self.dir / "sim"), str(self.hosts), str(int(self.agent_per_host))], cwd=ROOT, env=self.env,
+            [PY, "-c", SEED, str(self.dir / "sim"), str(self.hosts), str(int(self.agent_per_host)),
+             str(GUEST) if self.qemu else ""], cwd=ROOT, env=self.env,
             capture_output=True, text=True, check=True, timeout=180,
         )  # fmt: skip
         self.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
@@ -283,7 +325,8 @@ class Cloud:
         i = int(name[len(kind) :] or 0)
         agent = f"a{i}" if self.agent_per_host else "local"
         argv = {
-            "web": [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_ports[i]), "portal.asgi:application"],
+            "web": [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_ports[i] if kind == "web" else 0),
+                    "portal.asgi:application"],
             "worker": [PY, "-m", "celery", "-A", "portal", "worker", "-n", f"scheduler{i}@faults", "-Q", "nephele",
                        "-c", "4", "-P", "threads", "-l", "WARNING"],
             "beat": [PY, "-m", "celery", "-A", "portal", "beat", "-l", "WARNING", "-s", str(self.dir / f"beat{i}")],
@@ -333,6 +376,8 @@ class Cloud:
     def stop(self) -> None:
         for name in list(self.procs):
             self.kill(name)
+        if self.qemu:
+            self.remove_domains()
         if self.redis is not None and self.redis.poll() is None:
             self.stop_redis()
         if self.rabbit is not None and self.rabbit.poll() is None:
@@ -378,8 +423,33 @@ class Cloud:
                     self.in_flight[port] -= 1
         return answer
 
+    def remove_domains(self) -> None:
+        """This cloud's domains on the real host, whatever state they were left in."""
+        import libvirt
+
+        conn = libvirt.open("qemu:///system")
+        try:
+            for dom in conn.listAllDomains():
+                if dom.name().startswith(self.prefix + "-"):
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefine()
+        finally:
+            conn.close()
+
+    def terminate_guests(self) -> None:
+        status, page = self.http("GET", "/api/v1/vms/?limit=1000")
+        assert status == 200, page
+        for vm in page["results"]:
+            if vm["name"].endswith("-q") and vm["state"] != "DONE":
+                answer = self.http("POST", f"/api/v1/vms/{vm['id']}/action/", {"action": "terminate", "hard": True})
+                assert answer[0] == 202, answer
+
     def create(self, name: str) -> tuple[int, Any]:
-        body = {"name": name, "project": self.seed["project"], "template": self.seed["template"]}
+        """A VM of the simulated hosts' template, or, for a name ending in ``-q``, of the real QEMU
+        host's (a TCG guest)."""
+        template = self.seed["guest"] if name.endswith("-q") else self.seed["template"]
+        body = {"name": name, "project": self.seed["project"], "template": template}
         return self.http("POST", "/api/v1/vms/", body, key=f"create-{name}")
 
     def check(self) -> dict[str, Any]:
@@ -418,7 +488,8 @@ def burst(
 
     def client(i: int) -> None:
         for n in range(i, count, clients):
-            name = f"{prefix}-{n}"
+            # two VMs of each burst boot on the real QEMU host when the cloud has one (2 vCPUs)
+            name = f"{prefix}-{n}" + ("-q" if cloud.qemu and n in (0, count // 2) else "")
             status, body = cloud.create(name)
             if retry and status in (0, 503):  # no answer or overloaded: retry with the same key, as a client would
                 time.sleep(2)
@@ -439,17 +510,29 @@ def burst(
 
 
 def settle(cloud: Cloud, answers: list[Any], recovered_at: float, what: str) -> dict[str, Any]:
-    state = cloud.wait(cloud.clean, CLEAN_WITHIN_S, f"{what}: a clean state")
+    try:
+        state = cloud.wait(cloud.clean, CLEAN_WITHIN_S, f"{what}: a clean state")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last state: {cloud.check()}") from None
     figure = time.monotonic() - recovered_at
-    print(f"\nfault {what}: clean {figure:.1f} s after recovery; states {state['by_state']}")
+    errors = sum(1 for a in answers if a[1] >= 500 and a[1] != 503)
+    print(
+        f"\nfault {what}: clean {figure:.1f} s after recovery; stuck {state['transient'] + state['busy']}, "
+        f"duplicates {state['duplicates']}, 500s {errors}; states {state['by_state']}"
+    )
     assert [a for a in answers if a[1] == 500] == [], "500s"
     assert state["drift"] == [], state["drift"]
     assert state["duplicates"] == 0
     assert state["unaudited"] == []
     assert state["failures"] == 0, state["by_state"]
+    assert state["domains"] == [], state["domains"]
     # what a client could not get accepted it retries once the cloud is back: nothing is lost
     for name, status, _body in answers:
         if status != 202:
             assert cloud.create(name)[0] == 202, name
     cloud.wait(cloud.clean, CLEAN_WITHIN_S, f"{what}: clean after the retries")
+    if cloud.qemu:  # the real host's guests go: their domains with them (and it has room again)
+        cloud.terminate_guests()
+        done = cloud.wait(cloud.clean, CLEAN_WITHIN_S, f"{what}: clean after terminating the guests")
+        assert done["domains"] == [], done["domains"]
     return state

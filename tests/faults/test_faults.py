@@ -24,7 +24,7 @@ OUTAGE_S = 20
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
 def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
     """The whole tier runs on each broker: Redis (the embedded default) and RabbitMQ (production)."""
-    c = Cloud(hosts=2, broker=request.param)
+    c = Cloud(hosts=2, broker=request.param, qemu=True)
     try:
         c.start()
         yield c

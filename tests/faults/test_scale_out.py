@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 @pytest.fixture(scope="module")
 def scaled() -> Iterator[Cloud]:
-    c = Cloud(hosts=2, broker="rabbitmq", webs=2, workers=2, beats=2, agent_per_host=True)
+    c = Cloud(hosts=2, broker="rabbitmq", webs=2, workers=2, beats=2, agent_per_host=True, qemu=True)
     try:
         c.start()
         yield c
@@ -28,12 +28,12 @@ def scaled() -> Iterator[Cloud]:
 
 
 def test_several_of_each_process_serve_together_with_one_beat_leader(scaled: Cloud) -> None:
-    assert len(scaled.procs) == 8, sorted(scaled.procs)
+    assert len(scaled.procs) == 9, sorted(scaled.procs)  # 2 web, 2 workers, 2 beats, 3 agents
     scaled.wait(lambda: scaled.beat_leaders() == 1, 60, "one beat leader")
     answers, join = burst(scaled, "scaled", 16, clients=4, spread_s=4, retry=False)
     join()
     assert {status for _n, status, _b in answers} == {202}, answers
-    settle(scaled, answers, time.monotonic(), "scale-out: 2 web, 2 workers, 2 beats, 2 agents")
+    settle(scaled, answers, time.monotonic(), "scale-out: 2 web, 2 workers, 2 beats, 3 agents")
     assert scaled.beat_leaders() == 1
 
 

@@ -157,3 +157,21 @@ def test_switcher_changes_project_and_ignores_foreign_or_bad_input(member: Any, 
     assert str(foreign) not in page and str(project) in page  # only my projects are offered
     vm.refresh_from_db()
     assert vm.state == S.HOLD
+
+
+def test_the_operators_dashboard_is_built_from_aggregates(admin_user: Any, make_sim_host: Any) -> None:
+    """Capacity per cluster summed by the database and each cluster's most allocated hosts: the
+    same queries at 3 hosts and at 40 (issue 13)."""
+    from tests.conftest import page_queries
+
+    c = browser(admin_user)
+    for i in range(3):
+        make_sim_host(f"d{i:02d}", vcpu=8)
+    few, page = page_queries(c, "/")
+    assert "3/3" in page or ">3<" in page
+    for i in range(3, 40):
+        make_sim_host(f"d{i:02d}", vcpu=8)
+    many, page = page_queries(c, "/")
+    assert many == few
+    assert "5 most allocated of 40" in page
+    assert "0 / 320" in page  # the cluster's vCPU: none allocated of 40 × 8
