@@ -1,12 +1,14 @@
 """Host capacity bookkeeping: claims and releases are single conditional UPDATEs.
 
 The database settles concurrent claims (the row is locked by the UPDATE and its WHERE is
-re-checked), so however many schedulers run, a host is never overbooked.
+re-checked), so however many schedulers run, a host is never overbooked. ``alloc_vms`` counts
+the claims, so the scheduler's snapshot of the hosts never counts VMs (issue 13).
 """
 
 from __future__ import annotations
 
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from .models import Host
 
@@ -23,6 +25,7 @@ def claim(host_id: int, vcpu: int, memory_mb: int, disk_gb: int) -> bool:
             alloc_vcpu=F("alloc_vcpu") + vcpu,
             alloc_memory_mb=F("alloc_memory_mb") + memory_mb,
             alloc_disk_gb=F("alloc_disk_gb") + disk_gb,
+            alloc_vms=F("alloc_vms") + 1,
         )
         == 1
     )
@@ -46,4 +49,5 @@ def release(host_id: int, vcpu: int, memory_mb: int, disk_gb: int) -> None:
         alloc_vcpu=F("alloc_vcpu") - vcpu,
         alloc_memory_mb=F("alloc_memory_mb") - memory_mb,
         alloc_disk_gb=F("alloc_disk_gb") - disk_gb,
+        alloc_vms=Greatest(F("alloc_vms") - 1, Value(0)),
     )

@@ -64,6 +64,7 @@ class Host(models.Model):
     alloc_vcpu = models.PositiveIntegerField(default=0)
     alloc_memory_mb = models.PositiveBigIntegerField(default=0)
     alloc_disk_gb = models.PositiveBigIntegerField(default=0)
+    alloc_vms = models.PositiveIntegerField(default=0, help_text="VMs holding a claim on this host")
     free_memory_mb = models.PositiveBigIntegerField(default=0, help_text="measured by the probe")
     cpu_load = models.FloatField(default=0.0, help_text="measured by the probe, 0..1")
     unknown_domains = models.JSONField(default=list, blank=True, help_text="domains found that Nephele did not create")

@@ -69,16 +69,26 @@ def schedule_vm(vm_id: int) -> str:
 def schedule_pending() -> dict[str, object]:
     """The periodic sweep: try every PENDING VM again (new capacity may have appeared).
 
-    One VM at a time inside its own error boundary: a VM that makes placement fail (poison
+    The VMs are ranked in one pass over one snapshot of the hosts (``rank_batch``), then placed
+    one at a time inside their own error boundary: a VM that makes placement fail (poison
     input) is skipped and reported, the others are still placed."""
-    pending = VirtualMachine.objects.filter(state=S.PENDING, operation="").order_by("pk").values_list("pk", flat=True)
+    from .scheduler.service import rank_batch
+
+    pending = list(
+        VirtualMachine.objects.filter(state=S.PENDING, operation="").select_related("cluster").order_by("pk")
+    )
     placed = 0
+    try:
+        plan = rank_batch(pending)
+    except Exception:  # a VM that makes ranking fail: rank each on its own, inside its boundary
+        log.exception("schedule_pending: batch ranking failed; ranking VM by VM")
+        plan = {}
 
     def place(pk: int) -> None:
         nonlocal placed
-        placed += services.place_vm(pk).state != S.PENDING
+        placed += services.place_vm(pk, ranked=plan.get(pk)).state != S.PENDING
 
-    return {**periodic.each("schedule_pending", list(pending), place).as_result(), "placed": placed}
+    return {**periodic.each("schedule_pending", [vm.pk for vm in pending], place).as_result(), "placed": placed}
 
 
 @shared_task(name="compute.sweep_stuck")

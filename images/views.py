@@ -18,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal.errors import InvalidInput, ServiceError
+from portal.tables import Column, Table
 from storage.models import Datastore, DatastoreKind
 from tenants import quotas, sharing
 from tenants.models import Project
@@ -29,7 +30,6 @@ from .models import Image, ImageFormat, ImageState, ImageType
 from .services import derive, ovf
 
 STATE_CSS = {ImageState.READY: "ok", ImageState.USED: "ok", ImageState.DISABLED: "warn", ImageState.ERROR: "bad"}
-LIST_LIMIT = 500
 
 
 def _back(request: HttpRequest, fallback: str, *args: Any) -> HttpResponse:
@@ -53,6 +53,13 @@ def _image_datastores() -> list[Datastore]:
     return list(Datastore.objects.filter(kind=DatastoreKind.IMAGE, state="ready").order_by("name"))
 
 
+IMAGE_COLUMNS = [
+    Column("name", "Name", "name"), Column("state", "State", "state"), Column("type", "Type", "type"),
+    Column("format", "Format", "format"), Column("size", "Virtual size", "virtual_size_bytes", "c-num"),
+    Column("visibility", "Visibility", "public"), Column("project", "Project", "project__name"),
+]  # fmt: skip
+
+
 @login_required
 def image_list(request: HttpRequest) -> HttpResponse:
     """Images the user may see (the active project's, shared with it, public), with filters."""
@@ -62,10 +69,12 @@ def image_list(request: HttpRequest) -> HttpResponse:
     for key in [k for k, v in params.items() if v == ""]:  # the form's "any" choice: no filter
         del params[key]
     filt = ImageFilter(params, queryset=qs)
-    images = [_decorate(i) for i in filt.qs.order_by("name", "pk")[:LIST_LIMIT]] if filt.is_valid() else []
+    table = Table(request, filt.qs if filt.is_valid() else qs.none(), IMAGE_COLUMNS, default_sort="name")
+    images = [_decorate(i) for i in table.rows]
     can_create = _can_manage(request.user, project)
     ctx = {
         "images": images,
+        "table": table,
         "filters": params,
         "types": ImageType.choices,
         "states": ImageState.choices,

@@ -10,10 +10,16 @@ from django.shortcuts import redirect, render
 
 from portal.api import client_ip
 from portal.errors import ServiceError
+from portal.tables import Column, Table
 from tenants.querysets import is_cloud_admin
 
 from . import services
 from .models import Event, Webhook, WebhookDelivery
+
+EVENT_COLUMNS = [
+    Column("time", "Time", "pk"), Column("type", "Type", "type"), Column("object", "Object"),
+    Column("actor", "Actor", "actor"), Column("details", "Details"),
+]  # fmt: skip
 
 
 @login_required
@@ -21,7 +27,9 @@ def events(request: HttpRequest) -> HttpResponse:
     qs = Event.objects.restrict(request.user, "view")
     if t := request.GET.get("type"):
         qs = qs.filter(type__startswith=t)
-    return render(request, "monitoring/events.html", {"events": qs[:200], "type": request.GET.get("type", "")})
+    # the event log only grows: paged by previous / next, never counted
+    table = Table(request, qs, EVENT_COLUMNS, default_sort="-time", countless=True)
+    return render(request, "monitoring/events.html", {"events": table.rows, "table": table, "type": t or ""})
 
 
 @login_required

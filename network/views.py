@@ -24,6 +24,7 @@ from compute.models import Host, VirtualMachine, VMTemplate
 from compute.states import VMState
 from portal.api import client_ip
 from portal.errors import NotFound, ServiceError
+from portal.tables import Column, Table
 from tenants import quotas
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin
@@ -44,23 +45,34 @@ def _scope(request: HttpRequest, qs: Any) -> Any:
     return qs.filter(project=project) if project is not None else qs
 
 
+NETWORK_COLUMNS = [
+    Column("name", "Name", "name"), Column("subnets", "Subnets", "cidr4"), Column("segment", "Segment", "isolation"),
+    Column("visibility", "Visibility", "visibility"), Column("leases", "Leases"),
+]  # fmt: skip
+
+
 @login_required
 def network_list(request: HttpRequest) -> HttpResponse:
     """Networks of the active project and the shared ones, with lease usage."""
-    nets = list(
-        m.VirtualNetwork.objects.restrict(request.user, "view")
-        .select_related("project")
-        .prefetch_related("ranges")
-        .annotate(used=Count("leases", distinct=True))
-        .order_by("name")
+    visible = m.VirtualNetwork.objects.restrict(request.user, "view")
+    table = Table(request, visible.select_related("project").prefetch_related("ranges"), NETWORK_COLUMNS,
+                  default_sort="name", total=visible.count())  # fmt: skip
+    nets = table.rows
+    # leases counted for this page's networks only
+    used = dict(
+        m.Lease.objects.filter(network__in=[n.pk for n in nets])
+        .order_by()
+        .values_list("network")
+        .annotate(n=Count("pk"))
     )
     for n in nets:
+        n.used = used.get(n.pk, 0)  # type: ignore[attr-defined]
         n.total = ipam.total(n)  # type: ignore[attr-defined]
     project = getattr(request, "project", None)
     lines = (
         [q for q in quotas.usage(project) if q.resource in ("networks", "ip_leases", "public_ips")] if project else []
     )
-    return render(request, "network/network_list.html", {"networks": nets, "can_manage": _manage(request),
+    return render(request, "network/network_list.html", {"networks": nets, "table": table, "can_manage": _manage(request),
                                                           "quota_lines": lines, "cloud_admin": is_cloud_admin(request.user),
                                                           "visibilities": m.Visibility.choices, "isolations": m.Isolation.choices})  # fmt: skip
 

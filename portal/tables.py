@@ -5,7 +5,9 @@ renders ``portal/_table_head.html`` (sortable headers: a link per column, ``aria
 active one) and ``portal/_pager.html`` (first / previous / next / last, the rows shown of the
 total, rows per page). Only one page of rows is loaded, so a page costs the same at 500 VMs or
 at 100,000: the rows of the page, plus one count that the view may pass in when it already has
-it (the VM list counts by state anyway). Sorting is by a whitelisted model field per column,
+it (the VM list counts by state anyway), or none at all for a list that only grows (events:
+``countless=True`` pages by previous / next and reads one row more than it shows, so no
+``COUNT(*)`` runs over the whole table). Sorting is by a whitelisted model field per column,
 then by primary key, so pages are stable; an unknown ``sort`` or ``page`` falls back to the
 default or the nearest page, never an error. Query strings keep every other parameter (the
 filters), so sorting, paging and filtering compose.
@@ -53,6 +55,7 @@ class Table:
         default_sort: str,
         total: int | None = None,
         prefix: str = "",
+        countless: bool = False,
     ) -> None:
         self.request = request
         self.columns = list(columns)
@@ -69,12 +72,21 @@ class Table:
         assert order is not None
         per_page = _int(get.get(self._p("per_page")), DEFAULT_PER_PAGE)
         self.per_page = per_page if per_page in PER_PAGE else DEFAULT_PER_PAGE
-        self.total = queryset.count() if total is None else total
-        self.pages = max(1, math.ceil(self.total / self.per_page))
-        self.page = min(max(1, _int(get.get(self._p("page")), 1)), self.pages)
+        self.countless = countless
+        self.total: int | None = None
+        self.pages: int | None = None
+        page = max(1, _int(get.get(self._p("page")), 1))
+        if not countless:
+            self.total = queryset.count() if total is None else total
+            self.pages = max(1, math.ceil(self.total / self.per_page))
+            page = min(page, self.pages)
+        self.page = page
         start = (self.page - 1) * self.per_page
         sign = "-" if self.descending else ""
-        self.rows = list(queryset.order_by(f"{sign}{order}", f"{sign}pk")[start : start + self.per_page])
+        ordered = queryset.order_by(f"{sign}{order}", f"{sign}pk")
+        rows = list(ordered[start : start + self.per_page + int(countless)])
+        self.has_next = len(rows) > self.per_page if countless else self.page < (self.pages or 1)
+        self.rows = rows[: self.per_page]
         self.first_row = start + 1 if self.rows else 0
         self.last_row = start + len(self.rows)
 
@@ -109,11 +121,13 @@ class Table:
     @property
     def pager(self) -> dict[str, Any]:
         def to(page: int) -> str | None:
-            return self.url(page=page) if 1 <= page <= self.pages and page != self.page else None
+            if page < 1 or page == self.page or (page > self.page and not self.has_next):
+                return None
+            return self.url(page=page) if self.pages is None or page <= self.pages else None
 
         return {
             "page": self.page, "pages": self.pages, "total": self.total, "first_row": self.first_row,
             "last_row": self.last_row, "first": to(1), "previous": to(self.page - 1), "next": to(self.page + 1),
-            "last": to(self.pages), "per_page": self.per_page,
+            "last": to(self.pages) if self.pages else None, "per_page": self.per_page, "countless": self.countless,
             "sizes": [{"n": n, "url": self.url(per_page=n, page=None), "active": n == self.per_page} for n in PER_PAGE],
         }  # fmt: skip

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from compute.models import VirtualMachine, VMTemplate
 from portal.api import client_ip
 from portal.errors import InvalidInput, ServiceError
+from portal.tables import Column, Table
 from tenants import quotas
 from tenants.models import Project
 
@@ -69,6 +70,14 @@ def manageable_projects(user: Any) -> set[int] | None:
 # --------------------------------------------------------------------------------------------
 # volumes
 # --------------------------------------------------------------------------------------------
+def volume_columns(cloud_wide: bool) -> list[Column]:
+    project = [Column("project", "Project", "project__name")] if cloud_wide else []
+    return [
+        Column("name", "Name", "name"), Column("state", "State", "state"), Column("size", "Size", "size_bytes"),
+        Column("vm", "Attached to", "vm__name"), Column("datastore", "Datastore", "datastore__name"), *project,
+    ]  # fmt: skip
+
+
 @login_required
 def volume_list(request: HttpRequest) -> HttpResponse:
     """The active project's volumes (cloud-wide for admins), the create form and the quota bars."""
@@ -78,8 +87,11 @@ def volume_list(request: HttpRequest) -> HttpResponse:
     qs = Volume.objects.restrict(request.user, "view").select_related("vm", "project", "datastore")
     if project is not None:
         qs = qs.filter(project=project)
-    vols = _decorate(list(qs.order_by("name", "pk")[:500]))
-    ctx: dict[str, Any] = {"volumes": vols, "active_project": project, "busy": any(v.operation for v in vols)}
+    table = Table(request, qs, volume_columns(project is None), default_sort="name")
+    vols = _decorate(table.rows)
+    ctx: dict[str, Any] = {
+        "volumes": vols, "table": table, "active_project": project, "busy": any(v.operation for v in vols),
+    }  # fmt: skip
     if project is not None:
         ctx["quota_lines"] = [q for q in quotas.usage(project) if q.resource in ("volumes", "volume_gb")]
         ctx["can_create"] = Project.objects.restrict(request.user, "manage").filter(pk=project.pk).exists()

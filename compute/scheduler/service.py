@@ -7,25 +7,19 @@ The core (``core.py``) sees no ORM; capacity is then claimed in the database in 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Count
 
 from .. import hooks
 from ..models import Host, VirtualMachine
 from ..states import HostState
-from .core import HostView, Policy, VMRequest, ranked_hosts
+from .core import HostTable, HostView, Policy, VMRequest, ranked_hosts
 
 
 def host_views(exclude: int | None = None) -> list[HostView]:
-    """Every schedulable host (enabled and monitored), as plain values."""
+    """Every schedulable host (enabled and monitored), as plain values: one query over the
+    hosts, whatever the number of VMs."""
     rows = Host.objects.filter(state=HostState.MONITORED).select_related("cluster")
     if exclude is not None:
         rows = rows.exclude(pk=exclude)
-    running: dict[int, int] = dict(
-        VirtualMachine.objects.filter(host__isnull=False)
-        .values("host_id")
-        .annotate(n=Count("pk"))
-        .values_list("host_id", "n")
-    )
     return [
         HostView(
             id=h.pk,
@@ -37,7 +31,7 @@ def host_views(exclude: int | None = None) -> list[HostView]:
             free_vcpu=h.free_vcpu,
             free_memory_mb=h.free_memory_alloc_mb,
             free_disk_gb=h.free_disk_gb,
-            running_vms=running.get(h.pk, 0),
+            running_vms=h.alloc_vms,  # kept by compute.capacity: no count over the VMs
             cpu_load=h.cpu_load,
             priority=h.priority,
         )
@@ -72,9 +66,42 @@ def rank_for(vm: VirtualMachine, exclude: int | None = None) -> tuple[list[int],
         return [], "no enabled and monitored host"
     ranked, reason = ranked_hosts(vm_request(vm), hosts, policy_for(vm))
     if ranked:
-        cluster_of = {h.id: h.cluster_id for h in hosts}
-        for keep in hooks.placement_filter.functions():  # e.g. storage: hosts reaching a datastore with room
-            ranked, reason = keep(vm, cluster_of, ranked, reason)
-            if not ranked:
-                break
+        ranked, reason = _filtered(vm, {h.id: h.cluster_id for h in hosts}, ranked, reason)
     return ranked, reason
+
+
+def _filtered(
+    vm: VirtualMachine, cluster_of: dict[int, int | None], ranked: list[int], reason: str
+) -> tuple[list[int], str]:
+    for keep in hooks.placement_filter.functions():  # e.g. storage: hosts reaching a datastore with room
+        ranked, reason = keep(vm, cluster_of, ranked, reason)
+        if not ranked:
+            break
+    return ranked, reason
+
+
+def rank_batch(vms: list[VirtualMachine]) -> dict[int, tuple[list[int], str]]:
+    """Host ids best-first for each VM, in one pass over one snapshot of the hosts: each VM's
+    first choice is taken from the snapshot before the next VM is ranked, so a batch spreads as
+    its placements will (the issue-13 scheduler path: a sweep over thousands of pending VMs
+    reads the hosts once). Claims stay atomic: ``place_vm`` claims in the database in this
+    order and falls back to the next host when another scheduler took the room meanwhile."""
+    hosts = host_views()
+    out: dict[int, tuple[list[int], str]] = {}
+    if not hosts:
+        return {vm.pk: ([], "no enabled and monitored host") for vm in vms}
+    table = HostTable(hosts)
+    index = {int(h): i for i, h in enumerate(table.ids)}
+    cluster_of = {h.id: h.cluster_id for h in hosts}
+    for vm in vms:
+        req = vm_request(vm)
+        idx = table.candidates(req)
+        if len(idx) == 0:
+            out[vm.pk] = ([], table.explain(req))
+            continue
+        ranked = [int(table.ids[i]) for i in table.rank(req, idx, policy_for(vm))]
+        ranked, reason = _filtered(vm, cluster_of, ranked, "")
+        if ranked:
+            table.claim(index[ranked[0]], req)
+        out[vm.pk] = (ranked, reason)
+    return out

@@ -31,11 +31,20 @@ log = logging.getLogger(__name__)
 # placement (the scheduler's writer)
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
-def place_vm(vm_id: int, *, host_id: int | None = None, actor: Actor = None, ip: str | None = None) -> VirtualMachine:
+def place_vm(
+    vm_id: int,
+    *,
+    host_id: int | None = None,
+    actor: Actor = None,
+    ip: str | None = None,
+    ranked: tuple[list[int], str] | None = None,
+) -> VirtualMachine:
     """Claim capacity for a PENDING VM (on ``host_id``, or where the scheduler ranks best) and deploy it.
 
     Capacity is claimed by a conditional UPDATE, so concurrent schedulers never overbook. A VM
-    that fits nowhere stays PENDING with the reason in ``schedule_message``.
+    that fits nowhere stays PENDING with the reason in ``schedule_message``. ``ranked`` is the
+    hosts best-first from a batch ranking (``scheduler.service.rank_batch``), else the VM is
+    ranked on its own.
     """
     from ..scheduler.service import rank_for
 
@@ -52,6 +61,8 @@ def place_vm(vm_id: int, *, host_id: int | None = None, actor: Actor = None, ip:
         if host.state != HostState.MONITORED:
             raise Conflict(f"host {host.name} is {host.state}, not MONITORED", field="host")
         candidates, reason = [host_id], ""
+    elif ranked is not None:
+        candidates, reason = ranked
     else:
         candidates, reason = rank_for(vm)
     for hid in candidates:

@@ -141,3 +141,61 @@ def test_resize_while_powered_off_claims_on_the_host(
     act(member, vm, "resume")
     settle()
     assert VirtualMachine.objects.get(pk=vm.pk).state == S.RUNNING
+
+
+def test_a_hosts_claims_are_counted_on_its_row(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+    """``alloc_vms`` follows every claim and release, so the scheduler's snapshot of the hosts
+    never counts VMs (issue 13)."""
+    host = make_sim_host("counted")
+    vms = [_vm(member, project, template, f"c{i}") for i in range(3)]
+    assert Host.objects.get(pk=host.pk).alloc_vms == 3
+    act(member, vms[0], "poweroff")  # a powered-off VM keeps its claim
+    settle()
+    assert Host.objects.get(pk=host.pk).alloc_vms == 3
+    act(member, vms[1], "undeploy")
+    act(member, vms[2], "terminate")
+    settle()
+    assert VirtualMachine.objects.get(pk=vms[2].pk).state == S.DONE
+    assert Host.objects.get(pk=host.pk).alloc_vms == 1
+
+
+def test_the_host_snapshot_is_one_query_whatever_the_number_of_vms(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from compute.scheduler.service import host_views
+
+    make_sim_host("snap-a"), make_sim_host("snap-b")
+    for i in range(6):
+        _vm(member, project, template, f"s{i}")
+    with CaptureQueriesContext(connection) as ctx:
+        views = host_views()
+    assert len(ctx.captured_queries) == 1
+    assert sum(v.running_vms for v in views) == 6
+
+
+def test_a_sweep_ranks_every_pending_vm_on_one_snapshot(
+    make_sim_host: Any, member: Any, project: Any, admin_user: Any
+) -> None:
+    """schedule_pending reads the hosts once for the whole sweep, and each VM's pick is taken
+    from that snapshot before the next is ranked: two hosts of 16 vCPUs take two VMs of 10,
+    the third waits with the reason."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from compute.tasks import schedule_pending
+
+    make_sim_host("big-a", vcpu=16), make_sim_host("big-b", vcpu=16)
+    tpl = VMTemplateFactory(project=project, owner=admin_user, vcpu=10, memory_mb=512)
+    vms = [services.create_vms(member, project=project, template=tpl, name=f"p{i}")[0] for i in range(3)]
+    with CaptureQueriesContext(connection) as ctx:
+        result = schedule_pending()
+    snapshots = [q for q in ctx.captured_queries if 'FROM "compute_host"' in q["sql"] and "MONITORED" in q["sql"]]
+    assert len(snapshots) == 1, [q["sql"][:120] for q in snapshots]
+    assert result["placed"] == 2
+    placed = VirtualMachine.objects.filter(pk__in=[v.pk for v in vms])
+    assert sorted(placed.exclude(host=None).values_list("host__name", flat=True)) == ["big-a", "big-b"]
+    waiting = placed.get(host=None)
+    assert waiting.state == S.PENDING and waiting.schedule_message == "no host with 10 free vCPU"

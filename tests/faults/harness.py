@@ -102,9 +102,9 @@ for q in QuotaUsage.objects.filter(user=None):
         drift.append(f"quota {q.resource}: used {q.used}, recount {want[q.resource]}")
 for h in Host.objects.all():
     on = alive.filter(host=h).exclude(state__in=[S.STOPPED, S.UNDEPLOYED])
-    want = (on.aggregate(s=Sum("vcpu"))["s"] or 0, on.aggregate(s=Sum("memory_mb"))["s"] or 0)
-    if (h.alloc_vcpu, h.alloc_memory_mb) != want:
-        drift.append(f"host {h.name}: alloc {(h.alloc_vcpu, h.alloc_memory_mb)}, recount {want}")
+    want = (on.aggregate(s=Sum("vcpu"))["s"] or 0, on.aggregate(s=Sum("memory_mb"))["s"] or 0, on.count())
+    if (h.alloc_vcpu, h.alloc_memory_mb, h.alloc_vms) != want:
+        drift.append(f"host {h.name}: alloc {(h.alloc_vcpu, h.alloc_memory_mb, h.alloc_vms)}, recount {want}")
 # the real QEMU host: a RUNNING VM has a running domain, and every domain of ours has a live VM
 from django.conf import settings
 from compute.drivers.registry import get_driver

@@ -79,3 +79,21 @@ def test_image_list_api_has_no_n_plus_one(member, member_client, project, datast
     for i in range(4):
         ready_image(member, project, f"more{i}", datastore)
     assert count() == few
+
+
+def test_the_image_list_pages_sorts_and_its_queries_do_not_grow(member: Any, project: Any, datastore: Any) -> None:
+    from tenants.quotas import set_limit
+    from tests.conftest import page_queries
+
+    set_limit(project, "images", -1)
+    c = _client(member)
+    for i in range(3):
+        ready_image(member, project, f"img{i:02d}", datastore=datastore, size="1M")
+    few, page = page_queries(c, "/images/?per_page=25&sort=-name")
+    assert "1–3 of 3" in page
+    for i in range(3, 30):
+        ready_image(member, project, f"img{i:02d}", datastore=datastore, size="1M")
+    many, page = page_queries(c, "/images/?per_page=25&sort=-name")
+    assert many == few
+    assert "1–25 of 30" in page and page.index(">img29<") < page.index(">img28<")
+    assert ">img04<" not in page and ">img04<" in page_queries(c, "/images/?per_page=25&sort=-name&page=2")[1]

@@ -41,3 +41,37 @@ def test_events_are_scoped(
     admin_types = {e["type"] for e in client_for(admin_user).get("/api/v1/events/?limit=200").json()["results"]}
     assert "host.state.MONITORED" in admin_types
     assert Event.objects.filter(type="host.action.register").exists()
+
+
+def test_the_event_page_pages_without_counting_the_log(member: Any, project: Any) -> None:
+    """The log only grows: the page reads one row more than it shows (is there a next page?) and
+    never counts the table; the first page is where live events arrive (issue 13)."""
+    from django.test import Client
+
+    from monitoring.events import emit
+    from tests.conftest import page_queries
+
+    c = Client()
+    c.force_login(member)
+    for i in range(30):
+        emit("test.tick", project, project=project, n=i)
+    few, page = page_queries(c, "/events/?per_page=25")
+    assert page.count("test.tick") == 25
+    assert "Page 1<" in page and 'rel="next"' in page and 'id="event-rows"' in page
+    second = page_queries(c, "/events/?per_page=25&page=2")[1]
+    assert 'rel="next"' not in second and 'rel="prev"' in second
+    assert 'id="event-rows"' not in second  # live events do not land on an older page
+    for i in range(100):
+        emit("test.tick", project, project=project, n=i)
+    many, page = page_queries(c, "/events/?per_page=25")
+    assert many == few
+    assert "COUNT(" not in str(page_sql(c, "/events/"))
+
+
+def page_sql(client: Any, url: str) -> list[str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        client.get(url)
+    return [q["sql"] for q in ctx.captured_queries if "monitoring_event" in q["sql"]]
