@@ -22,10 +22,11 @@ deps: ## install the Debian packages Nephele needs (as root; skipped when presen
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .  # the `nephele` command line
 	touch $@
 
 venv: deps $(VENV)/.installed ## create .venv with the pinned requirements

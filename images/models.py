@@ -62,6 +62,7 @@ class Image(models.Model):
     state = models.CharField(max_length=10, choices=ImageState.choices, default=ImageState.UPLOADING, db_index=True)
     state_message = models.TextField(blank=True)
     progress = models.PositiveSmallIntegerField(default=0, help_text="percent of the upload or conversion")
+    redrives = models.PositiveSmallIntegerField(default=0, help_text="times the sweeper re-queued a stalled conversion")
     persistent = models.BooleanField(default=False, help_text="VMs write to the image itself")
     public = models.BooleanField(default=False, help_text="published for the whole cloud")
     publish_requested = models.BooleanField(default=False, help_text="awaiting a cloud admin's approval")

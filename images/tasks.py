@@ -8,6 +8,7 @@ import logging
 
 from celery import shared_task
 
+from portal import periodic
 from portal.celery import RETRY_TRANSIENT
 
 from . import qemu
@@ -73,3 +74,9 @@ def import_disk(image_id: int) -> str:
 def cleanup_uploads() -> int:
     """Periodic: abandoned uploads become ERROR and lose their ``.part`` file."""
     return _cleanup_uploads()
+
+
+@shared_task(name="images.sweep_stuck_images")
+def sweep_stuck_images() -> dict[str, object]:
+    """Periodic (beat): re-drive (or, after a few tries, fail) conversions that made no progress."""
+    return periodic.each("sweep_stuck_images", derive.stuck_images(), derive.sweep_image).as_result()

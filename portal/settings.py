@@ -255,6 +255,10 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
 NEPHELE_STEP_DEADLINE_S = float(os.environ.get("NEPHELE_STEP_DEADLINE_S", "600"))
 NEPHELE_STEP_MAX_TRIES = int(os.environ.get("NEPHELE_STEP_MAX_TRIES", "3"))
 NEPHELE_SWEEP_INTERVAL_S = float(os.environ.get("NEPHELE_SWEEP_INTERVAL_S", "30"))
+# Image clones, conversions and imports report progress as they go; one that made none for this
+# long is re-queued (its task is idempotent), up to NEPHELE_IMAGE_MAX_TRIES times, then failed.
+NEPHELE_IMAGE_DEADLINE_S = float(os.environ.get("NEPHELE_IMAGE_DEADLINE_S", "1800"))
+NEPHELE_IMAGE_MAX_TRIES = int(os.environ.get("NEPHELE_IMAGE_MAX_TRIES", "3"))
 
 # The transactional outbox (portal/outbox.py): rows whose publish failed are retried this often.
 NEPHELE_OUTBOX_RELAY_S = float(os.environ.get("NEPHELE_OUTBOX_RELAY_S", "5"))
@@ -266,6 +270,7 @@ CELERY_BEAT_SCHEDULE = {
     "compute.reconcile_hosts": {"task": "compute.reconcile_hosts", "schedule": 30.0},
     "compute.sweep_stuck": {"task": "compute.sweep_stuck", "schedule": NEPHELE_SWEEP_INTERVAL_S},
     "storage.sweep_stuck_volumes": {"task": "storage.sweep_stuck_volumes", "schedule": NEPHELE_SWEEP_INTERVAL_S},
+    "images.sweep_stuck_images": {"task": "images.sweep_stuck_images", "schedule": NEPHELE_SWEEP_INTERVAL_S},
     "monitoring.rollup": {"task": "monitoring.rollup", "schedule": 60.0},
     "images.cleanup_uploads": {"task": "images.cleanup_uploads", "schedule": 600.0},
     "storage.monitor_datastores": {"task": "storage.monitor_datastores", "schedule": 60.0},

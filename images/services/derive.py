@@ -11,10 +11,13 @@ using the source is never disturbed. Clone and convert run as Celery tasks
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from monitoring.audit import record_action
 from portal.errors import InvalidInput
@@ -157,7 +160,47 @@ def report_progress(image_id: int, percent: float) -> None:
     """Record a conversion's progress (a conditional update: never moves backwards)."""
     pct = max(0, min(99, int(percent)))
     # the page polls the image's progress partial (htmx), so nothing is pushed here
-    Image.objects.filter(pk=image_id, state=ImageState.CONVERTING, progress__lt=pct).update(progress=pct)
+    Image.objects.filter(pk=image_id, state=ImageState.CONVERTING, progress__lt=pct).update(
+        progress=pct,
+        updated_at=timezone.now(),  # progress is what the sweeper watches
+    )
+
+
+# --- the sweeper: a conversion whose task was lost is re-driven, then failed ----------------
+
+
+def stuck_images() -> list[int]:
+    """CONVERTING images that made no progress for ``NEPHELE_IMAGE_DEADLINE_S``."""
+    since = timezone.now() - timedelta(seconds=settings.NEPHELE_IMAGE_DEADLINE_S)
+    stuck = Image.objects.filter(state=ImageState.CONVERTING, updated_at__lt=since).order_by("pk")
+    return list(stuck.values_list("pk", flat=True))
+
+
+@transaction.atomic
+def sweep_image(image_id: int) -> str:
+    """Re-queue a stalled clone, conversion or import (the same task: it is idempotent), or after
+    ``NEPHELE_IMAGE_MAX_TRIES`` re-drives move the image to ERROR with the reason."""
+    since = timezone.now() - timedelta(seconds=settings.NEPHELE_IMAGE_DEADLINE_S)
+    img = Image.objects.select_for_update().filter(pk=image_id, state=ImageState.CONVERTING).first()
+    if img is None or img.updated_at >= since:
+        return "moving"
+    if img.redrives >= settings.NEPHELE_IMAGE_MAX_TRIES:
+        img.state, img.progress = ImageState.ERROR, 0
+        img.state_message = (
+            f"no progress for {settings.NEPHELE_IMAGE_DEADLINE_S:.0f} s after {img.redrives} re-tries; "
+            "delete it and start again"
+        )
+        img.save()
+        record_action(None, img, "convert", result="failed", reason=img.state_message[:200])
+        return "failed"
+    img.redrives += 1
+    img.save(update_fields=["redrives", "updated_at"])
+    from .. import tasks
+
+    task = tasks.convert_image if img.derived_from_id is not None else tasks.import_disk
+    pk = img.pk
+    transaction.on_commit(lambda: task.delay(pk))
+    return "re-driven"
 
 
 @transaction.atomic

@@ -1,0 +1,1 @@
+"""The ``nephele`` command line (a REST client: no Django, no ORM)."""
