@@ -7,6 +7,7 @@ APT_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-daem
 	libvirt-clients qemu-system-x86 qemu-utils redis-server chromium busybox-static cpio xz-utils \
 	slapd ldap-utils libldap2-dev libsasl2-dev krb5-kdc krb5-admin-server krb5-user libkrb5-dev nftables postgresql rabbitmq-server
 export PYTHONUNBUFFERED := 1
+PORT ?= 8000
 # Runs its command with a throwaway PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
 WITH_SERVICES := $(PY) scripts/test-services.py --
 
@@ -34,8 +35,8 @@ venv: deps $(VENV)/.installed ## create .venv with the pinned requirements
 guest: deps ## build the tiny test guest (kernel + busybox initramfs) from Debian packages
 	bash scripts/build-test-guest.sh .cache/guest
 
-run: venv ## set up and serve Nephele with demo data on http://127.0.0.1:8000 (Ctrl-C stops)
-	$(PY) scripts/run.py
+run: venv ## set up and serve Nephele with demo data on http://127.0.0.1:8000 (PORT=… another port; Ctrl-C stops)
+	PORT=$(PORT) $(PY) scripts/run.py
 
 test: venv guest ## the whole suite (unit, Celery/libvirt, QEMU host, browser) on a throwaway PostgreSQL + Redis
 	bash scripts/start-libvirtd.sh
@@ -58,12 +59,13 @@ check-deploy: venv ## Django's deployment checklist against the production setti
 	NEPHELE_ALLOWED_HOSTS=cloud.example.org DJANGO_SETTINGS_MODULE=portal.settings_production \
 	$(PY) manage.py check --deploy --fail-level WARNING
 
-bench: venv ## print the performance figures (scheduler, deploy latency, monitoring ingest, event fan-out, faults)
+bench: venv ## print the performance figures (scheduler, deploy latency, monitoring ingest, event fan-out, scale, faults)
 	$(PY) bench/scheduler.py
 	BENCH_RATE=8 $(PY) bench/deploy.py
 	BENCH_RATE=0 $(PY) bench/deploy.py
 	$(PY) bench/monitoring.py
 	$(PY) bench/events.py
+	$(PY) bench/scale.py
 	$(PY) bench/faults.py
 
 clean: ## remove the venv, caches and local state

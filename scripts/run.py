@@ -2,7 +2,7 @@
 """`make run`: set up and serve Nephele with demo data, and stop everything on Ctrl-C.
 
 Starts, as children in their own process groups: a private Redis (only when REDIS_URL is
-unset), the ASGI server (daphne, HTTP + websockets) on 127.0.0.1:8000, a Celery worker for
+unset), the ASGI server (daphne, HTTP + websockets) on 127.0.0.1:$PORT (default 8000), a Celery worker for
 scheduling, the host agent, and Celery beat. A child that exits is started again (after 1, 2,
 4 … 30 s; logged in the terminal and its .run/<name>.log). Ctrl-C (or SIGTERM) stops them all.
 """
@@ -99,6 +99,9 @@ def main() -> None:
     RUN.mkdir(exist_ok=True)
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    port = int(env.get("PORT") or 8000)
+    # the browser's forms post from the served address: trust it (unless set otherwise)
+    env.setdefault("NEPHELE_CSRF_TRUSTED_ORIGINS", f"http://127.0.0.1:{port},http://localhost:{port}")
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     if "REDIS_URL" not in env:
@@ -127,8 +130,8 @@ def main() -> None:
     spawn("worker", [*celery, "worker", "-n", "scheduler@%h", "-Q", "nephele", "-c", "2", "-l", "INFO"], env)
     spawn("beat", [*celery, "beat", "-l", "INFO", "-s", str(RUN / "celerybeat-schedule")], env)
     subprocess.run([PY, "manage.py", "load_demo"], cwd=ROOT, env=env, check=True)
-    spawn("web", [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", "8000", "portal.asgi:application"], env)
-    log("Nephele is serving on http://127.0.0.1:8000  (API: /api/v1/, docs: /api/v1/docs/) — Ctrl-C stops it")
+    spawn("web", [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"], env)
+    log(f"Nephele is serving on http://127.0.0.1:{port}  (API: /api/v1/, docs: /api/v1/docs/) — Ctrl-C stops it")
     supervise()
 
 
