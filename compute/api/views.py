@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.db.models import Q, QuerySet
+from django_filters import OrderingFilter
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -24,6 +25,7 @@ from tenants.models import Project
 from .. import services
 from ..models import BootImage, Cluster, Host, VirtualMachine, VMTemplate
 from ..services import bootimages, clusters, templates
+from ..states import VMState
 from . import serializers as s
 
 TEMPLATE_REFERENCES = ("project", "boot_image", "cluster")
@@ -168,16 +170,35 @@ class VMTemplateViewSet(viewsets.ModelViewSet):
         return Response(sharing.visible_shares(request.user, template))
 
 
+_STATE = "|".join(VMState.values)
+#: one state or several, comma-separated, exactly as the filter reads them
+STATES_PATTERN = f"^({_STATE})(,({_STATE}))*$"
+
+
 class VMFilter(FilterSet):
-    state = CharFilter(method="filter_state")
+    state = CharFilter(method="filter_state", help_text="one or more states, comma-separated (RUNNING,POWEROFF)")
     name = CharFilter(lookup_expr="icontains")
+    search = CharFilter(method="filter_search", help_text="the name contains it, or it is the VM's id")
+    # limit/offset pages follow it; cursor pages always go by id
+    ordering = OrderingFilter(fields=["id", "name", "state", "created_at", "vcpu", "memory_mb"])
 
     class Meta:
         model = VirtualMachine
         fields = ["project", "host", "state", "name"]
 
+    @extend_schema_field({"type": "string", "pattern": STATES_PATTERN})
     def filter_state(self, qs: QuerySet[VirtualMachine], name: str, value: str) -> QuerySet[VirtualMachine]:
-        return qs.filter(state__in=[v.strip().upper() for v in value.split(",")])
+        states = value.split(",")
+        unknown = [v for v in states if v not in VMState.values]
+        if unknown:
+            raise InvalidInput(f"unknown state {unknown[0]!r}; known: {', '.join(VMState.values)}", field="state")
+        return qs.filter(state__in=states)
+
+    def filter_search(self, qs: QuerySet[VirtualMachine], name: str, value: str) -> QuerySet[VirtualMachine]:
+        match = Q(name__icontains=value)
+        if value.isdigit() and int(value) < 2**63:
+            match |= Q(pk=int(value))
+        return qs.filter(match)
 
 
 class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -193,6 +214,8 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         qs = VirtualMachine.objects.restrict(self.request.user, "view").select_related("host", "owner")
         if self.action == "list" and "state" not in self.request.query_params:
             qs = qs.exclude(state="DONE")
+        elif self.action == "list" and not self.request.query_params["state"]:
+            raise InvalidInput("state: name one or more states (RUNNING,POWEROFF)", field="state")
         return qs
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:

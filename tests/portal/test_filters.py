@@ -75,3 +75,36 @@ def test_a_text_filter_with_a_nul_matches_nothing(member: Any, project: Any, tem
     assert resp.status_code == 200 and resp.json()["results"] == [], resp.content
     without = client_for(member).get(path.replace("%00", ""))
     assert without.status_code == 200, without.content
+
+
+def test_vm_lists_sort_search_and_refuse_unknown_states(member: Any, project: Any, template: Any) -> None:
+    """``ordering`` and ``search`` do what they say; a state or an ordering that does not exist
+    is a 400 naming the parameter, not an empty list (issue 14)."""
+    from tenants.quotas import set_limit
+
+    for resource in ("vms", "running_vms", "vcpu", "memory_mb", "system_disk_gb"):
+        set_limit(project, resource, -1)
+    made = {n: services.create_vms(member, project=project, template=template, name=n, hold=True)[0]
+            for n in ("bravo", "alpha", "charlie")}  # fmt: skip
+    client = client_for(member)
+
+    def names(query: str) -> list[str]:
+        resp = client.get(f"/api/v1/vms/?{query}")
+        assert resp.status_code == 200, resp.content
+        return [vm["name"] for vm in resp.json()["results"]]
+
+    assert names("ordering=name") == ["alpha", "bravo", "charlie"]
+    assert names("ordering=-name") == ["charlie", "bravo", "alpha"]
+    assert names("search=rav") == ["bravo"]
+    assert names(f"search={made['charlie'].pk}") == ["charlie"]
+    assert names("state=HOLD,RUNNING&ordering=id") == ["bravo", "alpha", "charlie"]
+    bad = (
+        ("state=BANANA", "state"),
+        ("state=HOLD,nope", "state"),
+        ("state=hold", "state"),
+        ("state=", "state"),
+        ("ordering=password", "ordering"),
+    )
+    for query, field in bad:
+        resp = client.get(f"/api/v1/vms/?{query}")
+        assert resp.status_code == 400 and resp.json()["field"] == field, (query, resp.content)
