@@ -54,15 +54,13 @@ class Table:
         *,
         default_sort: str,
         total: int | None = None,
-        prefix: str = "",
         countless: bool = False,
     ) -> None:
         self.request = request
         self.columns = list(columns)
-        self.prefix = prefix  # two tables on one page page apart: ?<prefix>page=
         get = request.GET
         sortable = {c.key: c for c in self.columns if c.order}
-        sort = get.get(self._p("sort"), default_sort)
+        sort = get.get("sort", default_sort)
         if sort.lstrip("-") not in sortable:
             sort = default_sort
         self.sort = sort
@@ -70,12 +68,12 @@ class Table:
         self.descending = sort.startswith("-")
         order = sortable[self.sort_key].order
         assert order is not None
-        per_page = _int(get.get(self._p("per_page")), DEFAULT_PER_PAGE)
+        per_page = _int(get.get("per_page"), DEFAULT_PER_PAGE)
         self.per_page = per_page if per_page in PER_PAGE else DEFAULT_PER_PAGE
         self.countless = countless
         self.total: int | None = None
         self.pages: int | None = None
-        page = max(1, _int(get.get(self._p("page")), 1))
+        page = max(1, _int(get.get("page"), 1))
         if not countless:
             self.total = queryset.count() if total is None else total
             self.pages = max(1, math.ceil(self.total / self.per_page))
@@ -90,18 +88,14 @@ class Table:
         self.first_row = start + 1 if self.rows else 0
         self.last_row = start + len(self.rows)
 
-    def _p(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
     def url(self, **changes: Any) -> str:
         """This page's query string with ``changes`` (``None`` removes a parameter)."""
         query = self.request.GET.copy()
         for name, value in changes.items():
-            key = self._p(name)
             if value is None:
-                query.pop(key, None)
+                query.pop(name, None)
             else:
-                query[key] = str(value)
+                query[name] = str(value)
         return "?" + query.urlencode() if query else "?"
 
     @property
