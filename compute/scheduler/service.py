@@ -11,7 +11,7 @@ from django.conf import settings
 from .. import hooks
 from ..models import Host, VirtualMachine
 from ..states import HostState
-from .core import HostTable, HostView, Policy, VMRequest, ranked_hosts
+from .core import HostTable, HostView, Policy, VMRequest
 
 
 def host_views(exclude: int | None = None) -> list[HostView]:
@@ -60,33 +60,17 @@ def policy_for(vm: VirtualMachine) -> Policy:
 
 
 def rank_for(vm: VirtualMachine, exclude: int | None = None) -> tuple[list[int], str]:
-    """Host ids best-first for ``vm``, or ([], the reason nothing fits)."""
-    hosts = host_views(exclude)
-    if not hosts:
-        return [], "no enabled and monitored host"
-    ranked, reason = ranked_hosts(vm_request(vm), hosts, policy_for(vm))
-    if ranked:
-        ranked, reason = _filtered(vm, {h.id: h.cluster_id for h in hosts}, ranked, reason)
-    return ranked, reason
+    """Host ids best-first for ``vm`` (not ``exclude``), or ([], the reason nothing fits)."""
+    return rank_batch([vm], exclude)[vm.pk]
 
 
-def _filtered(
-    vm: VirtualMachine, cluster_of: dict[int, int | None], ranked: list[int], reason: str
-) -> tuple[list[int], str]:
-    for keep in hooks.placement_filter.functions():  # e.g. storage: hosts reaching a datastore with room
-        ranked, reason = keep(vm, cluster_of, ranked, reason)
-        if not ranked:
-            break
-    return ranked, reason
-
-
-def rank_batch(vms: list[VirtualMachine]) -> dict[int, tuple[list[int], str]]:
+def rank_batch(vms: list[VirtualMachine], exclude: int | None = None) -> dict[int, tuple[list[int], str]]:
     """Host ids best-first for each VM, in one pass over one snapshot of the hosts: each VM's
     first choice is taken from the snapshot before the next VM is ranked, so a batch spreads as
     its placements will (the issue-13 scheduler path: a sweep over thousands of pending VMs
     reads the hosts once). Claims stay atomic: ``place_vm`` claims in the database in this
     order and falls back to the next host when another scheduler took the room meanwhile."""
-    hosts = host_views()
+    hosts = host_views(exclude)
     out: dict[int, tuple[list[int], str]] = {}
     if not hosts:
         return {vm.pk: ([], "no enabled and monitored host") for vm in vms}
@@ -99,8 +83,11 @@ def rank_batch(vms: list[VirtualMachine]) -> dict[int, tuple[list[int], str]]:
         if len(idx) == 0:
             out[vm.pk] = ([], table.explain(req))
             continue
-        ranked = [int(table.ids[i]) for i in table.rank(req, idx, policy_for(vm))]
-        ranked, reason = _filtered(vm, cluster_of, ranked, "")
+        ranked, reason = [int(table.ids[i]) for i in table.rank(req, idx, policy_for(vm))], ""
+        for keep in hooks.placement_filter.functions():  # e.g. storage: hosts reaching a datastore with room
+            ranked, reason = keep(vm, cluster_of, ranked, reason)
+            if not ranked:
+                break
         if ranked:
             table.claim(index[ranked[0]], req)
         out[vm.pk] = (ranked, reason)
