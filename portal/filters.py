@@ -74,6 +74,10 @@ class TextField(forms.CharField):
         self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
 
 
+class PresentTextField(_Present, TextField):
+    pass
+
+
 class BooleanField(forms.Field):
     """``true`` or ``false`` (as JSON writes them); anything else is a 400, never ignored."""
 
@@ -107,6 +111,12 @@ class CharFilter(filters.CharFilter):
     """Text (a name, a type, a search): a value with a NUL matches nothing."""
 
     field_class = TextField
+
+
+class PresentCharFilter(CharFilter):
+    """Text that means nothing empty (a list of states): ``?state=`` is a 400 naming it."""
+
+    field_class = PresentTextField
 
 
 class ChoiceFilter(filters.ChoiceFilter):

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from monitoring.models import AuditRecord
 from portal.api import IsCloudAdmin, ShareSerializer, SharesSerializer, client_ip
 from portal.errors import InvalidInput, NotFound
-from portal.filters import CharFilter, FilterSet
+from portal.filters import CharFilter, FilterSet, PresentCharFilter
 from tenants import sharing
 from tenants.models import Project
 
@@ -176,7 +176,7 @@ STATES_PATTERN = f"^({_STATE})(,({_STATE}))*$"
 
 
 class VMFilter(FilterSet):
-    state = CharFilter(method="filter_state", help_text="one or more states, comma-separated (RUNNING,POWEROFF)")
+    state = PresentCharFilter(method="filter_state", help_text="one or more states, comma-separated (RUNNING,POWEROFF)")
     name = CharFilter(lookup_expr="icontains")
     search = CharFilter(method="filter_search", help_text="the name contains it, or it is the VM's id")
     # limit/offset pages follow it; cursor pages always go by id
@@ -214,8 +214,6 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         qs = VirtualMachine.objects.restrict(self.request.user, "view").select_related("host", "owner")
         if self.action == "list" and "state" not in self.request.query_params:
             qs = qs.exclude(state="DONE")
-        elif self.action == "list" and not self.request.query_params["state"]:
-            raise InvalidInput("state: name one or more states (RUNNING,POWEROFF)", field="state")
         return qs
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
