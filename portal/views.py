@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from compute.models import Cluster, Host, VirtualMachine
-from compute.states import FAILURES, TRANSIENT, HostState, VMState
+from compute.models import Host, VirtualMachine
+from compute.states import FAILURES, TRANSIENT, HostState, PlacementPolicy, VMState
 from compute.views import with_rights
 from tenants import quotas
 from tenants.models import Project
@@ -38,7 +38,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "failed": sum(n for s, n in by_state.items() if s in FAILURES or s == VMState.UNKNOWN),
         "by_state": sorted(by_state.items(), key=lambda sn: -sn[1]),
         "recent": with_rights(user, vms.select_related("host", "owner", "project__organization")[:8]),
-        "hosts": None,
         "busiest": _busiest_vms(user),
         "events": _recent_events(user, None if cloud_wide else getattr(request, "project", None)),
     }
@@ -47,7 +46,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ctx["clusters"] = cluster_capacity(visible)
         ctx["host_count"] = sum(c["count"] for c in ctx["clusters"])
         ctx["hosts_up"] = sum(c["up"] for c in ctx["clusters"])
-        ctx["hosts"] = True  # the operator's cards are shown
     project = getattr(request, "project", None)
     if project is not None:
         ctx["quota_lines"] = [
@@ -76,7 +74,7 @@ def cluster_capacity(hosts: QuerySet[Host]) -> list[dict[str, Any]]:
             u_mem=Sum(F("total_memory_mb") - F("free_memory_mb"), filter=probed),
         )
     )  # fmt: skip
-    policies = dict(Cluster._meta.get_field("placement_policy").flatchoices)
+    policies = dict(PlacementPolicy.choices)
     rows = []
     for g in sorted(groups, key=lambda g: (g["cluster"] is None, g["cluster__name"] or "")):
         top = hosts.filter(cluster=g["cluster"]) if g["cluster"] else hosts.filter(cluster__isnull=True)
@@ -88,7 +86,6 @@ def cluster_capacity(hosts: QuerySet[Host]) -> list[dict[str, Any]]:
             "total_memory_mb": g["t_mem"] or 0, "alloc_memory_mb": g["a_mem"] or 0,
             "used_vcpu": round(g["u_vcpu"] or 0), "used_memory_mb": max(0, g["u_mem"] or 0),
             "hosts": list(top.order_by("-alloc_vcpu", "name")[:TOP_HOSTS]),
-            "cluster_id": g["cluster"],
         })  # fmt: skip
     return rows
 
