@@ -169,20 +169,22 @@ def report_progress(image_id: int, percent: float) -> None:
 # --- the sweeper: a conversion whose task was lost is re-driven, then failed ----------------
 
 
-def stuck_images() -> list[int]:
+def _stalled() -> Any:
     """CONVERTING images that made no progress for ``NEPHELE_IMAGE_DEADLINE_S``."""
     since = timezone.now() - timedelta(seconds=settings.NEPHELE_IMAGE_DEADLINE_S)
-    stuck = Image.objects.filter(state=ImageState.CONVERTING, updated_at__lt=since).order_by("pk")
-    return list(stuck.values_list("pk", flat=True))
+    return Image.objects.filter(state=ImageState.CONVERTING, updated_at__lt=since)
+
+
+def stuck_images() -> list[int]:
+    return list(_stalled().order_by("pk").values_list("pk", flat=True))
 
 
 @transaction.atomic
 def sweep_image(image_id: int) -> str:
     """Re-queue a stalled clone, conversion or import (the same task: it is idempotent), or after
     ``NEPHELE_IMAGE_MAX_TRIES`` re-drives move the image to ERROR with the reason."""
-    since = timezone.now() - timedelta(seconds=settings.NEPHELE_IMAGE_DEADLINE_S)
-    img = Image.objects.select_for_update().filter(pk=image_id, state=ImageState.CONVERTING).first()
-    if img is None or img.updated_at >= since:
+    img = _stalled().select_for_update().filter(pk=image_id).first()  # still stalled, under the lock
+    if img is None:
         return "moving"
     if img.redrives >= settings.NEPHELE_IMAGE_MAX_TRIES:
         img.state, img.progress = ImageState.ERROR, 0
