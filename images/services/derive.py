@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from monitoring.audit import record_action
@@ -169,7 +170,7 @@ def report_progress(image_id: int, percent: float) -> None:
 # --- the sweeper: a conversion whose task was lost is re-driven, then failed ----------------
 
 
-def _stalled() -> Any:
+def _stalled() -> QuerySet[Image]:
     """CONVERTING images that made no progress for ``NEPHELE_IMAGE_DEADLINE_S``."""
     since = timezone.now() - timedelta(seconds=settings.NEPHELE_IMAGE_DEADLINE_S)
     return Image.objects.filter(state=ImageState.CONVERTING, updated_at__lt=since)
