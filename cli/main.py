@@ -14,7 +14,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .client import API_ERROR, AUTH, OK, Api, CliError, load_config, profile, save_config, token_from_password
+from .client import API_ERROR, AUTH, Api, CliError, load_config, profile, save_config, token_from_password
 
 app = typer.Typer(help="Nephele cloud: VMs, templates, images, hosts and more, from the command line.",
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
@@ -121,10 +121,8 @@ def login(
         config.setdefault("profiles", {})[name] = {"url": base, "token": secret, "project": project}
         config["current"] = name
         save_config(config)
-        who = Api(profile(name)).get("tokens/", limit=1)  # proves the token works
-        out.print(
-            f"logged in to {base} as profile {name!r} ({who.get('count', 0) if isinstance(who, dict) else 0} token(s))"
-        )
+        Api(profile(name)).get("tokens/", limit=1)  # proves the token works
+        out.print(f"logged in to {base} as profile {name!r}")
 
     run(do)
 
@@ -282,8 +280,3 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
-    sys.exit(OK)
