@@ -17,4 +17,4 @@ class ComputeConfig(AppConfig):
 
         hooks.capacity_available.register(_schedule_pending_after_commit)
         # the outbox renders a step's message from the committed VM when it publishes it
-        tasks.outbox.register_renderer("hostagent.run_step", tasks.render_step)
+        tasks.outbox.register_renderer("hostagent.run_step", tasks.render_step, many=tasks.render_steps)

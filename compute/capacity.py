@@ -11,13 +11,16 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
 from .models import Host
+from .states import HostState
 
 
 def claim(host_id: int, vcpu: int, memory_mb: int, disk_gb: int) -> bool:
-    """Take capacity on a host if it still has room; False when it has not."""
+    """Take capacity on a host if it is still MONITORED (enabled, answering) and has room; False
+    otherwise — a scheduler ranking a snapshot of the hosts never places on one disabled since."""
     return (
         Host.objects.filter(
             pk=host_id,
+            state=HostState.MONITORED,
             alloc_vcpu__lte=F("total_vcpu") - vcpu,
             alloc_memory_mb__lte=F("total_memory_mb") - memory_mb,
             alloc_disk_gb__lte=F("total_disk_gb") - disk_gb,

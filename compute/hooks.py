@@ -7,6 +7,7 @@ transaction unless said otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from portal.hooks import Hook
@@ -15,6 +16,10 @@ from specs import DiskSpec, NicSpec
 #: ``(actor, vms, template)`` inside ``create_vms``' transaction: give the new VMs their disks,
 #: NICs, leases… (raise a portal error to refuse the create; nothing is kept)
 vms_created: Hook[None] = Hook("compute.vms_created")
+#: ``(vms)`` before the domain specs of many VMs are built together: load what ``disk_specs``,
+#: ``nic_specs``, ``boot_files`` and ``network_config`` read, for all of them in one query per
+#: manager (``prefetch_related_objects`` with ``to_attr``); those then read it instead of querying
+specs_prefetch: Hook[None] = Hook("compute.specs_prefetch")
 #: ``(vm)`` → the VM's ``DiskSpec``s (image disks, volumes), for its domain spec
 disk_specs: Hook[list[DiskSpec]] = Hook("compute.disk_specs")
 #: ``(vm)`` → the VM's ``NicSpec``s with their host plans
@@ -25,9 +30,13 @@ boot_files: Hook[tuple[str, str, str] | None] = Hook("compute.boot_files")
 network_config: Hook[dict[str, Any]] = Hook("compute.network_config")
 #: ``(vm)`` the VM reached DONE: release what it held (volumes, images, leases, public IPs)
 vm_done: Hook[None] = Hook("compute.vm_done")
-#: ``(vm, cluster_of, ranked, reason)`` → ``(ranked, reason)``: keep only the hosts (ids,
-#: best first) where the VM may go; ``cluster_of`` maps host id → cluster id
-placement_filter: Hook[tuple[list[int], str]] = Hook("compute.placement_filter")
+#: ``(vms)`` at the start of a scheduler pass over ``vms`` → ``keep(vm, cluster_of, ranked,
+#: reason)`` → ``(ranked, reason)``: keep only the hosts (ids, best first) where the VM may go;
+#: ``cluster_of`` maps host id → cluster id. The factory reads what it needs for the whole pass
+#: (one snapshot, a few queries), so ``keep`` costs no query per VM.
+placement_filter: Hook[Callable[[Any, Mapping[int, int | None], list[int], str], tuple[list[int], str]]] = Hook(
+    "compute.placement_filter"
+)
 
 
 def wake_scheduler() -> None:

@@ -51,6 +51,12 @@ def render_step(vm_id: int, seq: int) -> tuple[dict[str, Any]] | None:
     return None if order is None else (encode(order),)
 
 
+def render_steps(rows: list[list[Any]]) -> list[tuple[dict[str, Any]] | None]:
+    """The same for a commit's rows at once (one query per kind of row, not per VM)."""
+    orders = services.steps.step_orders([(int(vm_id), int(seq)) for vm_id, seq in rows])
+    return [None if order is None else (encode(order),) for order in orders]
+
+
 @shared_task(name="compute.step_done", acks_late=True, **RETRY_TRANSIENT)
 def step_done(vm_id: int, seq: int, result: dict[str, Any], step: str = "") -> str:
     """An agent's report of one step. Safe twice or late: a stale ``seq``, or a step the VM has
@@ -70,25 +76,38 @@ def schedule_pending() -> dict[str, object]:
     """The periodic sweep: try every PENDING VM again (new capacity may have appeared).
 
     The VMs are ranked in one pass over one snapshot of the hosts (``rank_batch``), then placed
-    one at a time inside their own error boundary: a VM that makes placement fail (poison
-    input) is skipped and reported, the others are still placed."""
+    in chunks of ``SWEEP_CHUNK`` per commit, each VM inside its own error boundary (a savepoint):
+    a VM that makes placement fail (poison input) is skipped and reported, the others are still
+    placed. One sweep runs at a time (``periodic.exclusive``): two sweeps claiming hosts in
+    different orders could otherwise wait on each other."""
     from .scheduler.service import rank_batch
 
-    pending = list(
-        VirtualMachine.objects.filter(state=S.PENDING, operation="").select_related("cluster").order_by("pk")
-    )
-    placed = 0
-    try:
-        plan = rank_batch(pending)
-    except Exception:  # a VM that makes ranking fail: rank each on its own, inside its boundary
-        log.exception("schedule_pending: batch ranking failed; ranking VM by VM")
-        plan = {}
+    with periodic.exclusive("schedule_pending") as mine:
+        if not mine:
+            return {"sweep": "schedule_pending", "skipped": "another sweep is running"}
+        pending = list(
+            VirtualMachine.objects.filter(state=S.PENDING, operation="").select_related("cluster").order_by("pk")
+        )
+        placed = 0
+        try:
+            plan = rank_batch(pending)
+        except Exception:  # a VM that makes ranking fail: rank each on its own, inside its boundary
+            log.exception("schedule_pending: batch ranking failed; ranking VM by VM")
+            plan = {}
 
-    def place(pk: int) -> None:
-        nonlocal placed
-        placed += services.place_vm(pk, ranked=plan.get(pk)).state != S.PENDING
+        hosts: dict[int, Host] = {}
 
-    return {**periodic.each("schedule_pending", [vm.pk for vm in pending], place).as_result(), "placed": placed}
+        def place(pk: int) -> None:
+            nonlocal placed
+            vm = services.place_pending(pk, plan.get(pk), hosts)
+            placed += vm is not None and vm.state != S.PENDING
+
+        swept = periodic.each("schedule_pending", [vm.pk for vm in pending], place, chunk=SWEEP_CHUNK)
+        return {**swept.as_result(), "placed": placed}
+
+
+#: PENDING VMs placed per commit by the sweep (host claims are held until the chunk commits)
+SWEEP_CHUNK = 50
 
 
 @shared_task(name="compute.sweep_stuck")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from portal import bulk
+
 from .events import emit
 from .models import AuditRecord
 
@@ -24,7 +26,7 @@ def record_action(
 ) -> AuditRecord:
     """Write the audit row for an action on ``obj``, and its event."""
     emit(f"{obj._meta.model_name}.action.{action}", obj, actor=actor, project=project, result=result, **detail)
-    return AuditRecord.objects.create(
+    record = AuditRecord(
         project=project if project is not None else getattr(obj, "project", None),
         actor=actor if getattr(actor, "pk", None) else None,
         actor_name=getattr(actor, "username", "") or "system",
@@ -36,3 +38,5 @@ def record_action(
         result=result,
         detail=detail,
     )
+    bulk.add(record)  # now, or with a sweep's chunk (portal.bulk)
+    return record

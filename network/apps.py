@@ -13,6 +13,7 @@ class NetworkConfig(AppConfig):
 
         hooks.vms_created.register(vmnics.on_vms_created, order=20)  # after storage's disks
         hooks.nic_specs.register(vmnics.nic_specs)
+        hooks.specs_prefetch.register(vmnics.prefetch)
         hooks.network_config.register(vmnics.network_config)
         hooks.vm_done.register(vmnics.on_vm_done, order=20)
         # the outbox renders port messages from committed rows when it publishes them

@@ -10,11 +10,15 @@ and returns what happened, so the task's result in Celery shows the failed items
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
+
+from . import bulk
 
 T = TypeVar("T")
 log = logging.getLogger("nephele.periodic")
@@ -32,17 +36,73 @@ class Sweep(Generic[T]):
         return {"sweep": self.name, "done": self.done, "failed": self.failed}
 
 
-def each(name: str, items: Iterable[T], work: Callable[[T], object], *, key: Callable[[T], object] = str) -> Sweep[T]:
-    """Run ``work(item)`` for every item inside its own error boundary (see the module doc)."""
+def each(
+    name: str,
+    items: Iterable[T],
+    work: Callable[[T], object],
+    *,
+    key: Callable[[T], object] = str,
+    chunk: int = 1,
+) -> Sweep[T]:
+    """Run ``work(item)`` for every item inside its own error boundary (see the module doc).
+
+    ``chunk`` > 1 commits that many items together (each still in a savepoint of its own, so a
+    failing item is rolled back alone): one commit per chunk instead of one per item, for sweeps
+    over thousands of rows (the scheduler's). A chunk whose commit fails keeps none of its items
+    and reports them all."""
     sweep: Sweep[T] = Sweep(name)
+    batch: list[T] = []
     for item in items:
-        try:
-            with transaction.atomic():
-                work(item)
-        except Exception as exc:  # noqa: BLE001 — the boundary: report, skip, go on
-            label = str(key(item))
-            sweep.failed[label] = f"{type(exc).__name__}: {exc}"[:500]
-            log.exception("%s: item %s failed; skipped until the next run", name, label)
-        else:
-            sweep.done += 1
+        batch.append(item)
+        if len(batch) >= chunk:
+            _run_chunk(sweep, batch, work, key, nested=chunk > 1)
+            batch = []
+    if batch:
+        _run_chunk(sweep, batch, work, key, nested=chunk > 1)
     return sweep
+
+
+def _run_chunk(sweep: Sweep[T], batch: list[T], work: Callable[[T], object], key: Callable[[T], object], *,
+               nested: bool) -> None:  # fmt: skip
+    done, failed = 0, {}
+    try:
+        with transaction.atomic(), bulk.collecting() as rows:
+            for item in batch:
+                mark = rows.mark()
+                try:
+                    with transaction.atomic(savepoint=nested):
+                        work(item)
+                except Exception as exc:  # noqa: BLE001 — the boundary: report, skip, go on
+                    rows.discard_from(mark)  # what the failed item added to the chunk's inserts
+                    label = str(key(item))
+                    failed[label] = f"{type(exc).__name__}: {exc}"[:500]
+                    log.exception("%s: item %s failed; skipped until the next run", sweep.name, label)
+                else:
+                    done += 1
+    except Exception as exc:  # noqa: BLE001 — the chunk's commit failed: none of it was kept
+        log.exception("%s: a chunk of %d failed to commit; retried at the next run", sweep.name, len(batch))
+        failed = {str(key(item)): f"{type(exc).__name__}: {exc}"[:500] for item in batch}
+        done = 0
+    sweep.done += done
+    sweep.failed.update(failed)
+
+
+@contextmanager
+def exclusive(name: str) -> Iterator[bool]:
+    """Run a sweep alone across every process: yields True while this process holds the sweep's
+    PostgreSQL advisory lock (a session lock, so it is released when the block ends or the
+    connection dies), False when another process holds it (skip: that sweep does the work).
+    Without PostgreSQL (the embedded SQLite of ``make run``, one process) it always yields True."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = zlib.crc32(f"nephele.sweep.{name}".encode())
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        mine = bool(cur.fetchone()[0])
+    try:
+        yield mine
+    finally:
+        if mine:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", [key])

@@ -11,14 +11,15 @@ class StorageConfig(AppConfig):
         from compute import hooks
 
         from . import tasks_volumes, vmdisks  # noqa: F401
-        from .services.datastores import keep_hosts_reaching_datastore
+        from .services.datastores import placement_filter
 
         # storage joins a VM first (its disks), then the network manager (order 20)
         hooks.vms_created.register(vmdisks.on_vms_created, order=10)
         hooks.disk_specs.register(vmdisks.disk_specs)
         hooks.boot_files.register(vmdisks.boot)
+        hooks.specs_prefetch.register(vmdisks.prefetch)
         hooks.vm_done.register(vmdisks.on_vm_done, order=10)
-        hooks.placement_filter.register(keep_hosts_reaching_datastore)
+        hooks.placement_filter.register(placement_filter)
         # the outbox renders a volume step's message from the committed row when it publishes it
         from portal import outbox
 

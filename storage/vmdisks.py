@@ -241,9 +241,23 @@ def disk_spec(d: VMDisk) -> DiskSpec:
     )
 
 
+def _vm_disks(vm: Any) -> list[VMDisk]:
+    """Every disk row of the VM: prefetched by ``prefetch`` when the specs of many VMs are built
+    together, else one query."""
+    prefetched = getattr(vm, "spec_disks", None)
+    return list(prefetched) if prefetched is not None else list(VMDisk.objects.filter(vm=vm).order_by("pk"))
+
+
+def prefetch(vms: list[Any]) -> None:
+    """``compute.hooks.specs_prefetch``: the disk rows of all ``vms`` in one query."""
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    prefetch_related_objects(vms, Prefetch("disks", queryset=VMDisk.objects.order_by("pk"), to_attr="spec_disks"))
+
+
 def disk_specs(vm: Any) -> list[DiskSpec]:
     """The VM's disks by target: its boot image's overlay (vda), image copies and volumes."""
-    rows = list(VMDisk.objects.filter(vm=vm, kind__in=[VMDiskKind.DISK, VMDiskKind.CDROM], state__in=IN_DOMAIN))
+    rows = [d for d in _vm_disks(vm) if d.kind in (VMDiskKind.DISK, VMDiskKind.CDROM) and d.state in IN_DOMAIN]
     boot = _boot_disk_file(vm)
     if boot and not any(d.target == "vda" for d in rows):
         # a VM made before boot disks had their row: its overlay in the default place (stable,
@@ -254,9 +268,7 @@ def disk_specs(vm: Any) -> list[DiskSpec]:
 
 def boot_files(vm: Any) -> tuple[str, str]:
     """Kernel and initrd paths from the VM's kernel / ramdisk images; ("", "") when it has none."""
-    files = dict(
-        VMDisk.objects.filter(vm=vm, kind__in=[VMDiskKind.KERNEL, VMDiskKind.INITRD]).values_list("kind", "path")
-    )
+    files = {d.kind: d.path for d in _vm_disks(vm) if d.kind in (VMDiskKind.KERNEL, VMDiskKind.INITRD)}
     return files.get(VMDiskKind.KERNEL, ""), files.get(VMDiskKind.INITRD, "")
 
 
@@ -268,8 +280,7 @@ def boot(vm: Any) -> tuple[str, str, str] | None:
 
 def boot_cmdline(vm: Any) -> str:
     """The kernel command line of the VM's kernel image disk ("" when it has none)."""
-    row = VMDisk.objects.filter(vm=vm, kind=VMDiskKind.KERNEL).values_list("cmdline", flat=True).first()
-    return row or ""
+    return next((d.cmdline for d in _vm_disks(vm) if d.kind == VMDiskKind.KERNEL), "") or ""
 
 
 def vms_using_image(image_id: int) -> list[Any]:

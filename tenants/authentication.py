@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.db.models import Exists
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from .credentials import resolve_token
-from .twofactor import has_device, requires_2fa
+from .roles import AUDITOR_GROUP
+from .twofactor import has_device, requiring_2fa
 
 ENROL_MESSAGE = (
     "your organization requires a second factor: enrol an authenticator app at /account/2fa/ "
@@ -37,8 +40,20 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if token is None:
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
         user = token.user
-        if requires_2fa(user) and not has_device(user):
+        # one query for what every request needs to know of its user: is a second factor
+        # required (then a confirmed device must exist), and is the user a cloud auditor
+        flags = (
+            get_user_model()
+            .objects.filter(pk=user.pk)
+            .annotate(needs_2fa=requiring_2fa(user), auditor=Exists(user.groups.filter(name=AUDITOR_GROUP)))
+            .values("needs_2fa", "auditor")
+            .first()
+        )
+        if flags is None:
+            raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
+        if flags["needs_2fa"] and not has_device(user):
             raise exceptions.PermissionDenied(ENROL_MESSAGE)
+        user._nephele_auditor = bool(flags["auditor"])  # read by tenants.querysets.is_cloud_auditor
         user._nephele_token_project = token.project_id
         return user, token
 

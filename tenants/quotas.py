@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 
 from portal.errors import ServiceError
 
@@ -105,17 +105,6 @@ class QuotaLine:
         return min(100, round(100 * self.used / self.limit))
 
 
-def _limit(project_id: int, user_id: int | None, resource: str) -> int:
-    # user_id=None is Django's IS NULL (the project-wide row); the stubs only know ints
-    row = QuotaLimit.objects.filter(project_id=project_id, user_id=user_id, resource=resource).first()  # type: ignore[misc]
-    if row is not None:
-        return row.limit
-    if user_id is not None:
-        return UNLIMITED  # no per-user limit: only the project's applies
-    default = QuotaDefault.objects.filter(resource=resource).first()
-    return default.limit if default is not None else UNLIMITED
-
-
 def _lock_rows(project_id: int, user_id: int | None, resources: list[str]) -> dict[tuple[int | None, str], QuotaUsage]:
     """Lock **every** usage row of the project (and of the user in it) in one statement, in the
     cloud's one global order: project rows before user rows, then by resource name.
@@ -156,18 +145,25 @@ def consume(project: Any, user: Any, *, check: bool = True, **deltas: int) -> No
     user_id = getattr(user, "pk", None)
     rows = _lock_rows(project.pk, user_id, list(deltas))
     if check:
+        asked = [r for r, d in deltas.items() if d > 0]
+        limits: dict[int | None, dict[str, int]] = {None: _limits(project.pk, None, asked)}
+        if user_id is not None:
+            limits[user_id] = _limits(project.pk, user_id, asked)
         for (uid, resource), row in sorted(rows.items(), key=lambda kv: (kv[0][0] is not None, kv[0][1])):
             delta = deltas[resource]
             if delta <= 0:
                 continue
-            limit = _limit(project.pk, uid, resource)
+            limit = limits[uid][resource]
             if limit != UNLIMITED and row.used + delta > limit:
                 who = "" if uid is None else f" for user {getattr(user, 'username', uid)}"
                 raise QuotaExceeded(
                     f"quota exceeded{who}: {resource} {row.used} of {limit} used, {delta} requested", field=resource
                 )
-    for (_uid, resource), row in rows.items():
-        QuotaUsage.objects.filter(pk=row.pk).update(used=F("used") + deltas[resource])
+    # every row in one statement (they are locked already)
+    QuotaUsage.objects.filter(pk__in=[row.pk for row in rows.values()]).update(
+        used=F("used") + Case(*(When(pk=row.pk, then=Value(deltas[res])) for (_u, res), row in rows.items()),
+                              output_field=models.BigIntegerField())
+    )  # fmt: skip
 
 
 def release(project: Any, user: Any, **amounts: int) -> None:
@@ -191,6 +187,8 @@ def usage(project: Any, user: Any = None, resources: Mapping[str, str] | None = 
 
 def _limits(project_id: int, user_id: int | None, resources: list[str]) -> dict[str, int]:
     """``_limit`` of several resources in two queries (what a page of quota bars needs)."""
+    if not resources:
+        return {}
     rows = QuotaLimit.objects.filter(project_id=project_id, user_id=user_id, resource__in=resources)  # type: ignore[misc]
     limits = {row.resource: row.limit for row in rows}
     missing = [r for r in resources if r not in limits]

@@ -16,6 +16,7 @@ import qrcode
 import qrcode.image.svg
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.db.models import Exists, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,14 +31,23 @@ from .models import Organization
 EXEMPT_PREFIXES = ("/login/", "/logout/", "/account/2fa/", "/static/", "/api/v1/account/totp/")
 
 
-def requires_2fa(user: Any) -> bool:
-    """True when one of the user's organizations requires a second factor."""
+def requiring_2fa(user: Any) -> Exists:
+    """An SQL EXISTS: one of the user's organizations (through a project role or an
+    organization role) requires a second factor."""
+    from tenants.models import Project
     from tenants.querysets import allowed_projects
 
-    return (
-        Organization.objects.filter(require_2fa=True, projects__in=allowed_projects(user, "view")).exists()
-        or Organization.objects.filter(require_2fa=True, memberships__user=user).exists()
+    via_projects = Project.objects.filter(pk__in=allowed_projects(user, "view")).values("organization_id")
+    return Exists(
+        Organization.objects.filter(require_2fa=True).filter(Q(pk__in=via_projects) | Q(memberships__user=user))
     )
+
+
+def requires_2fa(user: Any) -> bool:
+    """True when one of the user's organizations requires a second factor (one query)."""
+    from django.contrib.auth import get_user_model
+
+    return bool(get_user_model().objects.filter(pk=user.pk).filter(requiring_2fa(user)).exists())
 
 
 def has_device(user: Any) -> bool:

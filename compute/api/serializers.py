@@ -131,6 +131,31 @@ class VMSerializer(ModelSerializer):
         user = self.context["request"].user
         return allowed_actions(vm.state, busy=vm.busy, admin=is_cloud_admin(user))
 
+    def to_representation(self, vm: VirtualMachine) -> dict[str, Any]:
+        """The fields above, read straight from the row (a list of fifty VMs is the API's most
+        requested page: field-by-field serialization was most of its CPU). What it returns is
+        what the declared fields give — ``tests/compute/test_api_serializers.py`` compares both —
+        and fields a subclass adds are serialized by DRF as usual."""
+        when = _DATETIME.to_representation
+        data: dict[str, Any] = {
+            "id": vm.pk, "name": vm.name, "project": vm.project_id, "owner": vm.owner.username,
+            "template": vm.template_id, "vcpu": vm.vcpu, "memory_mb": vm.memory_mb, "disk_gb": vm.disk_gb,
+            "state": vm.state, "operation": vm.operation, "hv_state": vm.hv_state,
+            "host": vm.host.name if vm.host_id is not None and vm.host is not None else None,
+            "schedule_message": vm.schedule_message, "last_error": vm.last_error,
+            "required_labels": vm.required_labels, "hypervisor": vm.hypervisor, "cluster": vm.cluster_id,
+            "allowed_actions": self.get_allowed_actions(vm), "created_at": when(vm.created_at),
+            "state_changed_at": when(vm.state_changed_at), "version": vm.version,
+        }  # fmt: skip
+        for name, field in self.fields.items():
+            if name not in data and not field.write_only:
+                attribute = field.get_attribute(vm)
+                data[name] = None if attribute is None else field.to_representation(attribute)
+        return data
+
+
+_DATETIME = serializers.DateTimeField()
+
 
 class VMCreateSerializer(serializers.Serializer):
     """Input for creating VMs from a template; sizes default to the template's."""

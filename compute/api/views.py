@@ -17,10 +17,9 @@ from rest_framework.response import Response
 
 from monitoring.models import AuditRecord
 from portal.api import IsCloudAdmin, ShareSerializer, SharesSerializer, client_ip
-from portal.errors import InvalidInput, NotFound
+from portal.errors import InvalidInput
 from portal.filters import CharFilter, FilterSet, PresentCharFilter
 from tenants import sharing
-from tenants.models import Project
 
 from .. import services
 from ..models import BootImage, Cluster, Host, VirtualMachine, VMTemplate
@@ -226,16 +225,10 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         ser = s.VMCreateSerializer(data=request.data, context={"request": request})
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
-        project = Project.objects.restrict(request.user, "manage").filter(pk=d["project"]).first()
-        if project is None:
-            raise NotFound("project not found", field="project")
-        template = VMTemplate.objects.restrict(request.user, "view").filter(pk=d["template"]).first()
-        if template is None:
-            raise NotFound("template not found", field="template")
-        vms = services.create_vms(
+        vms = services.create_vms(  # resolves project and template through the gate, at use
             request.user,
-            project=project,
-            template=template,
+            project=d["project"],
+            template=d["template"],
             name=d["name"],
             count=d["count"],
             vcpu=d.get("vcpu"),

@@ -7,12 +7,12 @@ reconciliation loop's.
 
 from specs import StepOrder, StepResult
 
-from . import hosts, sweeper
+from . import hosts, steps, sweeper
 from .actions import ActionRequest, perform_action
 from .create import create_vms
 from .hosts import delete_host, reconcile, record_probe, register_host, set_host_state
 from .observation import observe_domain
-from .placement import place_vm
+from .placement import place_pending, place_vm
 from .steps import complete_step, domain_spec, step_order
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "domain_spec",
     "observe_domain",
     "perform_action",
+    "place_pending",
     "place_vm",
     "reconcile",
     "record_probe",
@@ -32,5 +33,6 @@ __all__ = [
     "register_host",
     "set_host_state",
     "step_order",
+    "steps",
     "sweeper",
 ]

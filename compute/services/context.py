@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Prefetch, prefetch_related_objects
 
 from portal.errors import InvalidInput
 from specs import ContextSpec, DiskSpec
@@ -38,7 +39,17 @@ def vm_hostname(vm: VirtualMachine) -> str:
 
 def owner_keys(vm: VirtualMachine) -> list[SSHKey]:
     """The VM owner's SSH keys, oldest first (the first is the one the test guest prints)."""
+    loaded = VirtualMachine._meta.get_field("owner").is_cached(vm)
+    prefetched = getattr(vm.owner, "spec_keys", None) if loaded else None
+    if prefetched is not None:
+        return list(prefetched)
     return list(SSHKey.objects.filter(user_id=vm.owner_id).order_by("created_at", "pk"))
+
+
+def prefetch_keys(vms: list[VirtualMachine]) -> None:
+    """The keys of all the VMs' owners in one query (``owner_keys`` then reads them)."""
+    rows = SSHKey.objects.order_by("created_at", "pk")
+    prefetch_related_objects(vms, Prefetch("owner__ssh_keys", queryset=rows, to_attr="spec_keys"))
 
 
 def context_spec(vm: VirtualMachine) -> ContextSpec:

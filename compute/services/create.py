@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from monitoring.audit import record_action
 from monitoring.events import emit
-from portal import outbox
+from portal import bulk, outbox
 from portal.errors import Conflict, InvalidInput, NotFound
 from portal.events import publish_vm
 from tenants import quotas
@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 # creation
 # --------------------------------------------------------------------------------------------
 @transaction.atomic
+@bulk.collected  # the rows of every VM (state changes, events, audit, dispatch) in one INSERT each
 def create_vms(
     actor: User,
     *,
-    project: Project,
-    template: VMTemplate,
+    project: Project | int,
+    template: VMTemplate | int,
     name: str,
     count: int = 1,
     vcpu: int | None = None,
@@ -56,19 +57,25 @@ def create_vms(
 
     ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see compute/context.py).
     ``client_token``: an idempotency key; a retry with the same key and parameters returns the
-    VMs of the first request (even while it is still running elsewhere: it waits for it)."""
-    if not Project.objects.restrict(actor, "manage").filter(pk=project.pk).exists():
+    VMs of the first request (even while it is still running elsewhere: it waits for it).
+    ``project`` and ``template`` are objects or ids: either way they are resolved here, through
+    the access gate, at the time of use (so a caller need not look them up first)."""
+    project_id = project if isinstance(project, int) else project.pk
+    template_id = template if isinstance(template, int) else template.pk
+    found = Project.objects.restrict(actor, "manage").filter(pk=project_id).first()
+    if found is None:
         raise NotFound("project not found", field="project")
+    project = found
     claim = None
     if client_token:
-        params = [project.pk, template.pk, name, count, vcpu, memory_mb, hold, user_data]
+        params = [project.pk, template_id, name, count, vcpu, memory_mb, hold, user_data]
         digest = hashlib.sha256(json.dumps(params).encode()).hexdigest()
         claim, earlier = _claim_token(actor, client_token, digest)
         if earlier is not None:
             return earlier
     # The template and what it references are resolved again now, with the creator's rights
     # at this moment: a template or boot image whose share was revoked makes no new VM.
-    fresh = VMTemplate.objects.restrict(actor, "view").select_related("boot_image").filter(pk=template.pk).first()
+    fresh = VMTemplate.objects.restrict(actor, "view").select_related("boot_image").filter(pk=template_id).first()
     if fresh is None:
         raise NotFound("template not found", field="template")
     template = fresh
@@ -110,7 +117,7 @@ def create_vms(
             state=S.HOLD if hold else S.PENDING,
             user_data=user_data,
         )
-        VMStateChange.objects.create(vm=vm, from_state="", to_state=vm.state, reason="created")
+        bulk.add(VMStateChange(vm=vm, from_state="", to_state=vm.state, reason="created"))
         emit(f"virtualmachine.state.{vm.state}", vm, actor=actor, from_state="", reason="created")
         record_action(actor, vm, "create", ip=ip, template=template.pk, vcpu=vcpu, memory_mb=memory_mb)
         publish_vm(vm)

@@ -13,7 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from monitoring.events import emit
-from portal import operations
+from portal import bulk, operations
 from portal.errors import InvalidInput
 from portal.events import publish_vm
 from tenants import quotas
@@ -73,7 +73,7 @@ def set_state(vm: VirtualMachine, new: str, reason: str = "", *, check_quota: bo
         vm.state_changed_at = timezone.now()
         if new in TRANSIENT and vm.operation:
             operations.progressed(vm)
-        VMStateChange.objects.create(vm=vm, from_state=old, to_state=new, reason=reason[:255])
+        bulk.add(VMStateChange(vm=vm, from_state=old, to_state=new, reason=reason[:255]))
         emit(f"virtualmachine.state.{new}", vm, from_state=old, reason=reason[:255], host=vm.host_id)
     vm.save()
     if new == S.DONE and old != S.DONE:

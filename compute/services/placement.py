@@ -7,6 +7,7 @@ import logging
 from django.db import transaction
 
 from monitoring.audit import record_action
+from portal import bulk
 from portal.errors import Conflict, NotFound
 from portal.events import publish_vm
 from tenants.querysets import Actor
@@ -46,9 +47,39 @@ def place_vm(
     hosts best-first from a batch ranking (``scheduler.service.rank_batch``), else the VM is
     ranked on its own.
     """
+    vm = lock(actor, vm_id, "manage")
+    return _place(vm, host_id=host_id, actor=actor, ip=ip, ranked=ranked)
+
+
+@transaction.atomic(savepoint=False)  # the sweep gives each VM its savepoint
+def place_pending(
+    vm_id: int, ranked: tuple[list[int], str] | None, hosts: dict[int, Host] | None = None
+) -> VirtualMachine | None:
+    """The system's sweep: ``place_vm`` for a PENDING VM, except that a VM another transaction
+    holds is left alone (None) rather than waited for — a sweep holding the host claims of its
+    chunk never waits on a VM row, so it forms no lock cycle with a single placement (which
+    locks its VM first and a host second). ``hosts``: the pass's host rows by id, filled as they
+    are first used (their names and queues; capacity is claimed in the database)."""
+    vm = (
+        VirtualMachine.objects.select_related("host", "project", "cluster")
+        .select_for_update(of=("self",), skip_locked=True)
+        .filter(pk=vm_id)
+        .first()
+    )
+    return None if vm is None else _place(vm, ranked=ranked, hosts=hosts)
+
+
+def _place(
+    vm: VirtualMachine,
+    *,
+    host_id: int | None = None,
+    actor: Actor = None,
+    ip: str | None = None,
+    ranked: tuple[list[int], str] | None = None,
+    hosts: dict[int, Host] | None = None,
+) -> VirtualMachine:
     from ..scheduler.service import rank_for
 
-    vm = lock(actor, vm_id, "manage")
     if actor is not None:
         check_allowed(actor, vm, Action.DEPLOY)
     elif vm.state != S.PENDING or vm.busy:
@@ -77,8 +108,11 @@ def place_vm(
             vm.save(update_fields=["schedule_message"])
             publish_vm(vm)
         return vm
-    host = Host.objects.get(pk=hid)
-    VMPlacement.objects.create(vm=vm, host=host, start_reason="deploy", vcpu=vm.vcpu, memory_mb=vm.memory_mb)
+    cached = hosts.get(hid) if hosts is not None else None
+    host = cached if cached is not None else Host.objects.get(pk=hid)
+    if hosts is not None:
+        hosts[hid] = host
+    bulk.add(VMPlacement(vm=vm, host=host, start_reason="deploy", vcpu=vm.vcpu, memory_mb=vm.memory_mb))
     if actor is not None:
         record_action(actor, vm, "deploy", ip=ip, host=host.name)
     vm.host = host

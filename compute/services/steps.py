@@ -60,13 +60,36 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
     )
 
 
+_ORDER_RELATED = ("host", "target_host", "boot_image", "owner")
+
+
 def step_order(vm_id: int, seq: int) -> StepOrder | None:
     """What to do for ``vm_id`` at operation ``seq``; None when the order is stale (idempotency)."""
-    vm = VirtualMachine.objects.select_related("host", "target_host", "boot_image", "owner").filter(pk=vm_id).first()
-    if vm is None or vm.operation_seq != seq or not vm.operation or vm.host is None:
-        return None
-    if vm.state not in TRANSIENT and vm.operation != Action.REBOOT:
-        return None
+    return step_orders([(vm_id, seq)])[0]
+
+
+def step_orders(steps: list[tuple[int, int]]) -> list[StepOrder | None]:
+    """``step_order`` of many (vm, seq) at once — the outbox relays a commit's step orders
+    together: one query for the VMs, one per manager for what their specs read
+    (``hooks.specs_prefetch``), one for the owners' keys."""
+    vms = {
+        vm.pk: vm for vm in VirtualMachine.objects.select_related(*_ORDER_RELATED).filter(pk__in={v for v, _ in steps})
+    }
+    live = [vm for vm_id, seq in steps if (vm := vms.get(vm_id)) is not None and _current(vm, seq)]
+    if len(live) > 1:
+        hooks.specs_prefetch(live)
+        context.prefetch_keys(live)
+    return [_order(vms[vm_id], seq) if vm_id in vms and _current(vms[vm_id], seq) else None for vm_id, seq in steps]
+
+
+def _current(vm: VirtualMachine, seq: int) -> bool:
+    if vm.operation_seq != seq or not vm.operation or vm.host is None:
+        return False
+    return vm.state in TRANSIENT or vm.operation == Action.REBOOT
+
+
+def _order(vm: VirtualMachine, seq: int) -> StepOrder:
+    assert vm.host is not None
     args = vm.operation_args or {}
     dest = vm.target_host
     return StepOrder(

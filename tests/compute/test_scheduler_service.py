@@ -199,3 +199,75 @@ def test_a_sweep_ranks_every_pending_vm_on_one_snapshot(
     assert sorted(placed.exclude(host=None).values_list("host__name", flat=True)) == ["big-a", "big-b"]
     waiting = placed.get(host=None)
     assert waiting.state == S.PENDING and waiting.schedule_message == "no host with 10 free vCPU"
+
+
+def _sweep_queries(member: Any, project: Any, template: Any, n: int) -> tuple[int, int, dict[str, object]]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from compute.tasks import schedule_pending
+
+    for i in range(n):
+        (vm,) = services.create_vms(member, project=project, template=template, name=f"q{n}-{i}", hold=True)
+        VirtualMachine.objects.filter(pk=vm.pk).update(state=S.PENDING)
+    with CaptureQueriesContext(connection) as ctx:
+        result = schedule_pending()
+    events = sum(q["sql"].startswith('INSERT INTO "monitoring_event"') for q in ctx.captured_queries)
+    return len(ctx.captured_queries), events, result
+
+
+def test_a_sweeps_queries_per_vm_do_not_grow_and_its_rows_go_in_bulk(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
+    """Issue 13: a sweep's cost per VM is a lock, a claim and the VM's update (plus its savepoint);
+    state changes, events, placements and outbox rows are inserted once per chunk, and the
+    chunk's step orders are built with one query per kind of row, not per VM."""
+    for i in range(4):
+        make_sim_host(f"bulk-{i}", vcpu=64, memory_mb=262144)
+    few, few_events, r1 = _sweep_queries(member, project, template, 4)
+    many, many_events, r2 = _sweep_queries(member, project, template, 20)
+    assert r1["placed"] == 4 and r2["placed"] == 20, (r1, r2)
+    per_vm = (many - few) / 16
+    assert per_vm <= 5, f"{per_vm} queries per extra VM ({few} for 4, {many} for 20)"
+    assert few_events == many_events == 1, "one INSERT of events per chunk"
+
+
+def test_one_sweep_at_a_time(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
+    """A second sweep while one runs (its advisory lock held by another session) skips."""
+    import zlib
+
+    import psycopg
+    from django.db import connection
+
+    from compute.tasks import schedule_pending
+
+    make_sim_host("one-at-a-time")
+    (vm,) = services.create_vms(member, project=project, template=template, name="waits", hold=True)
+    VirtualMachine.objects.filter(pk=vm.pk).update(state=S.PENDING)
+    db = connection.settings_dict
+    key = zlib.crc32(b"nephele.sweep.schedule_pending")
+    other = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True)
+    try:
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+        assert schedule_pending()["skipped"] == "another sweep is running"
+        assert VirtualMachine.objects.get(pk=vm.pk).state == S.PENDING
+        other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        assert schedule_pending()["placed"] == 1
+    finally:
+        other.close()
+
+
+def test_a_claim_never_lands_on_a_host_disabled_since_the_snapshot(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
+    from compute.scheduler.service import rank_batch
+
+    host = make_sim_host("goes-away")
+    (vm,) = services.create_vms(member, project=project, template=template, name="late", hold=True)
+    VirtualMachine.objects.filter(pk=vm.pk).update(state=S.PENDING)
+    plan = rank_batch([VirtualMachine.objects.get(pk=vm.pk)])
+    assert plan[vm.pk][0] == [host.pk]
+    Host.objects.filter(pk=host.pk).update(state="DISABLED")  # an operator disables it meanwhile
+    placed = services.place_pending(vm.pk, plan[vm.pk])
+    assert placed is not None and placed.state == S.PENDING and placed.host_id is None
+    assert Host.objects.get(pk=host.pk).alloc_vms == 0
