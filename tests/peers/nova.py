@@ -74,6 +74,7 @@ class NovaPeer:
     image_id: str  #: the one image the Glance stand-in serves
     flavor_id: str  #: 1 vCPU, 512 MB, 1 GB disk
     hosts: list[str]  #: the nova-compute service hosts
+    version: str = ""  #: nova's, e.g. 34.0.0
     microversion: str = MICROVERSION
     workdir: Path = field(default_factory=Path)  #: configuration and logs/<process>.log
 
@@ -322,7 +323,11 @@ heartbeat_timeout_threshold = 0
         self.spawn("rabbitmq", [RABBITMQ_SERVER], env)
 
     def sync_databases(self) -> None:
-        placement = [str(self.bin / "placement-manage"), "--config-file", str(self.dir / "placement" / "placement.conf")]
+        placement = [
+            str(self.bin / "placement-manage"),
+            "--config-file",
+            str(self.dir / "placement" / "placement.conf"),
+        ]
         self.run("placement-manage", [*placement, "db", "sync"])
         self.run("nova-manage", [*self.manage, "api_db", "sync"])
         self.run("nova-manage", [*self.manage, "cell_v2", "map_cell0", "--database_connection", self.db_url("cell0")])
@@ -332,7 +337,9 @@ heartbeat_timeout_threshold = 0
 
     def start_services(self) -> None:
         py = str(self.bin / "python")
-        self.spawn("standins", [py, str(SIDE / "novapeer_side.py"), "standins", str(self.ports["standins"]), self.image_id])
+        self.spawn(
+            "standins", [py, str(SIDE / "novapeer_side.py"), "standins", str(self.ports["standins"]), self.image_id]
+        )
         gunicorn = [str(self.bin / "gunicorn"), "--no-control-socket", "--workers", "1", "--threads", "8", "--timeout", "120"]  # fmt: skip
         self.spawn("placement-api", [*gunicorn, "-b", f"127.0.0.1:{self.ports['placement']}", "novapeer_side:placement_api()"])  # fmt: skip
         self.spawn("nova-api", [*gunicorn, "-b", f"127.0.0.1:{self.ports['api']}", "novapeer_side:nova_api()"])
@@ -373,8 +380,12 @@ heartbeat_timeout_threshold = 0
             compute_url=f"http://127.0.0.1:{self.ports['api']}/v2.1",
             placement_url=f"http://127.0.0.1:{self.ports['placement']}",
             token=self.token, project_id=self.project_id, user_id=self.user_id, image_id=self.image_id,
-            flavor_id="", hosts=list(self.hosts), workdir=self.dir,
+            flavor_id="", hosts=list(self.hosts), workdir=self.dir, version=self.version(),
         )  # fmt: skip
+
+    def version(self) -> str:
+        code = "import importlib.metadata as m; print(m.version('nova'))"
+        return self.run("version", [str(self.bin / "python"), "-c", code]).strip()
 
     def wait_api(self, peer: NovaPeer, timeout: float) -> None:
         def answers() -> bool:

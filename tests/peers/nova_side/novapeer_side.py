@@ -42,11 +42,15 @@ class KeystoneStandIn:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         # what a client sends in identity headers is never trusted, as with authtoken
-        for key in [k for k in environ if k.startswith(("HTTP_X_USER", "HTTP_X_PROJECT", "HTTP_X_ROLES", "HTTP_X_IDENTITY"))]:
+        for key in [
+            k for k in environ if k.startswith(("HTTP_X_USER", "HTTP_X_PROJECT", "HTTP_X_ROLES", "HTTP_X_IDENTITY"))
+        ]:
             del environ[key]
         if environ.get("HTTP_X_AUTH_TOKEN") != self.token:
             body = b'{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}'
-            start_response("401 Unauthorized", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            start_response(
+                "401 Unauthorized", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
             return [body]
         environ.update(self.identity)
         return self.app(environ, start_response)
@@ -82,17 +86,38 @@ IMAGE_SCHEMA = {
     "properties": {
         name: {"type": kind}
         for name, kind in {
-            "id": "string", "name": ["null", "string"], "status": "string", "visibility": "string",
-            "protected": "boolean", "os_hidden": "boolean", "checksum": ["null", "string"],
-            "os_hash_algo": ["null", "string"], "os_hash_value": ["null", "string"], "owner": ["null", "string"],
-            "size": ["null", "integer"], "virtual_size": ["null", "integer"], "min_ram": "integer",
-            "min_disk": "integer", "container_format": ["null", "string"], "disk_format": ["null", "string"],
-            "created_at": "string", "updated_at": "string", "tags": "array", "direct_url": "string",
-            "locations": "array", "self": "string", "file": "string", "schema": "string",
+            "id": "string",
+            "name": ["null", "string"],
+            "status": "string",
+            "visibility": "string",
+            "protected": "boolean",
+            "os_hidden": "boolean",
+            "checksum": ["null", "string"],
+            "os_hash_algo": ["null", "string"],
+            "os_hash_value": ["null", "string"],
+            "owner": ["null", "string"],
+            "size": ["null", "integer"],
+            "virtual_size": ["null", "integer"],
+            "min_ram": "integer",
+            "min_disk": "integer",
+            "container_format": ["null", "string"],
+            "disk_format": ["null", "string"],
+            "created_at": "string",
+            "updated_at": "string",
+            "tags": "array",
+            "direct_url": "string",
+            "locations": "array",
+            "self": "string",
+            "file": "string",
+            "schema": "string",
         }.items()
     },  # fmt: skip
     "additionalProperties": {"type": "string"},
-    "links": [{"href": "{self}", "rel": "self"}, {"href": "{file}", "rel": "enclosure"}, {"href": "{schema}", "rel": "describedby"}],
+    "links": [
+        {"href": "{self}", "rel": "self"},
+        {"href": "{file}", "rel": "enclosure"},
+        {"href": "{schema}", "rel": "describedby"},
+    ],
 }
 
 
