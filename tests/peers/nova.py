@@ -54,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "nova-requirements.txt"
 SIDE = HERE / "nova_side"
-VENV = Path(os.environ.get("NOVA_PEER_VENV", ROOT / ".cache" / "nova-venv"))
+# resolved: a venv's scripts name its real path in their #! line (.cache may be a symlink)
+VENV = Path(os.environ.get("NOVA_PEER_VENV", ROOT / ".cache" / "nova-venv")).resolve()
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's, without the su wrapper
 MICROVERSION = "2.96"
 
@@ -133,7 +134,7 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, on_fail: Callabl
 def ensure_venv(log: Callable[[str], None] = print) -> Path:
     """The Nova venv, created (or re-created) when it is absent or its requirements changed;
     one creation at a time (a lock beside it). Returns its ``bin`` folder."""
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    digest = f"{hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()} {VENV}"
     marker = VENV / ".nephele-requirements"
     VENV.parent.mkdir(parents=True, exist_ok=True)
     with open(VENV.parent / "nova-venv.lock", "w") as lock:
