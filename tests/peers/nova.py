@@ -14,7 +14,9 @@ private RabbitMQ node and the Nova processes on free loopback ports, waits until
 is registered, mapped to cell1 and has its resource provider, creates one flavor, and yields a
 ``NovaPeer``. On leaving — normally, on an exception or on Ctrl-C — it stops every process it
 started (by process group), drops its databases and removes its folder (``keep=True`` keeps
-the folder with the logs).
+the folder with the logs). Its processes get SIGTERM if the process that started them dies,
+even by SIGKILL (parent-death signal), and the next ``nova_peer()`` drops the databases and
+folder such a run left behind.
 
 The processes: placement-api and nova-api under gunicorn, nova-conductor, nova-scheduler and
 ``computes`` nova-compute with ``fake.FakeDriverWithoutFakeNodes`` (1000 vCPU, 800 GB RAM
@@ -30,6 +32,7 @@ Stdlib only, so it imports into any venv: it never imports Nova; it runs it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -58,6 +61,8 @@ SIDE = HERE / "nova_side"
 VENV = Path(os.environ.get("NOVA_PEER_VENV", ROOT / ".cache" / "nova-venv")).resolve()
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's, without the su wrapper
 MICROVERSION = "2.96"
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class NovaPeerError(RuntimeError):
@@ -129,6 +134,42 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, on_fail: Callabl
                 return
         time.sleep(0.3)
     raise NovaPeerError(f"{what} not ready after {timeout:.0f} s\n{on_fail()}")
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM to the child when this process dies, even by SIGKILL (Linux)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans(pg_server: str) -> None:
+    """What a run killed outright (SIGKILL) left: its folder ``nova-peer-<pid>-*`` in the temp
+    folder and the databases it lists, when that pid is gone. Its processes died with it
+    (parent-death signal)."""
+    for folder in Path(tempfile.gettempdir()).glob("nova-peer-*-*"):
+        try:
+            pid = int(folder.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        listed = folder / "databases"  # removed by a clean stop: a kept folder stays
+        if _pid_alive(pid) or not listed.exists():
+            continue
+        for name in listed.read_text().split():
+            if name.startswith(f"novapeer_{pid}_"):
+                subprocess.run(
+                    ["psql", f"{pg_server}/postgres", "-XAtqc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                    capture_output=True, timeout=60, check=False,
+                )  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def ensure_venv(log: Callable[[str], None] = print) -> Path:
@@ -203,7 +244,7 @@ class _Run:
         logf = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.procs[name] = subprocess.Popen(
             argv, cwd=self.dir, env={**self.env, **(env or {})}, stdout=logf, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
         logf.close()
 
@@ -301,8 +342,9 @@ heartbeat_timeout_threshold = 0
 
     def create_databases(self) -> None:
         for name in self.names.values():
-            self.psql("postgres", f'CREATE DATABASE "{name}"')
             self.databases.append(name)
+            (self.dir / "databases").write_text("\n".join(self.databases) + "\n")  # for sweep_orphans
+            self.psql("postgres", f'CREATE DATABASE "{name}"')
 
     def start_rabbitmq(self) -> None:
         base = self.dir / "rabbitmq"
@@ -422,9 +464,15 @@ heartbeat_timeout_threshold = 0
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        dropped = True
         for name in reversed(self.databases):
-            with contextlib.suppress(NovaPeerError, subprocess.SubprocessError):
+            try:
                 self.psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except (NovaPeerError, subprocess.SubprocessError) as exc:
+                dropped = False
+                self.log(f"[nova-peer] could not drop {name}: {exc}")
+        if dropped:
+            (self.dir / "databases").unlink(missing_ok=True)
 
 
 def _pg_server() -> str:
@@ -441,8 +489,10 @@ def nova_peer(
 ) -> Iterator[NovaPeer]:
     """A running Nova with ``computes`` fake computes; everything it started is gone afterwards."""
     bindir = ensure_venv(log)
-    workdir = Path(tempfile.mkdtemp(prefix="nova-peer-"))
-    run = _Run(computes, _pg_server(), workdir, log)
+    pg_server = _pg_server()
+    sweep_orphans(pg_server)
+    workdir = Path(tempfile.mkdtemp(prefix=f"nova-peer-{os.getpid()}-"))
+    run = _Run(computes, pg_server, workdir, log)
     previous = signal.getsignal(signal.SIGTERM)
     if previous in (signal.SIG_DFL, None):
         # SIGTERM unwinds through the finally below instead of leaving orphans behind
