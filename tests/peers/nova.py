@@ -44,6 +44,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -493,8 +494,9 @@ def nova_peer(
     sweep_orphans(pg_server)
     workdir = Path(tempfile.mkdtemp(prefix=f"nova-peer-{os.getpid()}-"))
     run = _Run(computes, pg_server, workdir, log)
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous in (signal.SIG_DFL, None):
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    if main and previous in (signal.SIG_DFL, None):
         # SIGTERM unwinds through the finally below instead of leaving orphans behind
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
@@ -511,7 +513,7 @@ def nova_peer(
         yield peer
     finally:
         run.stop()
-        if previous in (signal.SIG_DFL, None):
+        if main and previous in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
