@@ -59,7 +59,7 @@ check-deploy: venv ## Django's deployment checklist against the production setti
 	NEPHELE_ALLOWED_HOSTS=cloud.example.org DJANGO_SETTINGS_MODULE=portal.settings_production \
 	$(PY) manage.py check --deploy --fail-level WARNING
 
-bench: venv ## print the performance figures (scheduler, deploy latency, monitoring ingest, event fan-out, scale, faults)
+bench: venv ## print the performance figures (scheduler, deploy latency, monitoring ingest, event fan-out, scale, faults, beside a real Nova)
 	$(PY) bench/scheduler.py
 	BENCH_RATE=8 $(PY) bench/deploy.py
 	BENCH_RATE=0 $(PY) bench/deploy.py
@@ -67,6 +67,7 @@ bench: venv ## print the performance figures (scheduler, deploy latency, monitor
 	$(PY) bench/events.py
 	$(PY) bench/scale.py
 	$(PY) bench/faults.py
+	$(PY) bench/peer_nova.py
 
 clean: ## remove the venv, caches and local state
 	rm -rf $(VENV) .cache .run db.sqlite3 staticfiles artifacts
