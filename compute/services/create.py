@@ -8,7 +8,8 @@ import logging
 from datetime import timedelta
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from monitoring.audit import record_action
@@ -22,6 +23,7 @@ from tenants.models import Project
 from .. import hooks
 from ..models import (
     BootImage,
+    Host,
     CreateRequest,
     VirtualMachine,
     VMStateChange,
@@ -89,6 +91,7 @@ def create_vms(
     vcpu = template.vcpu if vcpu is None else vcpu
     memory_mb = template.memory_mb if memory_mb is None else memory_mb
     validate_capacity(vcpu, memory_mb, template.disk_gb)
+    refuse_if_it_can_never_fit(template, vcpu, memory_mb, template.disk_gb)
     context.validate_user_data(user_data)
     from django.core.exceptions import ValidationError
 
@@ -143,6 +146,36 @@ def create_vms(
         for vm in vms:
             outbox.send("compute.schedule_vm", (vm.pk,))
     return vms
+
+
+def refuse_if_it_can_never_fit(template: VMTemplate, vcpu: int, memory_mb: int, disk_gb: int) -> None:
+    """400 naming the field when hosts eligible for the VM exist (hypervisor, cluster, labels)
+    and not one of them could hold it even empty (its total capacity): such a VM would wait in
+    PENDING forever, holding quota. A VM that merely finds every host full now is accepted and
+    waits; so is one no host is eligible for yet (hosts may be added)."""
+    eligible = Host.objects.filter(total_vcpu__gt=0)  # probed at least once (sizes known)
+    if template.hypervisor:
+        eligible = eligible.filter(hypervisor=template.hypervisor)
+    if template.cluster_id is not None:
+        eligible = eligible.filter(cluster_id=template.cluster_id)
+    if template.required_labels and connection.vendor == "postgresql":
+        eligible = eligible.filter(labels__contains=template.required_labels)  # SQLite: not narrowed
+    if eligible.filter(total_vcpu__gte=vcpu, total_memory_mb__gte=memory_mb, total_disk_gb__gte=disk_gb).exists():
+        return
+    largest = eligible.aggregate(vcpu=Max("total_vcpu"), memory_mb=Max("total_memory_mb"), disk_gb=Max("total_disk_gb"))
+    if largest["vcpu"] is None:
+        return  # no eligible host at all yet: it waits with the scheduler's reason
+    asked = {"vcpu": (vcpu, "vCPU"), "memory_mb": (memory_mb, "MiB of memory"), "disk_gb": (disk_gb, "GiB of disk")}
+    for field, (value, unit) in asked.items():
+        if value > largest[field]:
+            raise InvalidInput(
+                f"{field}: no host could ever hold this VM — it asks {value} {unit} and the largest eligible "
+                f"host has {largest[field]}",
+                field=field,
+            )
+    raise InvalidInput(
+        f"no single eligible host has {vcpu} vCPU, {memory_mb} MiB and {disk_gb} GiB together", field="vcpu"
+    )
 
 
 def _claim_token(actor: User, token: str, digest: str) -> tuple[CreateRequest | None, list[VirtualMachine] | None]:

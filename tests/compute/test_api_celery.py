@@ -68,19 +68,46 @@ def test_full_life_cycle_through_the_api(
     assert "create" in actions and "terminate" in actions
 
 
-def test_vm_that_fits_nowhere_stays_pending_with_reason(
+def test_vm_that_fits_nowhere_now_stays_pending_with_reason(
     agent: Any, make_sim_host: Any, member: Any, project: Any, template: Any
 ) -> None:
-    make_sim_host("small-host", vcpu=4)
+    make_sim_host("small-host", vcpu=8)
     api = client_for(member)
+    first = api.post(
+        "/api/v1/vms/", {"name": "first", "project": project.pk, "template": template.pk, "vcpu": 6}, format="json"
+    )
+    wait_for(lambda: vm_state(first.json()[0]["id"]) == S.RUNNING)
     resp = api.post(
-        "/api/v1/vms/", {"name": "big", "project": project.pk, "template": template.pk, "vcpu": 8}, format="json"
+        "/api/v1/vms/", {"name": "big", "project": project.pk, "template": template.pk, "vcpu": 4}, format="json"
     )
     pk = resp.json()[0]["id"]
     msg = wait_for(lambda: VirtualMachine.objects.get(pk=pk).schedule_message)
-    assert msg == "no host with 8 free vCPU"
+    assert msg == "no host with 4 free vCPU"
     assert api.get(f"/api/v1/vms/{pk}/").json()["schedule_message"] == msg
     assert vm_state(pk) == S.PENDING
+
+
+def test_vm_that_could_never_fit_is_refused_at_create(
+    make_sim_host: Any, member: Any, project: Any, template: Any
+) -> None:
+    """Issue 14: 200 vCPU when the largest eligible host has 32 is refused (400 naming the field,
+    nothing created, no quota held) instead of waiting in PENDING forever."""
+    make_sim_host("h32", vcpu=32)
+    api = client_for(member)
+    before = VirtualMachine.objects.count()
+    resp = api.post(
+        "/api/v1/vms/", {"name": "huge", "project": project.pk, "template": template.pk, "vcpu": 200}, format="json"
+    )
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["field"] == "vcpu"
+    assert "largest eligible host has 32" in resp.json()["detail"]
+    assert VirtualMachine.objects.count() == before
+    memory = api.post(
+        "/api/v1/vms/",
+        {"name": "huge", "project": project.pk, "template": template.pk, "memory_mb": 1048576},
+        format="json",
+    )
+    assert memory.status_code == 400 and memory.json()["field"] == "memory_mb", memory.content
 
 
 def test_two_concurrent_actions_one_wins(
