@@ -10,6 +10,8 @@ EPILOG) mean a driver step is running; the VM's ``operation`` says which action 
 
 from __future__ import annotations
 
+import functools
+
 from django.db import models
 
 from portal.operations import ActionSpec, ActionTable
@@ -112,7 +114,12 @@ RECOVER_OPTIONS = ("success", "failure", "retry", "delete")
 
 def allowed_actions(state: str, *, busy: bool, admin: bool) -> list[str]:
     """The actions a user may start on a VM in ``state`` (what the page shows as buttons)."""
-    return TABLE.actions_for(state, busy=busy, admin=admin)
+    return list(_allowed(state, busy, admin))
+
+
+@functools.lru_cache(maxsize=256)
+def _allowed(state: str, busy: bool, admin: bool) -> tuple[str, ...]:
+    return tuple(TABLE.actions_for(state, busy=busy, admin=admin))  # the table is fixed at import
 
 
 class RestartPolicy(models.TextChoices):

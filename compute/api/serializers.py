@@ -138,15 +138,17 @@ class VMSerializer(ModelSerializer):
         and fields a subclass adds are serialized by DRF as usual."""
         when = _DATETIME.to_representation
         data: dict[str, Any] = {
-            "id": vm.pk, "name": vm.name, "project": vm.project_id, "owner": vm.owner.username,
+            "id": vm.pk, "name": vm.name, "project": vm.project_id, "owner": _owner_name(vm),
             "template": vm.template_id, "vcpu": vm.vcpu, "memory_mb": vm.memory_mb, "disk_gb": vm.disk_gb,
             "state": vm.state, "operation": vm.operation, "hv_state": vm.hv_state,
-            "host": vm.host.name if vm.host_id is not None and vm.host is not None else None,
+            "host": _host_name(vm),
             "schedule_message": vm.schedule_message, "last_error": vm.last_error,
             "required_labels": vm.required_labels, "hypervisor": vm.hypervisor, "cluster": vm.cluster_id,
             "allowed_actions": self.get_allowed_actions(vm), "created_at": when(vm.created_at),
             "state_changed_at": when(vm.state_changed_at), "version": vm.version,
         }  # fmt: skip
+        if type(self) is VMSerializer:
+            return data  # every declared field is above (building ``self.fields`` costs more than the row)
         for name, field in self.fields.items():
             if name not in data and not field.write_only:
                 attribute = field.get_attribute(vm)
@@ -155,6 +157,19 @@ class VMSerializer(ModelSerializer):
 
 
 _DATETIME = serializers.DateTimeField()
+
+
+def _host_name(vm: VirtualMachine) -> str | None:
+    """The host's name: annotated by the list (``host_name``), else through the relation."""
+    if vm.host_id is None:
+        return None
+    annotated = getattr(vm, "host_name", None)
+    return annotated if annotated is not None else (vm.host.name if vm.host is not None else None)
+
+
+def _owner_name(vm: VirtualMachine) -> str:
+    annotated = getattr(vm, "owner_name", None)
+    return annotated if annotated is not None else vm.owner.username
 
 
 class VMCreateSerializer(serializers.Serializer):

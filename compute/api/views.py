@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django_filters import OrderingFilter
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, permissions, status, viewsets
@@ -200,6 +200,14 @@ class VMFilter(FilterSet):
         return qs.filter(match)
 
 
+#: the columns a VM list reads (``VMSerializer``'s fields, the host's name, the owner's name)
+LIST_COLUMNS = (
+    "id", "name", "project_id", "owner_id", "template_id", "vcpu", "memory_mb", "disk_gb", "state",
+    "operation", "hv_state", "host_id", "schedule_message", "last_error", "required_labels", "hypervisor",
+    "cluster_id", "created_at", "state_changed_at", "version",
+)  # fmt: skip
+
+
 class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Virtual machines. DONE VMs are listed only when asked for (``?state=DONE``)."""
 
@@ -211,8 +219,16 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
 
     def get_queryset(self) -> QuerySet[VirtualMachine]:
         qs = VirtualMachine.objects.restrict(self.request.user, "view").select_related("host", "owner")
-        if self.action == "list" and "state" not in self.request.query_params:
-            qs = qs.exclude(state="DONE")
+        if self.action == "list":
+            # what a list row shows (no seed, no operation arguments), the host's and the owner's
+            # names as plain columns: one model instance per row, not three
+            qs = (
+                VirtualMachine.objects.restrict(self.request.user, "view")
+                .only(*LIST_COLUMNS)
+                .annotate(host_name=F("host__name"), owner_name=F("owner__username"))
+            )
+            if "state" not in self.request.query_params:
+                qs = qs.exclude(state="DONE")
         return qs
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
