@@ -23,8 +23,8 @@ from tenants.models import Project
 from .. import hooks
 from ..models import (
     BootImage,
-    Host,
     CreateRequest,
+    Host,
     VirtualMachine,
     VMStateChange,
     VMTemplate,
