@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .client import Api
-from .common import api, compact, confirm, need_project, pairs, project_id, run, show, wait_state
+from .common import Output, api, compact, confirm, need_project, pairs, project_id, run, show, state, wait_state
 from .resources import RESOURCES, share_commands, typer_for
 
 #: states a VM passes through while an operation runs (compute.states.TRANSIENT)
@@ -188,6 +188,9 @@ def vm_history(vm_id: int) -> None:
 
     def do() -> None:
         h = api().get(f"vms/{vm_id}/history/")
+        if state.output != Output.table:
+            show(h)
+            return
         show(h["placements"], [("host", "Host"), ("start_reason", "Why"), ("started_at", "From"),
                                ("ended_at", "Until"), ("end_reason", "Ended")], title="Placements")  # fmt: skip
         show(h["state_changes"], [("created_at", "Time"), ("from_state", "From"), ("to_state", "To"),

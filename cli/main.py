@@ -78,7 +78,9 @@ def logout(
             raise CliError(f"no profile {which!r}", AUTH, "profile")
         if revoke:
             a = Api(profile(which))
-            mine = [t for t in a.list("tokens/") if a.profile.token.startswith(t["prefix"]) and not t["revoked_at"]]
+            # a secret reads nph_<prefix>_<random>; the API lists tokens by their prefix
+            prefix = a.profile.token.split("_")[1] if a.profile.token.count("_") >= 2 else ""
+            mine = [t for t in a.list("tokens/") if t["prefix"] == prefix and not t["revoked_at"]]
             for t in mine:
                 a.delete(f"tokens/{t['id']}/")
         del config["profiles"][which]
