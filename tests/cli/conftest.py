@@ -73,8 +73,12 @@ def ok_json(cloud: dict[str, Any], *args: str, stdin: str = "") -> Any:
     return json.loads(done.stdout)
 
 
-def admin_json(cloud: dict[str, Any], *args: str, stdin: str = "") -> Any:
-    return ok_json(cloud, "--profile", "root", *args, stdin=stdin)
+def admin_json(cloud: dict[str, Any], *args: str, stdin: str = "", env_password: str = "") -> Any:
+    """``nephele --profile root -o json ARGS`` (the cloud admin), which must succeed."""
+    env = {"NEPHELE_NEW_PASSWORD": env_password} if env_password else None
+    done = nephele(cloud, "--profile", "root", "-o", "json", *args, stdin=stdin, env=env)
+    assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stderr}"
+    return json.loads(done.stdout)
 
 
 def popen(cloud: dict[str, Any], *args: str) -> subprocess.Popen[str]:
