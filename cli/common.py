@@ -11,9 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .client import API_ERROR, NOT_FOUND, TIMED_OUT, USAGE, Api, CliError, profile
@@ -75,6 +73,8 @@ def show(rows: Any, columns: Columns = (), title: str = "") -> None:
         out.print_json(json.dumps(rows))
         return
     if state.output == Output.yaml:
+        import yaml  # only when asked for: every command's start-up time counts
+
         print(yaml.safe_dump(rows, sort_keys=False), end="")
         return
     if isinstance(rows, dict):
@@ -162,6 +162,8 @@ def wait_progress(
     failed: Callable[[dict[str, Any]], str] = lambda obj: "",
 ) -> dict[str, Any]:  # fmt: skip
     """Like ``wait_state`` for an operation that reports ``progress`` (0–100): a progress bar."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:  # fmt: skip

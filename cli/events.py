@@ -15,7 +15,6 @@ import time
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from .common import Output, api, compact, project_id, run, show, state
 from .resources import typer_for
@@ -29,6 +28,8 @@ def _line(event: dict[str, Any]) -> str:
     if state.output == Output.json:
         return json.dumps(event)
     if state.output == Output.yaml:
+        import yaml
+
         return "---\n" + yaml.safe_dump(event, sort_keys=False).rstrip("\n")
     what = f"{event['object_type']} {event['object_id']}" + (
         f" ({event['object_name']})" if event["object_name"] else ""

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from .client import CONFLICT, UNREACHABLE, USAGE, Api, CliError
 from .common import api, compact, err, need_project, run, show, wait_progress
@@ -44,6 +43,8 @@ def _sha256(path: Path) -> str:
 
 def _send(a: Api, img: dict[str, Any], path: Path, chunk: int) -> dict[str, Any]:
     """Send the file from the server's offset on, chunk by chunk, with a progress bar."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     size, image_id = path.stat().st_size, img["id"]
     offset = img["uploaded_bytes"]
     last: dict[str, Any] = img

@@ -1,7 +1,7 @@
 """The CLI tier: the real entry point (``.venv/bin/nephele``, installed by ``make venv``) in a
 subprocess against a live server (uvicorn on the test PostgreSQL and Redis).
 
-One server per test module (``server``); each test gets fresh rows (``cloud``: a project with a
+One server for the whole tier (``server``: rows are per test, so sharing it is safe); each test gets fresh rows (``cloud``: a project with a
 project admin "clio" and a cloud admin "root", each with an API token stored as a profile, a
 template, unlimited quotas). Tasks queued by the server wait in Redis unless a test asks for
 the in-process worker (``agent``)."""
@@ -27,7 +27,7 @@ from tests.servers import LiveServer, asgi_server
 NEPHELE = Path(sys.executable).with_name("nephele")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(django_db_setup: Any) -> Iterator[LiveServer]:
     if not NEPHELE.exists():
         pytest.fail(f"{NEPHELE} is missing: run `make venv` (it installs the command line)")
