@@ -80,7 +80,12 @@ def logout(
             a = Api(profile(which))
             # a secret reads nph_<prefix>_<random>; the API lists tokens by their prefix
             prefix = a.profile.token.split("_")[1] if a.profile.token.count("_") >= 2 else ""
-            mine = [t for t in a.list("tokens/") if t["prefix"] == prefix and not t["revoked_at"]]
+            try:
+                mine = [t for t in a.list("tokens/") if t["prefix"] == prefix and not t["revoked_at"]]
+            except CliError as exc:
+                if exc.code != AUTH:
+                    raise  # unreachable: keep the profile, so the token can still be revoked
+                mine = []  # the server refuses the token already (expired, revoked): nothing to revoke
             for t in mine:
                 a.delete(f"tokens/{t['id']}/")
         del config["profiles"][which]

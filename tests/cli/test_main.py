@@ -107,6 +107,8 @@ def test_a_bad_or_expired_token_and_an_unreachable_server(cloud: dict[str, Any])
     assert expired.returncode == 5 and "401" in expired.stderr, expired.stderr
     bad = nephele(cloud, "vm", "list", env={"NEPHELE_TOKEN": "nph_not-a-real-token"})
     assert bad.returncode == 5
+    assert ok_json(cloud, "logout")["profile"] == "clio"  # an expired token: nothing to revoke, the profile goes
+    assert "clio" not in json.loads(cloud["config"].read_text())["profiles"]
     nephele(cloud, "login", "--url", f"http://127.0.0.1:{free_port()}", "--token", cloud["token"], "--as", "gone")
     down = nephele(cloud, "--profile", "gone", "vm", "list")
     assert down.returncode == 6 and "cannot reach" in down.stderr
