@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ from typing import Any
 import requests
 
 #: exit codes scripts can rely on (docs/cli.md)
-OK, API_ERROR, USAGE, NOT_FOUND, CONFLICT, AUTH, UNREACHABLE = 0, 1, 2, 3, 4, 5, 6
+OK, API_ERROR, USAGE, NOT_FOUND, CONFLICT, AUTH, UNREACHABLE, TIMED_OUT = 0, 1, 2, 3, 4, 5, 6, 7
+#: a ``--wait`` that saw the operation fail (the object ended in an error state) leaves with API_ERROR
 TIMEOUT_S = 30
+RETRIES = 2
 
 
 class CliError(Exception):
@@ -70,6 +74,14 @@ def profile(name: str | None) -> Profile:
     return Profile(name, url.rstrip("/"), token, (entry or {}).get("project"))
 
 
+def _retry_after(resp: requests.Response) -> float | None:
+    """Seconds to wait before trying again (429 and 503 with ``Retry-After``, at most 10), or None."""
+    if resp.status_code not in (429, 503):
+        return None
+    value = resp.headers.get("Retry-After", "")
+    return min(float(value), 10.0) if value.isdigit() else None
+
+
 def _error(resp: requests.Response) -> CliError:
     try:
         body = resp.json()
@@ -87,12 +99,22 @@ class Api:
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {prof.token}", "Accept": "application/json"})
 
-    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
-        url = f"{self.profile.url}/api/v1/{path.lstrip('/')}"
-        try:
-            resp = self.session.request(method, url, json=body, params=params, timeout=TIMEOUT_S)
-        except requests.RequestException as exc:
-            raise CliError(f"cannot reach {self.profile.url}: {exc.__class__.__name__}", UNREACHABLE) from None
+    def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
+        data: bytes | None = None, headers: dict[str, str] | None = None,
+    ) -> Any:  # fmt: skip
+        url = path if path.startswith(("http://", "https://")) else f"{self.profile.url}/api/v1/{path.lstrip('/')}"
+        for attempt in range(RETRIES + 1):
+            try:
+                resp = self.session.request(
+                    method, url, json=body, params=params, data=data, headers=headers, timeout=TIMEOUT_S
+                )
+            except requests.RequestException as exc:
+                raise CliError(f"cannot reach {self.profile.url}: {exc.__class__.__name__}", UNREACHABLE) from None
+            wait = _retry_after(resp)
+            if wait is None or attempt == RETRIES:
+                break
+            time.sleep(wait)  # 429 (rate limit) or 503 (busy): wait as told, then once more
         if resp.status_code >= 400:
             raise _error(resp)
         return resp.json() if resp.content else None
@@ -103,12 +125,29 @@ class Api:
     def post(self, path: str, body: Any) -> Any:
         return self.request("POST", path, body)
 
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body)
+
+    def delete(self, path: str, body: Any = None) -> Any:
+        return self.request("DELETE", path, body)
+
+    def put_bytes(self, path: str, data: bytes, content_range: str) -> Any:
+        """One chunk of an upload (``Content-Range: bytes START-END/TOTAL``)."""
+        headers = {"Content-Type": "application/octet-stream", "Content-Range": content_range}
+        return self.request("PUT", path, data=data, headers=headers)
 
     def list(self, path: str, limit: int = 1000, **params: Any) -> list[dict[str, Any]]:
         page = self.get(path, limit=limit, **params)
         return page["results"] if isinstance(page, dict) and "results" in page else page  # type: ignore[no-any-return]
+
+    def pages(self, path: str, limit: int = 1000, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every row, oldest first, through the API's keyset cursor (``?cursor=``, then ``next``)."""
+        page = self.get(path, limit=limit, cursor="", **params)
+        while True:
+            yield from page["results"]
+            if not page.get("next"):
+                return
+            page = self.request("GET", page["next"])
 
 
 def token_from_password(url: str, username: str, password: str, name: str, days: int | None) -> str:

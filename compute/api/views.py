@@ -76,7 +76,8 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
             uri=d["uri"],
             driver=d.get("driver", "libvirt"),
             hypervisor=d.get("hypervisor", "qemu"),
-            cluster=d.get("cluster"),
+            # the serializer's Ref validates an id; the service takes the cluster itself
+            cluster=Cluster.objects.filter(pk=d["cluster"]).first() if d.get("cluster") is not None else None,
             labels=d.get("labels") or {},
             priority=d.get("priority", 0),
             agent=d.get("agent", "local"),

@@ -221,6 +221,11 @@ def test_hosts_are_admin_only(member: Any, admin_user: Any, tmp_path: Any) -> No
     assert resp.status_code == 201, resp.content
     bad = client_for(admin_user).post("/api/v1/hosts/", {**body, "name": "h2", "uri": "http://x"}, format="json")
     assert bad.status_code == 400 and "uri" in bad.json()
+    # a host registered into a cluster (the body names the cluster by id): 201, never a 500
+    cluster = client_for(admin_user).post("/api/v1/clusters/", {"name": "rack1"}, format="json").json()
+    placed = client_for(admin_user).post("/api/v1/hosts/", {**body, "name": "h3", "cluster": cluster["id"]},
+                                         format="json")  # fmt: skip
+    assert placed.status_code == 201 and placed.json()["cluster"] == cluster["id"], placed.content
 
 
 def test_openapi_schema_describes_vm_actions(admin_client: Any) -> None:
