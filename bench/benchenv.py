@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _free_port() -> int:
@@ -77,3 +78,44 @@ def django_env(prefix: str = "nephele-bench") -> Path:
     os.environ["NEPHELE_STATE_DIR"] = str(tmp / "state")
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
     return tmp
+
+
+def small_cloud(tmp: Path, hosts: int, *, vcpu: int, memory_mb: int, disk_gb: int = 1000) -> dict[str, Any]:
+    """After ``django.setup()`` and the migrations: an admin, a member of one project, a
+    one-vCPU template and ``hosts`` simulated hosts of the given size, registered through the
+    service (``admin``, ``user``, ``project``, ``template``)."""
+    from django.contrib.auth import get_user_model
+
+    from compute import services
+    from compute.drivers.simulated import write_node
+    from compute.models import VMTemplate
+    from tenants.models import Membership, Organization, Project
+
+    admin = get_user_model().objects.create(username="admin", is_staff=True, is_superuser=True)
+    user = get_user_model().objects.create(username="bench")
+    project = Project.objects.create(organization=Organization.objects.create(name="bench"), name="bench")
+    Membership.objects.create(user=user, project=project, role="member")
+    template = VMTemplate.objects.create(
+        project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test"
+    )
+    for i in range(hosts):
+        uri = write_node(tmp / "sim", f"h{i}", vcpu=vcpu, memory_mb=memory_mb, disk_gb=disk_gb)
+        services.register_host(admin, name=f"h{i}", uri=uri, hypervisor="test")
+    return {"admin": admin, "user": user, "project": project, "template": template}
+
+
+def service_processes(env: dict[str, str], root: Path, logs: Path | None = None) -> list[subprocess.Popen[bytes]]:
+    """The host agent and a two-process scheduler worker, as ``make run`` starts them (their
+    output in ``logs``/agent.log and worker.log when given)."""
+    import sys
+
+    celery = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-n", "scheduler@%h", "-Q", "nephele",
+              "-c", "2", "-l", "WARNING"]  # fmt: skip
+    agent = [sys.executable, "manage.py", "nephele_agent", "--loglevel", "WARNING"]
+    if logs is None:
+        return [subprocess.Popen(agent, cwd=root, env=env), subprocess.Popen(celery, cwd=root, env=env)]
+    with open(logs / "agent.log", "ab") as a_log, open(logs / "worker.log", "ab") as w_log:
+        return [
+            subprocess.Popen(agent, cwd=root, env=env, stdout=a_log, stderr=subprocess.STDOUT),
+            subprocess.Popen(celery, cwd=root, env=env, stdout=w_log, stderr=subprocess.STDOUT),
+        ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,51 +36,16 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
     from rest_framework.test import APIClient
 
-    from compute import services
-    from compute.drivers.simulated import write_node
-    from compute.models import Host, VirtualMachine, VMStateChange, VMTemplate
-    from tenants.models import Membership, Organization, Project
+    from compute.models import Host, VirtualMachine, VMStateChange
 
     call_command("migrate", verbosity=0)
-    admin = get_user_model().objects.create(username="admin", is_staff=True, is_superuser=True)
-    user = get_user_model().objects.create(username="bench")
-    project = Project.objects.create(organization=Organization.objects.create(name="bench"), name="bench")
-    Membership.objects.create(user=user, project=project, role="member")
-    template = VMTemplate.objects.create(
-        project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test"
-    )
-    for i in range(N_HOSTS):
-        uri = write_node(tmp / "sim", f"h{i}", vcpu=64, memory_mb=262144, disk_gb=1000)
-        services.register_host(admin, name=f"h{i}", uri=uri, hypervisor="test")
-    env = dict(os.environ)
-    procs = [
-        subprocess.Popen([sys.executable, "manage.py", "nephele_agent", "--loglevel", "WARNING"], cwd=ROOT, env=env),
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portal",
-                "worker",
-                "-n",
-                "scheduler@%h",
-                "-Q",
-                "nephele",
-                "-c",
-                "2",
-                "-l",
-                "WARNING",
-            ],
-            cwd=ROOT,
-            env=env,
-        ),  # fmt: skip
-    ]
+    world = benchenv.small_cloud(tmp, N_HOSTS, vcpu=64, memory_mb=262144)
+    user, project, template = world["user"], world["project"], world["template"]
+    procs = benchenv.service_processes(dict(os.environ), ROOT)
     try:
         deadline = time.time() + 60
         while Host.objects.filter(state="MONITORED").count() < N_HOSTS and time.time() < deadline:

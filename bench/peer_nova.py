@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -116,36 +115,17 @@ def measure_nephele() -> dict:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
     from rest_framework.test import APIClient
 
-    from compute import services
-    from compute.drivers.simulated import write_node
-    from compute.models import Host, VirtualMachine, VMTemplate
+    from compute.models import Host, VirtualMachine
     from compute.states import FAILURES
-    from tenants.models import Membership, Organization, Project
 
     call_command("migrate", verbosity=0)
-    admin = get_user_model().objects.create(username="admin", is_staff=True, is_superuser=True)
-    user = get_user_model().objects.create(username="bench")
-    project = Project.objects.create(organization=Organization.objects.create(name="bench"), name="bench")
-    Membership.objects.create(user=user, project=project, role="member")
-    template = VMTemplate.objects.create(
-        project=project, owner=admin, name="t", vcpu=1, memory_mb=512, hypervisor="test"
-    )
-    for i in range(HOSTS):
-        uri = write_node(tmp / "sim", f"h{i}", vcpu=1000, memory_mb=800 * 1024, disk_gb=1000)
-        services.register_host(admin, name=f"h{i}", uri=uri, hypervisor="test")
-    env = dict(os.environ)
-    celery = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-n", "scheduler@%h", "-Q", "nephele", "-c", "2", "-l", "WARNING"]  # fmt: skip
-    agent = [sys.executable, "manage.py", "nephele_agent", "--loglevel", "WARNING"]
-    with open(tmp / "agent.log", "ab") as a_log, open(tmp / "worker.log", "ab") as w_log:
-        procs = [
-            subprocess.Popen(agent, cwd=ROOT, env=env, stdout=a_log, stderr=subprocess.STDOUT),
-            subprocess.Popen(celery, cwd=ROOT, env=env, stdout=w_log, stderr=subprocess.STDOUT),
-        ]
+    world = benchenv.small_cloud(tmp, HOSTS, vcpu=1000, memory_mb=800 * 1024)
+    user, project, template = world["user"], world["project"], world["template"]
+    procs = benchenv.service_processes(dict(os.environ), ROOT, logs=tmp)
     local = threading.local()
 
     def api() -> APIClient:
