@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.peers.rabbitmq import prepare_node
+
 ROOT = Path(__file__).resolve().parents[2]
 GUEST = ROOT / ".cache" / "guest"  # make guest: a Debian kernel and a busybox initramfs
 #: how long after a fault's end the cloud must be clean
@@ -257,22 +259,9 @@ class Cloud:
         quorum queues survive that on disk. It runs as root from Debian's package: no su wrapper,
         so the node is in this process group and SIGKILL reaches it."""
         base = self.dir / "rabbitmq"
-        (base / "mnesia").mkdir(parents=True, exist_ok=True)
-        (base / "log").mkdir(exist_ok=True)
-        (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n")
-        (base / "plugins").write_text("[].\n")
         if not hasattr(self, "dist_port"):
             self.dist_port = free_port()
-        env = {
-            **os.environ, "HOME": str(base), "RABBITMQ_NODENAME": f"nfault{os.getpid()}@localhost",
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.amqp_port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
-            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "plugins"),
-            "RABBITMQ_FEATURE_FLAGS_FILE": str(base / "mnesia" / "feature_flags"),
-            "RABBITMQ_PID_FILE": str(base / "pid"),
-        }  # fmt: skip
+        env = {**os.environ, **prepare_node(base, f"nfault{os.getpid()}@localhost", self.amqp_port, self.dist_port)}
         log = open(self.dir / "rabbitmq.log", "ab")  # noqa: SIM115 - lives as long as the node
         self.rabbit = subprocess.Popen(
             [RABBITMQ_SERVER], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -54,6 +54,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+try:  # a package (tests.peers) or a script next to rabbitmq.py
+    from .rabbitmq import prepare_node
+except ImportError:  # pragma: no cover
+    from rabbitmq import prepare_node  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "nova-requirements.txt"
@@ -349,21 +354,7 @@ heartbeat_timeout_threshold = 0
 
     def start_rabbitmq(self) -> None:
         base = self.dir / "rabbitmq"
-        (base / "mnesia").mkdir(parents=True)
-        (base / "log").mkdir()
-        (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.ports['amqp']}\n")
-        (base / "plugins").write_text("[].\n")
-        env = {
-            "HOME": str(base), "RABBITMQ_NODENAME": f"{self.stem}@localhost",
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.ports["amqp"]),
-            "RABBITMQ_DIST_PORT": str(self.ports["dist"]), "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": '-kernel inet_dist_use_interface "{127,0,0,1}"',
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
-            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "plugins"),
-            "RABBITMQ_FEATURE_FLAGS_FILE": str(base / "mnesia" / "feature_flags"),
-            "RABBITMQ_PID_FILE": str(base / "pid"),
-        }  # fmt: skip
+        env = prepare_node(base, f"{self.stem}@localhost", self.ports["amqp"], self.ports["dist"])
         self.spawn("rabbitmq", [RABBITMQ_SERVER], env)
 
     def sync_databases(self) -> None:
