@@ -273,6 +273,8 @@ for _name, (_path, _columns, _help) in LISTS.items():
     _sub = typer.Typer(help=_help, no_args_is_help=True)
     _sub.command("list")(_lister(_path, _columns, _help))
     app.add_typer(_sub, name=_name)
+    if _name == "host":  # power and maintenance commands (cli/power.py)
+        __import__("cli.power", fromlist=["attach"]).attach(_sub)
 
 
 def main() -> None:
