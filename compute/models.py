@@ -77,11 +77,15 @@ class Host(models.Model):
     bmc_address = models.CharField(max_length=255, blank=True, help_text="Redfish URL, or IPMI host[:port]")
     bmc_username = models.CharField(max_length=64, blank=True)
     bmc_password = models.TextField(blank=True, help_text="encrypted (Fernet, key derived from SECRET_KEY)")
-    bmc_system = models.CharField(max_length=255, blank=True, help_text="Redfish system id or path (empty: the only one)")
+    bmc_system = models.CharField(
+        max_length=255, blank=True, help_text="Redfish system id or path (empty: the only one)"
+    )
     bmc_verify_tls = models.BooleanField(default=True)
     power_state = models.CharField(max_length=8, default="unknown", help_text="on, off or unknown, as the BMC said")
     power_operation = models.CharField(max_length=8, blank=True, help_text="the power action in flight ('' when idle)")
-    power_seq = models.PositiveIntegerField(default=0, help_text="bumped by each power action; a stale report is ignored")
+    power_seq = models.PositiveIntegerField(
+        default=0, help_text="bumped by each power action; a stale report is ignored"
+    )
     power_message = models.TextField(blank=True, help_text="the last power action's error ('' when it succeeded)")
     power_checked_at = models.DateTimeField(null=True, blank=True)
     maintenance_reason = models.CharField(max_length=255, blank=True)

@@ -29,10 +29,10 @@ from tenants.models import Project
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from . import services
+from .drivers.power import power_driver_names
 from .forms import CreateVMForm, HostForm, TemplateForm
 from .models import Host, VirtualMachine, VMTemplate
 from .services import templates as template_service
-from .drivers.power import power_driver_names
 from .services.context import context_summary
 from .states import FAILURES, RECOVER_OPTIONS, TRANSIENT, Action, HostState, VMState
 

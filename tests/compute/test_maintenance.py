@@ -110,7 +110,12 @@ def test_activate_brings_the_host_back_and_is_refused_elsewhere(make_sim_host: A
 
 
 def test_energy_policy_powers_only_spare_empty_hosts_with_a_bmc_off(
-    make_sim_host: Any, member: Any, project: Any, template: Any, admin_user: Any, django_capture_on_commit_callbacks: Any
+    make_sim_host: Any,
+    member: Any,
+    project: Any,
+    template: Any,
+    admin_user: Any,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     busy = make_sim_host("en-busy", priority=10)
     _vms(member, project, template, 1, "stay")

@@ -113,7 +113,9 @@ def test_power_through_the_api_with_a_redfish_bmc(
     assert refused.status_code == 409 and "maintenance" in refused.json()["detail"]
     assert domain.active()
 
-    assert admin.post(f"/api/v1/hosts/{host.pk}/maintenance/", {"action": "maintenance"}, format="json").status_code == 200
+    assert (
+        admin.post(f"/api/v1/hosts/{host.pk}/maintenance/", {"action": "maintenance"}, format="json").status_code == 200
+    )
     off = admin.post(f"/api/v1/hosts/{host.pk}/power/", {"action": "off"}, format="json")
     assert off.status_code == 202
     assert _settled(host.pk).power_state == "off" and not domain.active()

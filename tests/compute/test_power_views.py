@@ -25,8 +25,8 @@ def test_host_list_shows_the_power_state(make_sim_host: Any, admin_user: Any) ->
     Host.objects.filter(pk=a.pk).update(power_state="off")  # as a BMC answer would leave it
     page = _client(admin_user).get("/compute/hosts/").content.decode()
     assert ">Power<" in page
-    row_a = page[page.index('id="host-%d"' % a.pk) :].split("</tr>")[0]
-    row_b = page[page.index('id="host-%d"' % b.pk) :].split("</tr>")[0]
+    row_a = page[page.index(f'id="host-{a.pk}"') :].split("</tr>")[0]
+    row_b = page[page.index(f'id="host-{b.pk}"') :].split("</tr>")[0]
     assert 'data-testid="host-power">off<' in row_a
     assert 'data-testid="host-power">no BMC<' in row_b
 
@@ -97,5 +97,7 @@ def test_host_power_pages_are_not_for_members(make_sim_host: Any, member: Any) -
     a = make_sim_host("pv-h")
     c = _client(member)
     assert c.post(f"/compute/hosts/{a.pk}/action/", {"action": "power_on"}).status_code == 404
-    assert c.post(f"/compute/hosts/{a.pk}/bmc/", {"power_driver": "ipmi", "bmc_address": "127.0.0.1"}).status_code == 404
+    assert (
+        c.post(f"/compute/hosts/{a.pk}/bmc/", {"power_driver": "ipmi", "bmc_address": "127.0.0.1"}).status_code == 404
+    )
     assert Host.objects.get(pk=a.pk).power_driver == "none"
