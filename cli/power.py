@@ -119,7 +119,9 @@ def _maintenance(action: str, host: str, wait: bool, reason: str = "") -> None:
                 report = {**report, **a.get(f"hosts/{pk}/maintenance/")}
         if wait and action == "activate":
             deadline = time.monotonic() + WAIT_S
-            while report["host"]["state"] == "INIT" and time.monotonic() < deadline:
+            while report["host"]["state"] == "INIT" or report["host"]["power_operation"]:
+                if time.monotonic() > deadline:
+                    raise CliError(f"the host is not back after {WAIT_S} s", CONFLICT)
                 time.sleep(1)
                 report = a.get(f"hosts/{pk}/maintenance/")
         show({"host": report["host"]["name"], "state": report["host"]["state"],
