@@ -66,6 +66,7 @@ def test_bmc_form_saves_and_never_shows_the_password(make_sim_host: Any, admin_u
     assert services.power.unseal(host.bmc_password) == "hunter2-bmc"
     page = c.get(f"/compute/hosts/{a.pk}/").content.decode()
     assert "hunter2" not in page and "stored; empty keeps it" in page
+    assert f'action="/compute/hosts/{a.pk}/bmc/"' in page  # the page's form posts to the page's view
     # an empty password keeps the stored one; a bad address is refused and named
     c.post(f"/compute/hosts/{a.pk}/bmc/", {"power_driver": "redfish", "bmc_address": "https://bmc2.example"})
     assert services.power.unseal(Host.objects.get(pk=a.pk).bmc_password) == "hunter2-bmc"
