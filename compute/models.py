@@ -71,6 +71,24 @@ class Host(models.Model):
     failed_probes = models.PositiveIntegerField(default=0, help_text="failed probes in a row")
     last_probe_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # power management through the host's BMC (compute/drivers/power.py; written only by
+    # compute/services/power.py)
+    power_driver = models.CharField(max_length=16, default="none", help_text="none, redfish or ipmi")
+    bmc_address = models.CharField(max_length=255, blank=True, help_text="Redfish URL, or IPMI host[:port]")
+    bmc_username = models.CharField(max_length=64, blank=True)
+    bmc_password = models.TextField(blank=True, help_text="encrypted (Fernet, key derived from SECRET_KEY)")
+    bmc_system = models.CharField(
+        max_length=255, blank=True, help_text="Redfish system id or path (empty: the only one)"
+    )
+    bmc_verify_tls = models.BooleanField(default=True)
+    power_state = models.CharField(max_length=8, default="unknown", help_text="on, off or unknown, as the BMC said")
+    power_operation = models.CharField(max_length=8, blank=True, help_text="the power action in flight ('' when idle)")
+    power_seq = models.PositiveIntegerField(
+        default=0, help_text="bumped by each power action; a stale report is ignored"
+    )
+    power_message = models.TextField(blank=True, help_text="the last power action's error ('' when it succeeded)")
+    power_checked_at = models.DateTimeField(null=True, blank=True)
+    maintenance_reason = models.CharField(max_length=255, blank=True)
 
     objects = AdminOnlyQuerySet.as_manager()
 

@@ -133,6 +133,11 @@ class HostState(models.TextChoices):
     ERROR = "ERROR", "Error"
     DISABLED = "DISABLED", "Disabled"
     OFFLINE = "OFFLINE", "Offline"
+    MAINTENANCE = "MAINTENANCE", "Maintenance"
+
+
+#: host states that keep their administrative meaning whatever a probe says
+ADMIN_HOST_STATES: frozenset[str] = frozenset({HostState.DISABLED, HostState.OFFLINE, HostState.MAINTENANCE})
 
 
 class PlacementPolicy(models.TextChoices):

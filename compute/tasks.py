@@ -272,14 +272,29 @@ def domains_listed(host_id: int, domains: Any, error: str) -> dict[str, list[str
     return report
 
 
+@shared_task(name="compute.host_power", acks_late=True, **RETRY_TRANSIENT)
+def host_power(host_id: int, seq: int) -> str:
+    """Carry out power action ``seq`` through the host's BMC and record the answer. A redelivered
+    or superseded message finds the action done (or another one queued) and does nothing; a
+    message redelivered mid-call repeats an idempotent on / off (the drivers ask first)."""
+    order = services.power.power_order(host_id, seq)
+    if order is None:
+        return "stale"
+    state, error = services.power.run_power(order)
+    services.power.power_done(host_id, seq, state, error)
+    return f"error: {error}" if error else str(state)
+
+
 @shared_task(name="compute.host_failover", acks_late=True, **RETRY_TRANSIENT)
 def host_failover(host_id: int, confirmed: bool = False) -> str:
     """A host went ERROR: its idle VMs show UNKNOWN; its HA VMs are restarted elsewhere once it
-    is known not to run them any more — fenced (``NEPHELE_FENCE_COMMAND``, which must succeed),
-    or confirmed down by an administrator (``confirmed``). Without either, nothing moves unless
-    ``NEPHELE_HA_WITHOUT_FENCE = "restart"``: a host that is only unreachable may still run its
-    VMs, and restarting them elsewhere would run them twice. When the host comes back,
-    reconciliation removes the old domains of VMs that moved."""
+    is known not to run them any more — fenced, or confirmed down by an administrator
+    (``confirmed``). Fencing powers the host off through its BMC when it has one (power driver
+    redfish or ipmi; the BMC must then report it off), otherwise runs ``NEPHELE_FENCE_COMMAND``
+    (which must succeed). Without either, nothing moves unless ``NEPHELE_HA_WITHOUT_FENCE =
+    "restart"``: a host that is only unreachable may still run its VMs, and restarting them
+    elsewhere would run them twice. When the host comes back, reconciliation removes the old
+    domains of VMs that moved."""
     import subprocess
 
     from monitoring.events import emit
@@ -300,8 +315,14 @@ def host_failover(host_id: int, confirmed: bool = False) -> str:
     )
     if not vms:
         return "no HA VMs"
-    cmd = services.hosts.fence_command(host)
-    if cmd is not None and not confirmed:
+    cmd = None if services.power.has_bmc(host) else services.hosts.fence_command(host)
+    if services.power.has_bmc(host) and not confirmed:
+        ok, detail = services.power.fence_host(host_id)
+        with transaction.atomic():
+            emit("host.fenced" if ok else "host.fence_failed", host, via=host.power_driver, output=detail)
+        if not ok:
+            return "fencing failed: nothing moved"
+    elif cmd is not None and not confirmed:
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
             ok, detail = result.returncode == 0, (result.stdout + result.stderr)[-500:]

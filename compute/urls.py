@@ -15,5 +15,6 @@ urlpatterns = [
     path("hosts/register/", views.host_register, name="host-register"),
     path("hosts/<int:pk>/", views.host_detail, name="ui-host-detail"),
     path("hosts/<int:pk>/action/", views.host_action, name="host-action"),
+    path("hosts/<int:pk>/bmc/", views.host_bmc, name="ui-host-bmc"),
     path("hosts/<int:pk>/metrics/", views.host_metrics, name="host-metrics"),
 ]

@@ -22,13 +22,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal.api import client_ip
-from portal.errors import ServiceError
+from portal.errors import Conflict, ServiceError
 from portal.tables import Column, Table
 from tenants import quotas
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
 from . import services
+from .drivers.power import power_driver_names
 from .forms import CreateVMForm, HostForm, TemplateForm
 from .models import Host, VirtualMachine, VMTemplate
 from .services import templates as template_service
@@ -36,6 +37,10 @@ from .services.context import context_summary
 from .states import FAILURES, RECOVER_OPTIONS, TRANSIENT, Action, HostState, VMState
 
 HOST_ACTIONS = [("enable", "Enable"), ("disable", "Disable"), ("offline", "Offline"), ("confirm_down", "Confirm down")]
+#: the host page's power and maintenance buttons (compute/services/power.py)
+POWER_ACTIONS = [("power_on", "Power on"), ("power_off", "Power off"), ("power_reset", "Reset"),
+                 ("power_status", "Refresh power state")]  # fmt: skip
+MAINTENANCE_ACTIONS = [("maintenance", "Maintenance"), ("drain", "Drain"), ("activate", "Activate")]
 
 # The state filter of the VM list (Sunstone's "filter by state"), as groups a person thinks in.
 STATE_GROUPS: dict[str, tuple[str, frozenset[str]]] = {
@@ -363,7 +368,7 @@ def _admin_or_404(request: HttpRequest) -> None:
 
 
 HOST_COLUMNS = [
-    Column("name", "Host", "name"), Column("state", "State", "state"),
+    Column("name", "Host", "name"), Column("state", "State", "state"), Column("power", "Power", "power_state"),
     Column("cluster", "Cluster · labels", "cluster__name"), Column("vcpu", "vCPU", "alloc_vcpu"),
     Column("memory", "Memory", "alloc_memory_mb"), Column("vms", "VMs", None, "c-num"),
 ]  # fmt: skip
@@ -390,7 +395,33 @@ def decorate_host(host: Host) -> Host:
 
 def host_partial_context(host: Host) -> dict[str, Any]:
     """What ``_host_row.html`` and ``_host_panel.html`` need."""
-    return {"host": decorate_host(host), "host_actions": HOST_ACTIONS}
+    return {
+        "host": decorate_host(host), "host_actions": HOST_ACTIONS, "power_actions": POWER_ACTIONS,
+        "maintenance_actions": MAINTENANCE_ACTIONS, "resident": services.power.resident_vms(host.pk),
+        "power_off_ok": host.state in services.power.POWER_OFF_FROM, "power_drivers": power_driver_names(),
+    }  # fmt: skip
+
+
+def _run_host_action(request: HttpRequest, pk: int, action: str) -> str:
+    """Start a host action from a button; answers what to tell the operator on success."""
+    ip = client_ip(request)
+    if action.startswith("power_"):
+        services.power.request_power(request.user, pk, action.removeprefix("power_"), ip=ip)
+        return f"power {action.removeprefix('power_')} sent to the BMC"
+    if action == "maintenance":
+        services.power.enter_maintenance(request.user, pk, reason=request.POST.get("reason", ""), ip=ip)
+        return "in maintenance: no new VMs are placed here"
+    if action == "drain":
+        report = services.power.drain_host(request.user, pk, ip=ip)
+        stays = "; ".join(f"VM {vm}: {why}" for vm, why in report.stays.items())
+        if stays:
+            raise Conflict(f"draining: {len(report.migrating)} VM(s) migrating; staying: {stays}")
+        return f"draining: {len(report.migrating)} VM(s) migrating ({len(report.live)} live)"
+    if action == "activate":
+        services.power.activate_host(request.user, pk, ip=ip)
+        return "activated: probing it"
+    services.set_host_state(request.user, pk, action, ip=ip)
+    return f"{action} done"
 
 
 @login_required
@@ -444,12 +475,13 @@ def host_register(request: HttpRequest) -> HttpResponse:
 def host_action(request: HttpRequest, pk: int) -> HttpResponse:
     _admin_or_404(request)
     action = request.POST.get("action", "")
+    fresh = hosts_with_counts(request.user).filter(pk=pk).first()
+    if fresh is None:
+        raise Http404("host not found")
     try:
-        host = services.set_host_state(request.user, pk, action, ip=client_ip(request))
-        note = ""
+        done, note = _run_host_action(request, pk, action), ""
     except ServiceError as exc:
-        note = exc.message
-        host = None
+        done, note = "", exc.message
     if request.headers.get("HX-Request"):
         fresh = hosts_with_counts(request.user).filter(pk=pk).first()
         if fresh is None:
@@ -457,13 +489,36 @@ def host_action(request: HttpRequest, pk: int) -> HttpResponse:
         html = render_to_string(
             "compute/_partials/_host_live.html", {**host_partial_context(fresh), "note": note}, request=request
         )
-        html += _toast(note) if note else _toast(f"Host {fresh.name}: {action} done.", "success")
+        html += _toast(note) if note else _toast(f"Host {fresh.name}: {done}.", "success")
         return HttpResponse(html)
     if note:
         messages.error(request, note)
-    elif host is not None:
-        messages.success(request, f"Host {host.name}: {action} done.")
+    else:
+        messages.success(request, f"Host {fresh.name}: {done}.")
     return _back(request, "ui-host-list")
+
+
+@login_required
+@require_POST
+def host_bmc(request: HttpRequest, pk: int) -> HttpResponse:
+    """The host page's BMC form (the password field left empty keeps the stored password)."""
+    _admin_or_404(request)
+    host = Host.objects.restrict(request.user, "view").filter(pk=pk).first()
+    if host is None:
+        raise Http404("host not found")
+    p = request.POST
+    try:
+        services.power.configure_bmc(
+            request.user, pk, power_driver=p.get("power_driver", ""), bmc_address=p.get("bmc_address", ""),
+            bmc_username=p.get("bmc_username", ""), bmc_password=p.get("bmc_password") or None,
+            bmc_system=p.get("bmc_system", ""), bmc_verify_tls=p.get("bmc_verify_tls") == "on",
+            ip=client_ip(request),
+        )  # fmt: skip
+    except ServiceError as exc:
+        messages.error(request, f"BMC settings not saved: {exc.message}")
+    else:
+        messages.success(request, f"Host {host.name}: BMC settings saved.")
+    return redirect("ui-host-detail", pk=pk)
 
 
 @login_required

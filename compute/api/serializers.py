@@ -42,12 +42,72 @@ class HostSerializer(ModelSerializer):
             "id", "name", "cluster", "driver", "uri", "hypervisor", "state", "state_message", "agent", "labels",
             "priority", "total_vcpu", "total_memory_mb", "total_disk_gb", "alloc_vcpu", "alloc_memory_mb",
             "alloc_disk_gb", "free_memory_mb", "cpu_load", "unknown_domains", "last_probe_at", "created_at",
+            "power_driver", "bmc_address", "bmc_username", "bmc_system", "bmc_verify_tls", "bmc_password_set",
+            "power_state", "power_operation", "power_message", "power_checked_at", "maintenance_reason",
         ]  # fmt: skip
         read_only_fields = [
             "state", "state_message", "total_vcpu", "total_memory_mb", "total_disk_gb", "alloc_vcpu",
             "alloc_memory_mb", "alloc_disk_gb", "free_memory_mb", "cpu_load", "unknown_domains", "last_probe_at",
-            "created_at",
+            "created_at", "power_driver", "bmc_address", "bmc_username", "bmc_system", "bmc_verify_tls",
+            "power_state", "power_operation", "power_message", "power_checked_at", "maintenance_reason",
         ]  # fmt: skip
+
+    bmc_password_set = serializers.SerializerMethodField(help_text="a BMC password is stored (it is never shown)")
+
+    def get_bmc_password_set(self, host: Host) -> bool:
+        return bool(host.bmc_password)
+
+
+class HostBMCSerializer(serializers.Serializer):
+    """The host's power driver and BMC. The password is write-only: left out, the stored one stays."""
+
+    power_driver = serializers.ChoiceField(choices=["none", "redfish", "ipmi"])
+    bmc_address = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default="",
+        help_text="redfish: the service URL (https://bmc.example); ipmi: host or host:port (UDP 623 by default)",
+    )  # fmt: skip
+    bmc_username = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    bmc_password = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, write_only=True, trim_whitespace=False,
+        style={"input_type": "password"}, help_text="write-only; stored encrypted, never returned",
+    )  # fmt: skip
+    bmc_system = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default="",
+        help_text="redfish: the system's id or path under /redfish/v1/Systems/ (empty: the only one)",
+    )  # fmt: skip
+    bmc_verify_tls = serializers.BooleanField(required=False, default=True)
+
+
+class HostPowerSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=["on", "off", "reset", "status"],
+        help_text="off and reset need a host in MAINTENANCE, DISABLED, OFFLINE or ERROR with no VMs (ERROR: any);"
+        " status asks the BMC for the power state",
+    )
+
+
+class HostMaintenanceSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=["maintenance", "drain", "activate"],
+        help_text="maintenance: no new placements; drain: maintenance, and its VMs migrated away (live where"
+        " possible); activate: back to service (powered on first when its BMC reports it off)",
+    )
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class ResidentVMSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    state = serializers.CharField()
+    operation = serializers.CharField()
+
+
+class MaintenanceReportSerializer(serializers.Serializer):
+    host = HostSerializer()
+    vms = ResidentVMSerializer(many=True, help_text="the VMs still on the host")
+    migrating = serializers.ListField(child=serializers.IntegerField(), help_text="drain: VMs now migrating")
+    live = serializers.ListField(child=serializers.IntegerField(), help_text="drain: of those, live")
+    stays = serializers.DictField(child=serializers.CharField(), help_text="drain: VMs that stay, with why")
 
 
 class HostActionSerializer(serializers.Serializer):

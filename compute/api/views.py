@@ -103,6 +103,73 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         host = services.set_host_state(request.user, host.pk, ser.validated_data["action"], ip=client_ip(request))
         return Response(s.HostSerializer(host).data)
 
+    @extend_schema(
+        request=s.HostBMCSerializer,
+        responses={200: s.HostSerializer, 409: OpenApiResponse(description="a power action is in flight")},
+    )
+    @action(detail=True, methods=["put"], url_path="bmc")
+    def bmc(self, request: Request, pk: str | None = None) -> Response:
+        """Set the host's power driver (none, redfish, ipmi) and BMC; the password is write-only."""
+        host = self.get_object()
+        ser = s.HostBMCSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        host = services.power.configure_bmc(
+            request.user, host.pk, power_driver=d["power_driver"], bmc_address=d["bmc_address"],
+            bmc_username=d["bmc_username"], bmc_password=d.get("bmc_password"), bmc_system=d["bmc_system"],
+            bmc_verify_tls=d["bmc_verify_tls"], ip=client_ip(request),
+        )  # fmt: skip
+        return Response(s.HostSerializer(host).data)
+
+    @extend_schema(
+        request=s.HostPowerSerializer,
+        responses={
+            202: s.HostSerializer,
+            409: OpenApiResponse(description="no BMC, a power action in flight, or the host serves or holds VMs"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="power")
+    def power(self, request: Request, pk: str | None = None) -> Response:
+        """Power on / off / reset the host through its BMC, or ask it for the power state. The BMC is
+        called after the answer; ``power_operation`` is set until it answered, then ``power_state``
+        (or ``power_message`` with its error) shows the outcome."""
+        host = self.get_object()
+        ser = s.HostPowerSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        host = services.power.request_power(request.user, host.pk, ser.validated_data["action"], ip=client_ip(request))
+        return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        methods=["GET"], request=None, responses={200: s.MaintenanceReportSerializer},
+        description="The host and the VMs still on it.",
+    )  # fmt: skip
+    @extend_schema(
+        methods=["POST"],
+        request=s.HostMaintenanceSerializer,
+        responses={200: s.MaintenanceReportSerializer, 409: OpenApiResponse(description="not in maintenance")},
+    )
+    @action(detail=True, methods=["get", "post"], url_path="maintenance")
+    def maintenance(self, request: Request, pk: str | None = None) -> Response:
+        """maintenance (no new placements), drain (and migrate its VMs away), activate (back to service)."""
+        host = self.get_object()
+        report: dict[str, Any] = {"migrating": [], "live": [], "stays": {}}
+        if request.method == "POST":
+            ser = s.HostMaintenanceSerializer(data=request.data)
+            ser.is_valid(raise_exception=True)
+            act, reason, ip = ser.validated_data["action"], ser.validated_data["reason"], client_ip(request)
+            if act == "maintenance":
+                host = services.power.enter_maintenance(request.user, host.pk, reason=reason, ip=ip)
+            elif act == "activate":
+                host = services.power.activate_host(request.user, host.pk, ip=ip)
+            else:
+                drained = services.power.drain_host(request.user, host.pk, ip=ip)
+                host = drained.host
+                report = {"migrating": drained.migrating, "live": drained.live,
+                          "stays": {str(k): v for k, v in drained.stays.items()}}  # fmt: skip
+        vms = [{"id": vm.pk, "name": vm.name, "state": vm.state, "operation": vm.operation}
+               for vm in services.power.resident_vms(host.pk)]  # fmt: skip
+        return Response({"host": s.HostSerializer(host).data, "vms": vms, **report})
+
 
 class BootImageViewSet(viewsets.ModelViewSet):
     """Boot sources registered by path on the hosts (administrators register; everyone lists)."""

@@ -7,7 +7,7 @@ reconciliation loop's.
 
 from specs import StepOrder, StepResult
 
-from . import hosts, steps, sweeper
+from . import hosts, power, steps, sweeper
 from .actions import ActionRequest, perform_action
 from .create import create_vms
 from .hosts import delete_host, reconcile, record_probe, register_host, set_host_state
@@ -30,6 +30,7 @@ __all__ = [
     "reconcile",
     "record_probe",
     "hosts",
+    "power",
     "register_host",
     "set_host_state",
     "step_order",

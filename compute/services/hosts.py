@@ -18,7 +18,7 @@ from tenants.querysets import Actor, is_cloud_admin
 
 from ..drivers.registry import names as driver_names
 from ..models import Cluster, Host, VirtualMachine, host_name_validator
-from ..states import HostState
+from ..states import ADMIN_HOST_STATES, HostState
 from ..states import VMState as S
 from .observation import observe_domain
 
@@ -180,7 +180,7 @@ def _count_failures(host: Host, fields: list[str], failed: bool, count: int, err
 
     before = host.state
     host.failed_probes = count
-    if host.state in (HostState.DISABLED, HostState.OFFLINE):
+    if host.state in ADMIN_HOST_STATES:
         pass
     elif failed:
         limit = settings.NEPHELE_HOST_FAILED_PROBES

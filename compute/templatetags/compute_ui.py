@@ -20,7 +20,7 @@ def state_class(state: str) -> str:
     """ok / busy / warn / bad / (idle) for the state's colour dot."""
     if state in FAILURES or state == "ERROR":
         return "bad"
-    if state == VMState.UNKNOWN or state in ("DISABLED", "OFFLINE"):
+    if state == VMState.UNKNOWN or state in ("DISABLED", "OFFLINE", "MAINTENANCE"):
         return "warn"
     if state in TRANSIENT or state in (VMState.PENDING, "INIT"):
         return "busy"

@@ -74,6 +74,10 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
         E(401, 403, 403, 403, 403, 201),
     ),
     ("POST", "/api/v1/hosts/{H}/action/", {"action": "disable"}, E(401, 403, 403, 403, 403, 200)),
+    ("PUT", "/api/v1/hosts/{H}/bmc/", {"power_driver": "none"}, E(401, 403, 403, 403, 403, 200)),
+    ("POST", "/api/v1/hosts/{H}/power/", {"action": "status"}, E(401, 403, 403, 403, 403, 409)),  # no BMC
+    ("GET", "/api/v1/hosts/{H}/maintenance/", None, ADMIN_ONLY_READ),
+    ("POST", "/api/v1/hosts/{H}/maintenance/", {"action": "maintenance"}, E(401, 403, 403, 403, 403, 200)),
     ("DELETE", "/api/v1/hosts/{H}/", None, E(401, 403, 403, 403, 403, 204)),
     ("GET", "/api/v1/boot-images/", None, READ_ANY),
     ("GET", "/api/v1/boot-images/{B}/", None, READ_PROJECT),

@@ -45,6 +45,8 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
         E(302, 404, 404, 404, 404, 302),
     ),
     ("POST", "/compute/hosts/{H}/action/", {"action": "disable"}, E(302, 404, 404, 404, 404, 302)),
+    ("POST", "/compute/hosts/{H}/action/", {"action": "power_on"}, E(302, 404, 404, 404, 404, 302)),
+    ("POST", "/compute/hosts/{H}/bmc/", {"power_driver": "none"}, E(302, 404, 404, 404, 404, 302)),
     ("GET", "/account/2fa/", None, PAGE_ANY),
     ("GET", "/account/", None, PAGE_ANY),
     ("GET", "/events/", None, PAGE_ANY),
