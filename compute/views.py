@@ -316,14 +316,10 @@ def template_list(request: HttpRequest) -> HttpResponse:
     if can_manage:
         form = TemplateForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
-            d = form.cleaned_data
             try:
                 tpl = template_service.create_template(
-                    request.user, project=project, name=d["name"], description=d["description"], vcpu=d["vcpu"],
-                    memory_mb=d["memory_mb"], disk_gb=d["disk_gb"], boot_image=d["boot_image"],
-                    hypervisor=d["hypervisor"], cluster=d["cluster"], required_labels=d["labels"],
-                    restart_policy=d["restart_policy"], ha=d["ha"], ip=client_ip(request),
-                )  # fmt: skip
+                    request.user, project=project, ip=client_ip(request), **_template_changes(form)
+                )
             except ServiceError as exc:
                 field = "labels" if exc.field == "required_labels" else exc.field
                 form.add_error(field if field in form.fields else None, exc.message)
@@ -344,14 +340,78 @@ def template_list(request: HttpRequest) -> HttpResponse:
         )
         .order_by("name")
     )
+    # which of them the user may edit and delete, in one query (the same gate the services use)
+    manageable = set(VMTemplate.objects.restrict(request.user, "manage").values_list("pk", flat=True))
     ctx = {
         "templates": templates,
+        "manageable": manageable,
         "form": form,
         "form_open": form is not None and bool(form.errors),
         "can_create_vm": _project_context(request)["can_create"],
     }
     status = 400 if form is not None and form.errors else 200
     return render(request, "compute/template_list.html", ctx, status=status)
+
+
+def _template_changes(form: TemplateForm) -> dict[str, Any]:
+    """The service's keyword arguments from a valid template form."""
+    d = form.cleaned_data
+    return {
+        "name": d["name"], "description": d["description"], "vcpu": d["vcpu"], "memory_mb": d["memory_mb"],
+        "disk_gb": d["disk_gb"], "boot_image": d["boot_image"], "hypervisor": d["hypervisor"],
+        "cluster": d["cluster"], "required_labels": d["labels"], "restart_policy": d["restart_policy"],
+        "ha": d["ha"],
+    }  # fmt: skip
+
+
+def _manageable_template_or_404(request: HttpRequest, pk: int) -> VMTemplate:
+    tpl = (
+        VMTemplate.objects.restrict(request.user, "manage")
+        .select_related("boot_image", "cluster", "project__organization")
+        .filter(pk=pk)
+        .first()
+    )
+    if tpl is None:  # foreign, view-only or missing: the same 404
+        raise Http404("template not found")
+    return tpl
+
+
+@login_required
+def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit a template the user manages (``compute.services.templates.update_template``)."""
+    tpl = _manageable_template_or_404(request, pk)
+    labels = "\n".join(f"{k}={v}" for k, v in (tpl.required_labels or {}).items())
+    # the form validates a copy: the service decides and writes, from the row it locks
+    form = TemplateForm(request.POST or None, user=request.user, instance=VMTemplate.objects.get(pk=tpl.pk),
+                        initial={"labels": labels})  # fmt: skip
+    if request.method == "POST" and form.is_valid():
+        try:
+            tpl = template_service.update_template(
+                request.user, tpl.pk, ip=client_ip(request), **_template_changes(form)
+            )
+        except ServiceError as exc:
+            field = "labels" if exc.field == "required_labels" else exc.field
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Template {tpl.name} saved.")
+            return redirect("template-list")
+    status = 400 if form.errors else 200
+    return render(request, "compute/template_edit.html", {"template": tpl, "form": form}, status=status)
+
+
+@login_required
+@require_POST
+def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a template the user manages; a refusal (409: still referenced) is shown on the list."""
+    try:
+        tpl = _manageable_template_or_404(request, pk)
+        name = tpl.name
+        template_service.delete_template(request.user, tpl.pk, ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, f"{tpl.name}: {exc.message}")
+    else:
+        messages.success(request, f"Template {name} deleted.")
+    return redirect("template-list")
 
 
 # --------------------------------------------------------------------------------------------

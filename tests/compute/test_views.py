@@ -490,3 +490,37 @@ def test_a_rows_menu_is_fetched_when_opened_with_the_same_rights(
     assert 'value="terminate"' in menu and "hx-confirm=" in menu  # destructive: asks first
     assert "<form" not in browser(viewer).get(f"/compute/vms/{vm.pk}/menu/").content.decode()
     assert browser(other_tenant).get(f"/compute/vms/{vm.pk}/menu/").status_code == 404
+
+
+def test_template_edit_and_delete_through_the_list(member: Any, viewer: Any, project: Any, template: Any) -> None:
+    c = browser(member)
+    page = c.get("/compute/templates/").content.decode()
+    # the template's disks, edit and delete are reachable from its row
+    assert f'href="/storage/templates/{template.pk}/disks/"' in page
+    assert f'href="/compute/templates/{template.pk}/edit/"' in page
+    assert f'action="/compute/templates/{template.pk}/delete/"' in page and "data-confirm=" in page
+    form = c.get(f"/compute/templates/{template.pk}/edit/").content.decode()
+    assert f'value="{template.name}"' in form
+    bad = c.post(f"/compute/templates/{template.pk}/edit/", {"name": "x", "vcpu": 0, "memory_mb": 256, "disk_gb": 0})
+    assert bad.status_code == 400 and b"errorlist" in bad.content
+    template.refresh_from_db()
+    assert template.vcpu == 2
+    resp = c.post(
+        f"/compute/templates/{template.pk}/edit/",
+        {"name": "renamed", "vcpu": 4, "memory_mb": 2048, "disk_gb": 10, "labels": "zone=b"},
+    )
+    assert resp.status_code == 302
+    template.refresh_from_db()
+    assert (template.name, template.vcpu, template.memory_mb, template.required_labels) == (
+        "renamed", 4, 2048, {"zone": "b"},
+    )  # fmt: skip
+    # a viewer sees neither button, and the pages answer 404 and change nothing
+    v = browser(viewer)
+    vpage = v.get("/compute/templates/").content.decode()
+    assert f"/compute/templates/{template.pk}/edit/" not in vpage and "/disks/" in vpage
+    assert v.get(f"/compute/templates/{template.pk}/edit/").status_code == 404
+    assert v.post(f"/compute/templates/{template.pk}/delete/").status_code == 404
+    assert VMTemplate.objects.filter(pk=template.pk).exists()
+    resp = c.post(f"/compute/templates/{template.pk}/delete/", follow=True)
+    assert b"Template renamed deleted." in resp.content
+    assert not VMTemplate.objects.filter(pk=template.pk).exists()

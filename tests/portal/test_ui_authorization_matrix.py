@@ -35,6 +35,14 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/compute/vms/{V}/action/", {"action": "terminate"}, E(302, 302, 302, 302, 404, 302)),
     ("POST", "/compute/vms/create/", {"name": "x", "template": "{T}", "count": 1}, E(302, 400, 302, 302, 400, 302)),
     ("GET", "/compute/templates/", None, PAGE_ANY),
+    ("GET", "/compute/templates/{T}/edit/", None, E(302, 404, 200, 200, 404, 200)),
+    (
+        "POST",
+        "/compute/templates/{T}/edit/",
+        {"name": "renamed", "vcpu": 1, "memory_mb": 256, "disk_gb": 0},
+        E(302, 404, 302, 302, 404, 302),
+    ),  # fmt: skip
+    ("POST", "/compute/templates/{T}/delete/", None, E(302, 404, 302, 302, 404, 302)),
     ("GET", "/compute/hosts/", None, PAGE_ADMIN),
     ("GET", "/compute/hosts/{H}/", None, PAGE_ADMIN),
     ("GET", "/compute/hosts/{H}/metrics/", None, PAGE_ADMIN),
