@@ -23,6 +23,9 @@ nic_specs: Hook[list[NicSpec]] = Hook("compute.nic_specs")
 boot_files: Hook[tuple[str, str, str] | None] = Hook("compute.boot_files")
 #: ``(vm)`` → the cloud-init network config (version 2) for the VM's seed, or {}
 network_config: Hook[dict[str, Any]] = Hook("compute.network_config")
+#: ``(vm_ids)`` → ``{vm id: ["10.0.0.5", "fd00::5", …]}``: the addresses of those VMs, for the
+#: pages (the VM list's IP column, a VM's Info tab); one query per manager, whatever the count
+vm_addresses: Hook[dict[int, list[str]]] = Hook("compute.vm_addresses")
 #: ``(vm)`` the VM reached DONE: release what it held (volumes, images, leases, public IPs)
 vm_done: Hook[None] = Hook("compute.vm_done")
 #: ``(vm, cluster_of, ranked, reason)`` → ``(ranked, reason)``: keep only the hosts (ids,

@@ -28,7 +28,7 @@ from tenants import quotas
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
 
-from . import services
+from . import hooks, services
 from .forms import CreateVMForm, HostForm, TemplateForm
 from .models import Host, VirtualMachine, VMTemplate
 from .services import templates as template_service
@@ -80,8 +80,24 @@ def with_rights(
     return vms
 
 
+def with_addresses(vms: Iterable[VirtualMachine]) -> list[VirtualMachine]:
+    """Set ``vm.ip_addresses`` on each VM from the managers that hand out addresses (the
+    ``vm_addresses`` hook: the network manager's leases), one query per manager for all of them."""
+    vms = list(vms)
+    found: dict[int, list[str]] = {}
+    if vms:
+        for part in hooks.vm_addresses([vm.pk for vm in vms]):
+            for pk, addresses in part.items():
+                found.setdefault(pk, []).extend(addresses)
+    for vm in vms:
+        vm.ip_addresses = found.get(vm.pk, [])  # type: ignore[attr-defined]
+    return vms
+
+
 def vm_partial_context(user: Any, vm: VirtualMachine) -> dict[str, Any]:
     """What ``_vm_row.html`` and ``_vm_panel.html`` need beyond the VM (``vm.can_manage`` set)."""
+    if not hasattr(vm, "ip_addresses"):
+        with_addresses([vm])
     admin = is_cloud_admin(user)
     hosts: list[Host] = []
     if admin:
@@ -220,14 +236,47 @@ def vm_create(request: HttpRequest) -> HttpResponse:
     return render(request, "compute/vm_list.html", _vm_list_context(request, create_form=form), status=400)
 
 
+#: the VM page's tabs (Sunstone's), in order; the lazy ones are fetched when first shown
+VM_TABS = [
+    ("info", "Info"), ("capacity", "Capacity"), ("storage", "Storage"), ("network", "Network"),
+    ("snapshots", "Snapshots"), ("placement", "Placement"), ("log", "Log"), ("console", "Console"),
+    ("monitoring", "Monitoring"),
+]  # fmt: skip
+LAZY_TABS = frozenset({"log", "monitoring"})
+
+
+def _log_context(vm: VirtualMachine) -> dict[str, Any]:
+    return {"vm": vm, "changes": list(vm.state_changes.order_by("-pk")[:50])}
+
+
 @login_required
 def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
     vm = _vm_or_404(request, pk)
+    tab = request.GET.get("tab", "info")
+    if tab not in dict(VM_TABS):
+        tab = "info"
     ctx = vm_partial_context(request.user, vm)
-    ctx["changes"] = vm.state_changes.order_by("-pk")[:50]
     ctx["placements"] = vm.placements.select_related("host")[:50]
     ctx["vm_context"] = context_summary(vm)
+    ctx["tabs"] = [{"key": k, "label": label, "lazy": k in LAZY_TABS} for k, label in VM_TABS]
+    ctx["tab"] = tab
+    if tab == "log":  # a costly tab asked for by its link (no JavaScript): rendered in the page
+        ctx.update(_log_context(vm))
     return render(request, "compute/vm_detail.html", ctx)
+
+
+@login_required
+def vm_log(request: HttpRequest, pk: int) -> HttpResponse:
+    """The VM page's Log tab (its state changes), fetched when the tab is first shown."""
+    vm = _vm_or_404(request, pk)
+    return render(request, "compute/_partials/_vm_log.html", _log_context(vm))
+
+
+@login_required
+def vm_monitoring(request: HttpRequest, pk: int) -> HttpResponse:
+    """The VM page's Monitoring tab (its charts), fetched when the tab is first shown."""
+    vm = _vm_or_404(request, pk)
+    return render(request, "compute/_partials/_vm_monitoring.html", {"vm": vm})
 
 
 @login_required

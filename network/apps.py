@@ -15,6 +15,7 @@ class NetworkConfig(AppConfig):
         hooks.nic_specs.register(vmnics.nic_specs)
         hooks.network_config.register(vmnics.network_config)
         hooks.vm_done.register(vmnics.on_vm_done, order=20)
+        hooks.vm_addresses.register(vmnics.vm_addresses)
         # the outbox renders port messages from committed rows when it publishes them
         from portal import outbox
 

@@ -30,6 +30,21 @@ def on_vm_done(vm: Any) -> None:
     done(vm)
 
 
+def vm_addresses(vm_ids: list[int]) -> dict[int, list[str]]:
+    """The leased addresses (IPv4, then IPv6) of each VM's NICs, in NIC order: one query."""
+    from .models import Lease
+
+    out: dict[int, list[str]] = {}
+    rows = (
+        Lease.objects.filter(nic__vm_id__in=list(vm_ids))
+        .order_by("nic__vm_id", "nic__index")
+        .values_list("nic__vm_id", "address", "ipv6")
+    )
+    for vm_id, v4, v6 in rows:
+        out.setdefault(vm_id, []).extend(a for a in (v4, v6) if a)
+    return out
+
+
 def _segment(nic: Any, host: Any) -> SegmentPlan:
     from .models import HostNetwork
 

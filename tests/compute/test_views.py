@@ -201,8 +201,10 @@ def test_detail_shows_why_not_placed_then_history(member: Any, project: Any, tem
     settle()
     page = c.get(f"/compute/vms/{vm.pk}/").content.decode()
     assert 'data-testid="vm-state">RUNNING' in page
-    history = page[page.index(f'id="vm-{vm.pk}-history"') :]
-    assert "sim-a" in history and "PROLOG" in history and "created" in history
+    placement = page[page.index(f'id="vm-{vm.pk}-placement"') :]
+    assert "sim-a" in placement
+    log = c.get(f"/compute/vms/{vm.pk}/log/").content.decode()
+    assert "PROLOG" in log and "created" in log
     # hard variants beside the normal ones; terminate asks first
     assert 'aria-label="Power off waiting (hard)"' in page and 'aria-label="Reboot waiting (hard)"' in page
     assert 'aria-label="Terminate waiting (hard)"' in page and 'hx-confirm="Terminate waiting?' in page
@@ -524,3 +526,49 @@ def test_template_edit_and_delete_through_the_list(member: Any, viewer: Any, pro
     resp = c.post(f"/compute/templates/{template.pk}/delete/", follow=True)
     assert b"Template renamed deleted." in resp.content
     assert not VMTemplate.objects.filter(pk=template.pk).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the VM page's tabs
+# --------------------------------------------------------------------------------------------
+def test_vm_page_has_aria_tabs_deep_linkable_and_lazy(member: Any, project: Any, template: Any) -> None:
+    vm = held(member, project, template, "tabbed")
+    c = browser(member)
+    page = c.get(f"/compute/vms/{vm.pk}/").content.decode()
+    assert 'role="tablist"' in page
+    keys = ["info", "capacity", "storage", "network", "snapshots", "placement", "log", "monitoring"]
+    for key in keys:
+        assert f'id="tab-{key}"' in page and f'aria-controls="panel-{key}"' in page and f'id="panel-{key}"' in page
+    # info is the default: the only panel shown, the only tab in the tab order
+    assert '<section role="tabpanel" id="panel-info" aria-labelledby="tab-info" tabindex="0">' in page
+    assert page.count('aria-selected="true"') == 1 and 'aria-selected="true" tabindex="0">Info<' in page
+    # the costly tabs are placeholders fetched when shown, not rendered
+    assert f'hx-get="/compute/vms/{vm.pk}/log/"' in page and 'class="timeline"' not in page
+    assert f'hx-get="/compute/vms/{vm.pk}/monitoring/"' in page and 'id="vm-charts"' not in page
+    # ?tab= opens one (no JavaScript needed): the log rendered in the page, info hidden
+    page = c.get(f"/compute/vms/{vm.pk}/?tab=log").content.decode()
+    assert 'class="timeline"' in page and "HOLD" in page
+    assert 'id="panel-info" aria-labelledby="tab-info" tabindex="0" hidden' in page
+    assert 'aria-selected="true" tabindex="0">Log<' in page
+    assert 'id="vm-charts"' in c.get(f"/compute/vms/{vm.pk}/?tab=monitoring").content.decode()
+    # an unknown tab is the default, not an error
+    assert c.get(f"/compute/vms/{vm.pk}/?tab=nope").status_code == 200
+    # the lazy parts on their own, through the same gate
+    assert "HOLD" in c.get(f"/compute/vms/{vm.pk}/log/").content.decode()
+    assert f'/vms/{vm.pk}/metrics/"' in c.get(f"/compute/vms/{vm.pk}/monitoring/").content.decode()
+    # the console is a link when the console page exists, a disabled label otherwise
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        console = reverse("vm-console", args=[vm.pk])
+    except NoReverseMatch:
+        assert '<span class="tab-link disabled" id="tab-console"' in page
+    else:
+        assert f'href="{console}"' in page
+
+
+def test_vm_tabs_of_a_foreign_vm_are_404(other_tenant: Any, member: Any, project: Any, template: Any) -> None:
+    vm = held(member, project, template, "mine")
+    c = browser(other_tenant)
+    for url in (f"/compute/vms/{vm.pk}/?tab=log", f"/compute/vms/{vm.pk}/log/", f"/compute/vms/{vm.pk}/monitoring/"):
+        assert c.get(url).status_code == 404

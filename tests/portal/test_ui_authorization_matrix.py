@@ -31,6 +31,8 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/compute/vms/{V}/live/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/{V}/menu/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/{V}/metrics/", None, PAGE_PROJECT),
+    ("GET", "/compute/vms/{V}/log/", None, PAGE_PROJECT),
+    ("GET", "/compute/vms/{V}/monitoring/", None, PAGE_PROJECT),
     # refusals by the service come back as a message on the VM page (302 there), nothing changed
     ("POST", "/compute/vms/{V}/action/", {"action": "terminate"}, E(302, 302, 302, 302, 404, 302)),
     ("POST", "/compute/vms/create/", {"name": "x", "template": "{T}", "count": 1}, E(302, 400, 302, 302, 400, 302)),

@@ -1,0 +1,84 @@
+"""In Chromium: the VM page's tabs (keyboard, deep links, lazy tabs), templates edited and
+deleted from their list (issue 14)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from compute import services
+from compute.models import VMTemplate
+
+from .test_vm_lifecycle_browser import log_in
+
+pytestmark = pytest.mark.browser
+
+
+def _logs(page: Any) -> str:
+    return "\n".join(page.nephele_logs)
+
+
+def test_vm_tabs_by_keyboard_lazy_and_deep_linked(
+    browser_page: Any, live_server_url: str, member: Any, project: Any, template: Any
+) -> None:
+    page, base = browser_page, live_server_url
+    (vm,) = services.create_vms(member, project=project, template=template, name="tabby", hold=True)
+    log_in(page, base, member.username)
+    page.goto(f"{base}/compute/vms/{vm.pk}/")
+    assert page.locator("#panel-info").is_visible() and page.locator("#panel-log").is_hidden()
+    # arrow keys move between tabs and show their panel; the address remembers the tab
+    page.focus("#tab-info")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.id") == "tab-capacity", _logs(page)
+    assert page.locator("#panel-capacity").is_visible() and page.locator("#panel-info").is_hidden()
+    assert page.get_attribute("#tab-capacity", "aria-selected") == "true"
+    assert page.get_attribute("#tab-info", "tabindex") == "-1"
+    assert "tab=capacity" in page.url
+    # End: the last tab (monitoring), fetched when shown
+    page.keyboard.press("End")
+    page.locator(f"#vm-{vm.pk}-monitoring[data-loaded] #vm-charts").wait_for()
+    page.locator("#vm-charts[data-loaded]").wait_for()  # charts.js found the late box
+    # Left: the log, fetched when shown
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("document.activeElement.id") == "tab-log"
+    page.locator(f"#vm-{vm.pk}-log .timeline li .state:text-is('HOLD')").wait_for()
+    # a reload keeps the tab (the address has ?tab=log)
+    page.reload()
+    assert page.locator("#panel-log").is_visible() and page.locator("#panel-info").is_hidden()
+    # a hash naming something inside a tab opens that tab (the row menu's "Resize…")
+    page.goto(f"{base}/compute/vms/{vm.pk}/#resize")
+    page.locator("#resize").wait_for()
+    assert page.locator("#panel-capacity").is_visible()
+    page.goto(f"{base}/compute/vms/{vm.pk}/#placement")
+    assert page.locator("#panel-placement").is_visible()
+    # a click works as well
+    page.click("#tab-storage")
+    assert page.locator("#panel-storage").is_visible() and page.locator("#panel-placement").is_hidden()
+
+
+def test_template_edited_and_deleted_from_its_list(
+    browser_page: Any, live_server_url: str, member: Any, project: Any, template: Any
+) -> None:
+    page, base = browser_page, live_server_url
+    log_in(page, base, member.username)
+    page.goto(f"{base}/compute/templates/")
+    page.click(f"a[aria-label='Edit {template.name}']")
+    page.wait_for_url(f"**/compute/templates/{template.pk}/edit/")
+    page.fill("#id_name", "bigger")
+    page.fill("#id_vcpu", "4")
+    page.click("button:has-text('Save template')")
+    page.wait_for_url(f"{base}/compute/templates/")
+    assert "Template bigger saved." in page.inner_text("#messages")
+    assert VMTemplate.objects.get(pk=template.pk).vcpu == 4
+    # its disks are one click away
+    assert page.get_attribute("a[aria-label='Disks of bigger']", "href") == f"/storage/templates/{template.pk}/disks/"
+    # delete asks first: dismissed, nothing happens; accepted, it is gone
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("button[aria-label='Delete bigger']")
+    assert VMTemplate.objects.filter(pk=template.pk).exists()
+    page.once("dialog", lambda d: d.accept())
+    page.click("button[aria-label='Delete bigger']")
+    page.wait_for_selector("#messages li.success")
+    assert "Template bigger deleted." in page.inner_text("#messages")
+    assert not VMTemplate.objects.filter(pk=template.pk).exists()
