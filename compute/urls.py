@@ -5,6 +5,8 @@ from . import views
 urlpatterns = [
     path("vms/", views.vm_list, name="ui-vm-list"),
     path("vms/create/", views.vm_create, name="vm-create"),
+    path("vms/chips/", views.vm_chips, name="vm-chips"),
+    path("vms/bulk/", views.vm_bulk, name="vm-bulk"),
     path("vms/<int:pk>/", views.vm_detail, name="ui-vm-detail"),
     path("vms/<int:pk>/live/", views.vm_live, name="vm-live"),
     path("vms/<int:pk>/menu/", views.vm_menu, name="vm-menu"),

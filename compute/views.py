@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal.api import client_ip
-from portal.errors import ServiceError
+from portal.errors import InvalidInput, ServiceError
 from portal.tables import Column, Table
 from tenants import quotas
 from tenants.models import Project
@@ -51,11 +51,13 @@ STATE_GROUPS: dict[str, tuple[str, frozenset[str]]] = {
 
 def vm_columns(user: Any) -> list[Column]:
     """The VM table's columns (the host column for cloud staff, as ``_vm_row.html`` shows it)."""
-    host = [Column("host", "Host", "host__name", "c-host")] if user.is_staff or user.is_superuser else []
+    host = [Column("host", "Host", "host__name", "c-host", optional=True)] if user.is_staff or user.is_superuser else []
     return [
         Column("name", "Name", "name"), Column("state", "State", "state"), *host,
-        Column("size", "Size", "vcpu", "c-size"), Column("owner", "Owner", "owner__username", "c-owner"),
-        Column("age", "Age", "pk", "c-age"),  # ids grow with creation: the primary key index
+        Column("ip", "IP addresses", None, "c-ip", optional=True),  # the network manager's, by hook
+        Column("size", "Size", "vcpu", "c-size", optional=True),
+        Column("owner", "Owner", "owner__username", "c-owner", optional=True),
+        Column("age", "Age", "pk", "c-age", optional=True),  # ids grow with creation: the primary key index
     ]  # fmt: skip
 
 
@@ -148,7 +150,9 @@ def _project_context(request: HttpRequest) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # virtual machines
 # --------------------------------------------------------------------------------------------
-def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = None) -> dict[str, Any]:
+def _vm_filters(request: HttpRequest) -> dict[str, Any]:
+    """The VM list's filters from the query string: the VMs they select (through the gate,
+    before the state chip) and their counts by state chip (one aggregate query)."""
     user, get = request.user, request.GET
     cloud_wide = is_cloud_admin(user) or is_cloud_auditor(user)
     scope = "all" if get.get("all") == "1" else get.get("project", "")
@@ -177,15 +181,27 @@ def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = No
         {"key": key, "label": label, "count": sum(n for s, n in by_state.items() if s in states)}
         for key, (label, states) in STATE_GROUPS.items()
     ]
+    return {
+        "base": base, "by_state": by_state, "groups": groups, "group": group, "query": query, "scope": scope,
+        "scoped_project": scoped_project, "show_done": show_done, "cloud_wide": cloud_wide,
+        "total": sum(by_state.values()),
+    }  # fmt: skip
+
+
+def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = None) -> dict[str, Any]:
+    user, get = request.user, request.GET
+    f = _vm_filters(request)
+    base, by_state, groups, group, query = f["base"], f["by_state"], f["groups"], f["group"], f["query"]
+    scope, scoped_project, show_done, cloud_wide = f["scope"], f["scoped_project"], f["show_done"], f["cloud_wide"]
     vms = base
     if group:
         vms = vms.filter(state__in=STATE_GROUPS[group][1])
     shown = sum(n for s, n in by_state.items() if not group or s in STATE_GROUPS[group][1])
     table = Table(
         request, vms.select_related("host", "owner", "project__organization"), vm_columns(user),
-        default_sort="-age", total=shown,
+        default_sort="-age", total=shown, name="vms",
     )  # fmt: skip
-    rows = with_rights(user, table.rows)
+    rows = with_addresses(with_rights(user, table.rows))
     ctx = {
         "vms": rows,
         "table": table,
@@ -200,6 +216,9 @@ def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = No
         "cloud_wide": cloud_wide,
         "create_form": create_form or CreateVMForm(user=user, initial={"template": get.get("template")}),
         "create_open": create_form is not None or get.get("create") == "1",
+        "can_bulk": any(vm.can_manage for vm in rows),  # type: ignore[attr-defined]
+        "bulk_actions": BULK_ACTIONS,
+        "bulk_destructive": BULK_DESTRUCTIVE,
     }
     ctx.update(_project_context(request))
     return ctx
@@ -208,6 +227,70 @@ def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = No
 @login_required
 def vm_list(request: HttpRequest) -> HttpResponse:
     return render(request, "compute/vm_list.html", _vm_list_context(request))
+
+
+@login_required
+def vm_chips(request: HttpRequest) -> HttpResponse:
+    """The VM list's state chips and their counts, for the same filters: re-read (htmx) when
+    VM state pushes arrive, so the counts follow the rows (one aggregate query)."""
+    return render(request, "compute/_partials/_vm_chips.html", _vm_filters(request))
+
+
+#: what the VM list's bulk bar offers (actions that need no further input)
+BULK_ACTIONS = ["resume", "release", "hold", "poweroff", "reboot", "suspend", "stop", "undeploy", "terminate"]
+#: the ones that ask first
+BULK_DESTRUCTIVE = frozenset({"terminate"})
+MAX_BULK = 200  # the largest page of the list
+
+
+def _bulk_ids(values: list[str]) -> list[int]:
+    """The posted VM ids, each once, in order; a 400 naming the field and the limit otherwise."""
+    if not values:
+        raise InvalidInput("select at least one VM", field="vm")
+    if len(values) > MAX_BULK:
+        raise InvalidInput(f"vm: at most {MAX_BULK} VMs at once ({len(values)} selected)", field="vm")
+    if not all(v.isdigit() and len(v) <= 18 for v in values):
+        raise InvalidInput("vm must be VM ids", field="vm")
+    return list(dict.fromkeys(int(v) for v in values))
+
+
+@login_required
+@require_POST
+def vm_bulk(request: HttpRequest) -> HttpResponse:
+    """One action on the selected VMs, each through ``perform_action`` (the gate and the state
+    table decide per VM: one may be started while another answers 409); the outcome per VM.
+    Destructive actions ask first (a confirmation unless ``confirmed=1``)."""
+    action = request.POST.get("action", "")
+    hx = bool(request.headers.get("HX-Request"))
+    ctx: dict[str, Any] = {"action": action, "label": str(dict(Action.choices).get(action, action))}
+    try:
+        if action not in BULK_ACTIONS:
+            raise InvalidInput(f"action must be one of {', '.join(BULK_ACTIONS)}", field="action")
+        ids = _bulk_ids(request.POST.getlist("vm"))
+    except ServiceError as exc:
+        ctx["error"] = exc.message
+        return render(request, "compute/vm_bulk.html" if not hx else "compute/_partials/_vm_bulk.html", ctx,
+                      status=200 if hx else 400)  # fmt: skip
+    names = dict(VirtualMachine.objects.restrict(request.user, "view").filter(pk__in=ids).values_list("pk", "name"))
+    ctx["ids"] = ids
+    if action in BULK_DESTRUCTIVE and request.POST.get("confirmed") != "1":
+        ctx["confirm"] = [{"pk": pk, "name": names.get(pk, f"#{pk}")} for pk in ids]
+    else:
+        results = []
+        for pk in ids:
+            try:
+                services.perform_action(request.user, pk, services.ActionRequest(action=action), ip=client_ip(request))
+                results.append({"pk": pk, "name": names.get(pk, f"#{pk}"), "status": 202, "note": "requested"})
+            except ServiceError as exc:
+                results.append({"pk": pk, "name": names.get(pk, f"#{pk}"), "status": exc.status, "note": exc.message})
+        ctx["results"] = results
+        ctx["accepted"] = sum(1 for r in results if r["status"] == 202)
+        if hx:  # the acted-on rows, swapped in place (the websocket would push them too)
+            fresh = VirtualMachine.objects.restrict(request.user, "view").filter(pk__in=ids)
+            ctx["rows"] = with_addresses(
+                with_rights(request.user, fresh.select_related("host", "owner", "project__organization"))
+            )
+    return render(request, "compute/_partials/_vm_bulk.html" if hx else "compute/vm_bulk.html", ctx)
 
 
 @login_required
@@ -582,7 +665,9 @@ def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if host is None:
         raise Http404("host not found")
     vms = VirtualMachine.objects.restrict(request.user, "view").filter(host=host).exclude(state=VMState.DONE)
-    vms = with_rights(request.user, vms.select_related("owner", "host", "project__organization"), manage=None)
+    vms = with_addresses(
+        with_rights(request.user, vms.select_related("owner", "host", "project__organization"), manage=None)
+    )
     return render(request, "compute/host_detail.html", {**host_partial_context(host), "vms": vms})
 
 

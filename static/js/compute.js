@@ -73,3 +73,82 @@
     document.querySelectorAll("[data-loaded][hx-trigger~='nephele:refresh']").forEach((x) => htmx.trigger(x, "nephele:refresh"));
   });
 })();
+
+// ---- the VM list: selection, bulk actions, live state chips ---------------------------------
+(function () {
+  "use strict";
+  function boxes(formId) {
+    return Array.from(document.querySelectorAll('input.row-select[form="' + formId + '"]'));
+  }
+  function update(form) {
+    const n = boxes(form.id).filter((b) => b.checked).length;
+    const label = form.querySelector("[data-bulk-count]");
+    if (label) label.textContent = n ? n + " selected:" : "Select VMs for an action on all of them:";
+    form.toggleAttribute("data-none", n === 0);
+    const all = document.querySelector('[data-select-all="' + form.id + '"]');
+    if (all) {
+      const total = boxes(form.id).length;
+      all.checked = total > 0 && n === total;
+      all.indeterminate = n > 0 && n < total;
+    }
+  }
+  function init() {
+    document.querySelectorAll("[data-select-all]").forEach((all) => all.removeAttribute("hidden"));
+    const form = document.getElementById("vm-bulk");
+    if (form) update(form);
+  }
+  document.addEventListener("DOMContentLoaded", init);
+  document.addEventListener("change", (e) => {
+    const all = e.target.closest("[data-select-all]");
+    if (all) boxes(all.dataset.selectAll).forEach((b) => { b.checked = all.checked; });
+    const form = document.getElementById(all ? all.dataset.selectAll : e.target.getAttribute("form") || "");
+    if (form && form.id === "vm-bulk") update(form);
+  });
+  // no selection: nothing to post; a destructive action asks first (then the server need not)
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("#vm-bulk button[name=action]");
+    if (!button) return;
+    const form = button.form, n = boxes(form.id).filter((b) => b.checked).length;
+    if (n === 0) {
+      e.preventDefault();
+      const label = form.querySelector("[data-bulk-count]");
+      if (label) label.textContent = "Select at least one VM first:";
+      return;
+    }
+    form.querySelectorAll("input[name=confirmed]").forEach((i) => i.remove());
+    if (!button.dataset.bulkConfirm) return;
+    if (!window.confirm(button.dataset.bulkConfirm + " " + n + " VM" + (n === 1 ? "" : "s") + "? This cannot be undone.")) {
+      e.preventDefault();
+      return;
+    }
+    const ok = document.createElement("input");
+    ok.type = "hidden";
+    ok.name = "confirmed";
+    ok.value = "1";
+    form.appendChild(ok);
+  });
+  // rows re-rendered (an action's answer, a push): keep their checkboxes as they were
+  const checked = new Set();
+  document.addEventListener("htmx:oobBeforeSwap", (e) => {
+    const old = e.detail && e.detail.target;
+    const box = old && old.querySelector && old.querySelector("input.row-select");
+    if (box && box.checked) checked.add(box.value);
+  });
+  document.addEventListener("htmx:oobAfterSwap", (e) => {
+    const el = e.target;
+    if (!el || el.tagName !== "TR") return;
+    const box = el.querySelector("input.row-select");
+    if (box && checked.delete(box.value)) box.checked = true;
+    const form = document.getElementById("vm-bulk");
+    if (form) update(form);
+  });
+  // a VM's state was pushed: the state chips' counts are re-read (debounced by htmx's delay)
+  document.addEventListener("htmx:wsAfterMessage", (e) => {
+    const text = e.detail && e.detail.message;
+    if (typeof text === "string" && /<tr id="vm-\d+"/.test(text)) document.body.dispatchEvent(new CustomEvent("nephele:vm-changed"));
+  });
+  document.addEventListener("htmx:oobAfterSwap", (e) => {
+    const el = e.target;
+    if (el && el.tagName === "TR" && /^vm-\d+$/.test(el.id || "")) document.body.dispatchEvent(new CustomEvent("nephele:vm-changed"));
+  });
+})();

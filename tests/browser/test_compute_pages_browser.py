@@ -82,3 +82,50 @@ def test_template_edited_and_deleted_from_its_list(
     page.wait_for_selector("#messages li.success")
     assert "Template bigger deleted." in page.inner_text("#messages")
     assert not VMTemplate.objects.filter(pk=template.pk).exists()
+
+
+def test_vm_list_bulk_actions_columns_and_live_chips(
+    browser_page: Any, live_server_url: str, member: Any, project: Any, template: Any
+) -> None:
+    from compute.models import VirtualMachine
+    from compute.states import VMState as S
+
+    page, base = browser_page, live_server_url
+    a, b, c = services.create_vms(member, project=project, template=template, name="bulk", count=3, hold=True)
+    services.perform_action(member, c.pk, services.ActionRequest(action="release"))  # c: PENDING
+    log_in(page, base, member.username)
+    page.goto(f"{base}/compute/vms/")
+    assert page.inner_text("[data-testid=chip-stopped]") == "2"
+    # nothing selected: the bar says so and posts nothing
+    page.click("#vm-bulk button[value=release]")
+    assert "Select at least one VM" in page.inner_text("[data-bulk-count]")
+    # select all, then release: one result per VM, the PENDING one refused (409)
+    page.check("[data-select-all=vm-bulk]")
+    assert page.inner_text("[data-bulk-count]") == "3 selected:"
+    page.click("#vm-bulk button[value=release]")
+    page.locator("#bulk-outcome").wait_for()
+    assert "2 of 3 requested" in page.inner_text("#bulk-outcome"), _logs(page)
+    assert page.locator("#bulk-outcome tr[data-status='409']").inner_text().startswith("bulk-2")
+    # the rows were swapped in place and the state chips re-read their counts
+    page.wait_for_selector(f'#vm-{a.pk}[data-state="PENDING"]')
+    page.locator("[data-testid=chip-stopped]:text-is('0')").wait_for()
+    assert page.inner_text("[data-testid=chip-busy]") == "3"
+    # terminate asks first: dismissed, nothing is posted
+    page.check(f"input.row-select[value='{a.pk}']")
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("#vm-bulk button[value=terminate]")
+    assert VirtualMachine.objects.get(pk=a.pk).state != S.DONE
+    page.once("dialog", lambda d: d.accept())
+    page.click("#vm-bulk button[value=terminate]")
+    page.locator("#bulk-outcome:has-text('Terminate')").wait_for()
+    assert "requested" in page.inner_text("#bulk-outcome")
+    # the column chooser: hide the owner column, kept after a reload
+    assert page.locator("th.c-owner").is_visible()
+    page.click("#vms-columns summary")
+    page.uncheck("#vms-columns input[value=owner]")
+    page.click("#vms-columns button:has-text('Apply')")
+    page.wait_for_url("**columns=1**")
+    assert page.locator("th.c-owner").is_hidden() and page.locator("th.c-ip").is_visible()
+    page.goto(f"{base}/compute/vms/")
+    assert page.locator("th.c-owner").is_hidden()
+    assert page.locator(f"#vm-{b.pk} td.c-owner").is_hidden()

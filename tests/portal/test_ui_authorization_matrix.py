@@ -32,6 +32,9 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/compute/vms/{V}/menu/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/{V}/metrics/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/{V}/log/", None, PAGE_PROJECT),
+    ("GET", "/compute/vms/chips/", None, PAGE_ANY),
+    # each VM's refusal is in the answer (200): a viewer's and a stranger's change nothing
+    ("POST", "/compute/vms/bulk/", {"action": "release", "vm": "{V}"}, E(302, 200, 200, 200, 200, 200)),
     ("GET", "/compute/vms/{V}/monitoring/", None, PAGE_PROJECT),
     # refusals by the service come back as a message on the VM page (302 there), nothing changed
     ("POST", "/compute/vms/{V}/action/", {"action": "terminate"}, E(302, 302, 302, 302, 404, 302)),
@@ -79,6 +82,7 @@ UI += matrix_extensions.ui_rows()
 # which roles' refusals are "denied" (must change nothing), per row
 DENIED_CHANGES = {
     ("POST", "/compute/vms/{V}/action/"): {"anon", "viewer", "other"},
+    ("POST", "/compute/vms/bulk/"): {"anon", "viewer", "other"},
     ("POST", "/identity/action/"): {"anon", "viewer", "member", "other"},  # org-create: also padmin (below)
 }
 DENIED_CHANGES.update(matrix_extensions.denied_changes())
