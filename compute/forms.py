@@ -54,6 +54,17 @@ class CreateVMForm(GatedForm, forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "#cloud-config"}),
     )
 
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        # smallest first, so the preselected size (the first) is the smallest, never the largest
+        field = self.fields["template"]
+        field.queryset = field.queryset.select_related("boot_image").order_by(  # type: ignore[attr-defined]
+            "vcpu", "memory_mb", "disk_gb", "name", "pk"
+        )
+        if not self.is_bound and not self.initial.get("template"):
+            first = field.queryset.first()  # type: ignore[attr-defined]
+            self.initial["template"] = first.pk if first is not None else None
+
 
 class TemplateForm(GatedForm, forms.ModelForm):
     """A new template's fields (shapes only; ``compute.services.templates`` decides and writes)."""

@@ -6,6 +6,7 @@ urlpatterns = [
     path("vms/", views.vm_list, name="ui-vm-list"),
     path("vms/create/", views.vm_create, name="vm-create"),
     path("vms/chips/", views.vm_chips, name="vm-chips"),
+    path("vms/create/preview/", views.vm_create_preview, name="vm-create-preview"),
     path("vms/bulk/", views.vm_bulk, name="vm-bulk"),
     path("vms/<int:pk>/", views.vm_detail, name="ui-vm-detail"),
     path("vms/<int:pk>/live/", views.vm_live, name="vm-live"),

@@ -221,7 +221,16 @@ def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = No
         "bulk_destructive": BULK_DESTRUCTIVE,
     }
     ctx.update(_project_context(request))
+    if ctx["can_create"]:
+        ctx.update(create_preview(request))
+        ctx["my_key_count"] = _key_count(user)
     return ctx
+
+
+def _key_count(user: Any) -> int:
+    from tenants.models import SSHKey
+
+    return SSHKey.objects.filter(user_id=user.pk).count()
 
 
 @login_required
@@ -330,6 +339,65 @@ LAZY_TABS = frozenset({"log", "monitoring"})
 
 def _log_context(vm: VirtualMachine) -> dict[str, Any]:
     return {"vm": vm, "changes": list(vm.state_changes.order_by("-pk")[:50])}
+
+
+#: the quota lines the create form projects (what a create consumes)
+CREATE_QUOTAS = ("vms", "running_vms", "vcpu", "memory_mb", "system_disk_gb")
+
+
+def _int_in(value: str | None, low: int, high: int) -> int | None:
+    number = _int_or_none(value)
+    return number if number is not None and low <= number <= high else None
+
+
+def create_preview(request: HttpRequest) -> dict[str, Any]:
+    """The project's quota as it is and as it would be after the create the form describes
+    (template, count, vCPU, memory from the query string or the form), for the form's side."""
+    from .models import MAX_MEMORY_MB, MAX_VCPU
+
+    project = getattr(request, "project", None)
+    if project is None:
+        return {"preview": []}
+    data = request.POST if request.method == "POST" else request.GET
+    template_id = _int_or_none(data.get("template"))
+    tpl = None
+    if template_id is not None:
+        tpl = VMTemplate.objects.restrict(request.user, "view").filter(pk=template_id).first()
+    if tpl is None:  # as the form preselects it: the smallest
+        tpl = (
+            VMTemplate.objects.restrict(request.user, "view")
+            .order_by("vcpu", "memory_mb", "disk_gb", "name", "pk")
+            .first()
+        )
+    count = _int_in(data.get("count"), 1, 100) or 1
+    vcpu = _int_in(data.get("vcpu"), 1, MAX_VCPU) or (tpl.vcpu if tpl else 0)
+    memory = _int_in(data.get("memory_mb"), 16, MAX_MEMORY_MB) or (tpl.memory_mb if tpl else 0)
+    need = {"vms": count, "running_vms": count, "vcpu": vcpu * count, "memory_mb": memory * count,
+            "system_disk_gb": (tpl.disk_gb if tpl else 0) * count}  # fmt: skip
+    lines = []
+    for q in quotas.usage(project):
+        if q.resource not in CREATE_QUOTAS:
+            continue
+        after = q.used + need[q.resource]
+        unlimited = q.limit < 0
+        lines.append({
+            "resource": q.resource, "label": q.label, "used": q.used, "need": need[q.resource], "after": after,
+            "limit": q.limit, "unlimited": unlimited, "over": not unlimited and after > q.limit,
+            "percent_used": 0 if unlimited or q.limit == 0 else min(100, round(100 * q.used / q.limit)),
+            "percent_after": 0 if unlimited else (100 if q.limit == 0 else min(100, round(100 * after / q.limit))),
+        })  # fmt: skip
+    return {
+        "preview": lines,
+        "preview_template": tpl,
+        "preview_count": count,
+        "preview_over": any(x["over"] for x in lines),
+    }
+
+
+@login_required
+def vm_create_preview(request: HttpRequest) -> HttpResponse:
+    """The create form's quota projection, re-read (htmx) as its size and count change."""
+    return render(request, "compute/_partials/_create_quota.html", create_preview(request))
 
 
 @login_required

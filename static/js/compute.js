@@ -152,3 +152,37 @@
     if (el && el.tagName === "TR" && /^vm-\d+$/.test(el.id || "")) document.body.dispatchEvent(new CustomEvent("nephele:vm-changed"));
   });
 })();
+
+// ---- the create-VM form: one step at a time (all of them show without JavaScript) ---------
+(function () {
+  "use strict";
+  function go(form, key, focus) {
+    form.querySelectorAll("[data-step]").forEach((s) => { s.hidden = s.dataset.step !== key; });
+    form.querySelectorAll("[data-step-link]").forEach((a) => {
+      if (a.dataset.stepLink === key) a.setAttribute("aria-current", "step");
+      else a.removeAttribute("aria-current");
+    });
+    const step = form.querySelector('[data-step="' + key + '"]');
+    if (focus && step) step.querySelector("input:not([type=hidden]), select, textarea, button")?.focus();
+  }
+  function init() {
+    document.querySelectorAll("form[data-steps]").forEach((form) => {
+      // the first step with an error (the server said why), else the first
+      let start = "source";
+      const steps = Array.from(form.querySelectorAll("[data-step]"));
+      steps.forEach((s) => {
+        if (s.querySelector(".errorlist")) form.querySelector('[data-step-link="' + s.dataset.step + '"]')?.classList.add("has-error");
+      });
+      const bad = steps.find((s) => s.querySelector(".errorlist"));
+      if (bad) start = bad.dataset.step;
+      go(form, start, false);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", init);
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest("form[data-steps] [data-step-go], form[data-steps] [data-step-link]");
+    if (!btn) return;
+    e.preventDefault();
+    go(btn.closest("form"), btn.dataset.stepGo || btn.dataset.stepLink, true);
+  });
+})();

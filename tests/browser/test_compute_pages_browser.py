@@ -129,3 +129,34 @@ def test_vm_list_bulk_actions_columns_and_live_chips(
     page.goto(f"{base}/compute/vms/")
     assert page.locator("th.c-owner").is_hidden()
     assert page.locator(f"#vm-{b.pk} td.c-owner").is_hidden()
+
+
+def test_create_vm_step_by_step_with_the_quota_it_would_use(
+    browser_page: Any, live_server_url: str, member: Any, project: Any, template: Any
+) -> None:
+    from compute.models import VirtualMachine
+    from tenants.quotas import set_limit
+
+    page, base = browser_page, live_server_url
+    set_limit(project, "vcpu", 5)
+    log_in(page, base, member.username)
+    page.goto(f"{base}/compute/vms/?create=1")
+    # one step at a time: the source first
+    assert page.locator("#step-source").is_visible() and page.locator("#step-capacity").is_hidden()
+    page.click("button:has-text('Next: capacity')")
+    assert page.locator("#step-capacity").is_visible() and page.locator("#step-source").is_hidden()
+    assert page.get_attribute("[data-step-link=capacity]", "aria-current") == "step"
+    # the quota projection follows the count, before anything is submitted
+    assert "0 + 2 / 5" in page.inner_text("[data-testid=after-vcpu]")
+    page.fill("#id_count", "3")
+    page.locator("[data-testid=quota-over]").wait_for()
+    assert "0 + 6 / 5" in page.inner_text("[data-testid=after-vcpu]")
+    page.fill("#id_count", "2")
+    page.locator("[data-testid=after-vcpu]:has-text('0 + 4 / 5')").wait_for()
+    assert page.locator("[data-testid=quota-over]").count() == 0
+    page.click("button:has-text('Next: configuration')")
+    page.fill("#id_name", "stepped")
+    page.click("button:has-text('Next: review')")
+    page.click("aside.create-side button[type=submit]")
+    page.wait_for_url(f"{base}/compute/vms/")
+    assert VirtualMachine.objects.filter(name__startswith="stepped-").count() == 2, _logs(page)

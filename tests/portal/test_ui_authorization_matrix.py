@@ -33,6 +33,7 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/compute/vms/{V}/metrics/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/{V}/log/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/chips/", None, PAGE_ANY),
+    ("GET", "/compute/vms/create/preview/", None, PAGE_ANY),
     # each VM's refusal is in the answer (200): a viewer's and a stranger's change nothing
     ("POST", "/compute/vms/bulk/", {"action": "release", "vm": "{V}"}, E(302, 200, 200, 200, 200, 200)),
     ("GET", "/compute/vms/{V}/monitoring/", None, PAGE_PROJECT),
