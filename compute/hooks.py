@@ -15,6 +15,15 @@ from specs import DiskSpec, NicSpec
 #: ``(actor, vms, template)`` inside ``create_vms``' transaction: give the new VMs their disks,
 #: NICs, leases… (raise a portal error to refuse the create; nothing is kept)
 vms_created: Hook[None] = Hook("compute.vms_created")
+#: ``(actor, vms, image, size_bytes)`` inside ``create_vms``' transaction, for VMs created from an
+#: image without a template: give each a copy of the image as its first disk (storage)
+image_requested: Hook[None] = Hook("compute.image_requested")
+#: ``(actor, vms, networks, security_groups)`` inside ``create_vms``' transaction: one NIC per
+#: network id for each VM, in the given security groups (network); ids the actor may not use
+#: are a 404 naming the field
+nics_requested: Hook[None] = Hook("compute.nics_requested")
+#: ``(actor)`` → ``[(image id, label)]``: the images the actor may boot a VM from (the create form)
+bootable_images: Hook[list[tuple[int, str]]] = Hook("compute.bootable_images")
 #: ``(vm)`` → the VM's ``DiskSpec``s (image disks, volumes), for its domain spec
 disk_specs: Hook[list[DiskSpec]] = Hook("compute.disk_specs")
 #: ``(vm)`` → the VM's ``NicSpec``s with their host plans

@@ -16,6 +16,7 @@ class NetworkConfig(AppConfig):
         hooks.network_config.register(vmnics.network_config)
         hooks.vm_done.register(vmnics.on_vm_done, order=20)
         hooks.vm_addresses.register(vmnics.vm_addresses)
+        hooks.nics_requested.register(vmnics.on_nics_requested)
         # the outbox renders port messages from committed rows when it publishes them
         from portal import outbox
 

@@ -23,6 +23,16 @@ def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
     create(actor, vms, template)
 
 
+def on_nics_requested(actor: Any, vms: list[Any], networks: list[int], security_groups: list[int]) -> None:
+    """NICs asked for at create time (a VM made without a template, or more than its template's):
+    one per network, in ``security_groups`` (else the project's default group)."""
+    from .services.nics import create_nic
+
+    for vm in vms:
+        for network in networks:
+            create_nic(actor, vm, network=network, security_groups=list(security_groups) or None)
+
+
 def on_vm_done(vm: Any) -> None:
     """The VM reached DONE: release its NICs' leases, public IPs and quota (same transaction)."""
     from .services.nics import on_vm_done as done
