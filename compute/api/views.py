@@ -229,13 +229,19 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         project = Project.objects.restrict(request.user, "manage").filter(pk=d["project"]).first()
         if project is None:
             raise NotFound("project not found", field="project")
-        template = VMTemplate.objects.restrict(request.user, "view").filter(pk=d["template"]).first()
-        if template is None:
-            raise NotFound("template not found", field="template")
+        template = None
+        if d.get("template") is not None:
+            template = VMTemplate.objects.restrict(request.user, "view").filter(pk=d["template"]).first()
+            if template is None:
+                raise NotFound("template not found", field="template")
         vms = services.create_vms(
             request.user,
             project=project,
             template=template,
+            image=d.get("image"),
+            disk_gb=d.get("disk_gb"),
+            networks=d.get("networks", []),
+            security_groups=d.get("security_groups", []),
             name=d["name"],
             count=d["count"],
             vcpu=d.get("vcpu"),

@@ -63,3 +63,51 @@ def test_bad_or_foreign_sources_are_refused_and_change_nothing(member: Any, proj
         services.create_vms(member, project=project, image=mine.pk, name="x", vcpu=1, memory_mb=256, networks=["a"])
     assert exc.value.field == "networks"
     assert VirtualMachine.objects.count() == before
+
+
+# --------------------------------------------------------------------------------------------
+# the REST API accepts the same
+# --------------------------------------------------------------------------------------------
+def test_api_creates_from_an_image(member: Any, project: Any) -> None:
+    from tests.conftest import client_for
+
+    img = ready_image(member, project, "api-img")
+    net = make_network(member, project)
+    body = {"name": "api", "project": project.pk, "image": img.pk, "vcpu": 1, "memory_mb": 256, "disk_gb": 1,
+            "networks": [net.pk], "hold": True}  # fmt: skip
+    resp = client_for(member).post("/api/v1/vms/", body, format="json")
+    assert resp.status_code == 202, resp.content
+    vm = VirtualMachine.objects.get(pk=resp.json()[0]["id"])
+    assert vm.template_id is None and VMDisk.objects.get(vm=vm, kind="disk").image_id == img.pk
+    assert VMNic.objects.filter(vm=vm, network=net).exists()
+
+
+@pytest.mark.parametrize(
+    "body,field,code",
+    [
+        ({}, "template", 400),  # neither
+        ({"image": "{I}"}, "vcpu", 400),  # no size
+        ({"image": "{I}", "vcpu": 1}, "memory_mb", 400),
+        ({"image": "{I}", "vcpu": 1, "memory_mb": 256, "template": "{T}"}, "template", 400),  # both
+        ({"template": "{T}", "disk_gb": 5}, "disk_gb", 400),
+        ({"image": 999999, "vcpu": 1, "memory_mb": 256}, "image", 404),
+        ({"image": "{I}", "vcpu": 1, "memory_mb": 256, "networks": [999999]}, "networks", 404),
+        ({"image": "{I}", "vcpu": 1, "memory_mb": 256, "disk_gb": 10**9}, "disk_gb", 400),
+    ],
+)
+def test_api_bad_image_creates_are_refused_naming_the_field(
+    body: dict[str, Any], field: str, code: int, member: Any, project: Any, template: Any
+) -> None:
+    from tests.conftest import client_for
+
+    img = ready_image(member, project, "api-bad")
+    fill = {"{I}": img.pk, "{T}": template.pk}
+    data = {
+        "name": "no",
+        "project": project.pk,
+        **{k: fill.get(v, v) if isinstance(v, str) else v for k, v in body.items()},
+    }
+    resp = client_for(member).post("/api/v1/vms/", data, format="json")
+    assert resp.status_code == code, resp.content
+    assert field in resp.json(), resp.json()
+    assert not VirtualMachine.objects.exists()
