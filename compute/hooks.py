@@ -24,6 +24,9 @@ image_requested: Hook[None] = Hook("compute.image_requested")
 nics_requested: Hook[None] = Hook("compute.nics_requested")
 #: ``(actor)`` → ``[(image id, label)]``: the images the actor may boot a VM from (the create form)
 bootable_images: Hook[list[tuple[int, str]]] = Hook("compute.bootable_images")
+#: ``(actor, project)`` → ``{"networks": [(id, label)], "security_groups": [(id, label)]}``: what
+#: the create form offers for the NICs it asks for (network)
+nic_choices: Hook[dict[str, list[tuple[int, str]]]] = Hook("compute.nic_choices")
 #: ``(vm)`` → the VM's ``DiskSpec``s (image disks, volumes), for its domain spec
 disk_specs: Hook[list[DiskSpec]] = Hook("compute.disk_specs")
 #: ``(vm)`` → the VM's ``NicSpec``s with their host plans

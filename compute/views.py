@@ -214,7 +214,10 @@ def _vm_list_context(request: HttpRequest, create_form: CreateVMForm | None = No
         "show_all": scope == "all",
         "show_done": show_done,
         "cloud_wide": cloud_wide,
-        "create_form": create_form or CreateVMForm(user=user, initial={"template": get.get("template")}),
+        "create_form": create_form
+        or CreateVMForm(
+            user=user, project=getattr(request, "project", None), initial={"template": get.get("template")}
+        ),
         "create_open": create_form is not None or get.get("create") == "1",
         "can_bulk": any(vm.can_manage for vm in rows),  # type: ignore[attr-defined]
         "bulk_actions": BULK_ACTIONS,
@@ -305,15 +308,18 @@ def vm_bulk(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def vm_create(request: HttpRequest) -> HttpResponse:
-    form = CreateVMForm(request.POST, user=request.user)
     project = getattr(request, "project", None)
+    form = CreateVMForm(request.POST, user=request.user, project=project)
     if project is None:
         form.add_error(None, "Choose a project first (the switcher at the top).")
     elif form.is_valid():
         d = form.cleaned_data
         try:
+            from_image = d["source"] == "image"
             vms = services.create_vms(
-                request.user, project=project, template=d["template"], name=d["name"], count=d["count"],
+                request.user, project=project, template=None if from_image else d["template"],
+                image=d["image"] if from_image else None, disk_gb=d["disk_gb"] if from_image else None,
+                networks=d["networks"], security_groups=d["security_groups"], name=d["name"], count=d["count"],
                 vcpu=d["vcpu"], memory_mb=d["memory_mb"], hold=d["hold"], ip=client_ip(request),
                 user_data=d["user_data"],
             )  # fmt: skip
@@ -360,10 +366,13 @@ def create_preview(request: HttpRequest) -> dict[str, Any]:
         return {"preview": []}
     data = request.POST if request.method == "POST" else request.GET
     template_id = _int_or_none(data.get("template"))
+    from_image = data.get("source") == "image"
     tpl = None
-    if template_id is not None:
+    if from_image:
+        pass  # the size is the form's own (vCPU, memory, disk)
+    elif template_id is not None:
         tpl = VMTemplate.objects.restrict(request.user, "view").filter(pk=template_id).first()
-    if tpl is None:  # as the form preselects it: the smallest
+    if tpl is None and not from_image:  # as the form preselects it: the smallest
         tpl = (
             VMTemplate.objects.restrict(request.user, "view")
             .order_by("vcpu", "memory_mb", "disk_gb", "name", "pk")
@@ -372,8 +381,9 @@ def create_preview(request: HttpRequest) -> dict[str, Any]:
     count = _int_in(data.get("count"), 1, 100) or 1
     vcpu = _int_in(data.get("vcpu"), 1, MAX_VCPU) or (tpl.vcpu if tpl else 0)
     memory = _int_in(data.get("memory_mb"), 16, MAX_MEMORY_MB) or (tpl.memory_mb if tpl else 0)
+    disk = (_int_in(data.get("disk_gb"), 0, 64 * 1024) or 0) if from_image else (tpl.disk_gb if tpl else 0)
     need = {"vms": count, "running_vms": count, "vcpu": vcpu * count, "memory_mb": memory * count,
-            "system_disk_gb": (tpl.disk_gb if tpl else 0) * count}  # fmt: skip
+            "system_disk_gb": disk * count}  # fmt: skip
     lines = []
     for q in quotas.usage(project):
         if q.resource not in CREATE_QUOTAS:

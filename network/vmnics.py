@@ -33,6 +33,18 @@ def on_nics_requested(actor: Any, vms: list[Any], networks: list[int], security_
             create_nic(actor, vm, network=network, security_groups=list(security_groups) or None)
 
 
+def nic_choices(actor: Any, project: Any) -> dict[str, list[tuple[int, str]]]:
+    """The networks ``actor`` may put a NIC on and ``project``'s security groups, by name."""
+    from .models import SecurityGroup, VirtualNetwork
+
+    nets = VirtualNetwork.objects.restrict(actor, "view").order_by("name", "pk").values_list("pk", "name")[:200]
+    groups = (
+        SecurityGroup.objects.restrict(actor, "view").filter(project=project).order_by("name", "pk")
+        .values_list("pk", "name")[:200]
+    )  # fmt: skip
+    return {"networks": list(nets), "security_groups": list(groups)}
+
+
 def on_vm_done(vm: Any) -> None:
     """The VM reached DONE: release its NICs' leases, public IPs and quota (same transaction)."""
     from .services.nics import on_vm_done as done

@@ -186,3 +186,17 @@
     go(btn.closest("form"), btn.dataset.stepGo || btn.dataset.stepLink, true);
   });
 })();
+
+// ---- the create form's source: only the template's or the image's fields show -------------
+(function () {
+  "use strict";
+  function apply(form) {
+    const chosen = form.querySelector("input[name=source]:checked");
+    const source = chosen ? chosen.value : "template";
+    form.querySelectorAll("[data-source]").forEach((el) => { el.hidden = el.dataset.source !== source; });
+  }
+  document.addEventListener("DOMContentLoaded", () => document.querySelectorAll("form[data-steps]").forEach(apply));
+  document.addEventListener("change", (e) => {
+    if (e.target.name === "source" && e.target.form) apply(e.target.form);
+  });
+})();
