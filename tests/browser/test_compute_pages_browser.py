@@ -160,3 +160,31 @@ def test_create_vm_step_by_step_with_the_quota_it_would_use(
     page.click("aside.create-side button[type=submit]")
     page.wait_for_url(f"{base}/compute/vms/")
     assert VirtualMachine.objects.filter(name__startswith="stepped-").count() == 2, _logs(page)
+
+
+def test_create_vm_from_an_image_without_a_template(
+    browser_page: Any, live_server_url: str, member: Any, project: Any, template: Any
+) -> None:
+    from compute.models import VirtualMachine
+    from tests.images.factories import ready_image
+
+    page, base = browser_page, live_server_url
+    img = ready_image(member, project, "my-os")
+    log_in(page, base, member.username)
+    page.goto(f"{base}/compute/vms/?create=1")
+    assert page.locator("#id_template").is_visible() and page.locator("#id_image").is_hidden()
+    page.check("input[name=source][value=image]")
+    assert page.locator("#id_image").is_visible() and page.locator("#id_template").is_hidden()
+    page.select_option("#id_image", str(img.pk))
+    page.fill("#id_disk_gb", "3")
+    page.click("button:has-text('Next: capacity')")
+    page.fill("#id_vcpu", "1")
+    page.fill("#id_memory_mb", "256")
+    page.locator("[data-testid=after-system_disk_gb]:has-text('0 + 3 /')").wait_for()
+    page.click("button:has-text('Next: configuration')")
+    page.fill("#id_name", "from-image")
+    page.check("#id_hold")
+    page.click("aside.create-side button[type=submit]")
+    page.wait_for_url(f"{base}/compute/vms/")
+    vm = VirtualMachine.objects.get(name="from-image")
+    assert vm.template_id is None and vm.disk_gb == 3, _logs(page)

@@ -62,6 +62,7 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/account/2fa/", None, PAGE_ANY),
     ("GET", "/account/", None, PAGE_ANY),
     ("GET", "/events/", None, PAGE_ANY),
+    ("GET", "/events/audit/", None, PAGE_ANY),
     ("GET", "/metrics", None, E(401, 401, 401, 401, 401, 200)),
     ("GET", "/webhooks/", None, PAGE_ADMIN),
     ("POST", "/account/action/", {"what": "token-create", "name": "t", "days": 5}, E(302, 302, 302, 302, 302, 302)),
