@@ -171,7 +171,17 @@ def _wait(a: Api, vm_id: int, timeout: float) -> dict[str, Any]:
 @vm_app.command("create")
 def vm_create(
     name: str,
-    template: Annotated[int, typer.Option(help="the template's id")],
+    template: Annotated[int | None, typer.Option(help="the template's id")] = None,
+    image: Annotated[
+        int | None, typer.Option(help="instead of a template: an OS image's id (needs --vcpu, --memory-mb)")
+    ] = None,
+    disk_gb: Annotated[
+        int | None, typer.Option("--disk-gb", help="with --image: grow each VM's copy to this size")
+    ] = None,
+    network: Annotated[list[int] | None, typer.Option(help="one more NIC on this network (repeatable)")] = None,
+    security_group: Annotated[
+        list[int] | None, typer.Option("--security-group", help="for those NICs (repeatable)")
+    ] = None,
     count: Annotated[int, typer.Option(min=1, max=100)] = 1,
     vcpu: Annotated[int | None, typer.Option()] = None,
     memory_mb: Annotated[int | None, typer.Option("--memory-mb")] = None,
@@ -179,15 +189,23 @@ def vm_create(
     wait: Annotated[bool, typer.Option(help="wait until each VM is placed and booted (or fails)")] = False,
     timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300,
 ) -> None:
-    """Create VMs from a template in --project (or the profile's project)."""
+    """Create VMs from a template (--template) or from an image (--image) in --project (or the
+    profile's project)."""
 
     def do() -> None:
         a = api()
         pid = project_id(a)
         if pid is None:
             raise CliError("name the project: --project ID (or log in with --default-project)", API_ERROR, "project")
-        body: dict[str, Any] = {"name": name, "project": pid, "template": template, "count": count, "hold": hold}
-        body.update({k: v for k, v in {"vcpu": vcpu, "memory_mb": memory_mb}.items() if v is not None})
+        if (template is None) == (image is None):
+            raise CliError("give --template ID or --image ID", API_ERROR, "template")
+        body: dict[str, Any] = {"name": name, "project": pid, "count": count, "hold": hold}
+        body.update({k: v for k, v in {"template": template, "image": image, "vcpu": vcpu, "memory_mb": memory_mb,
+                                        "disk_gb": disk_gb}.items() if v is not None})  # fmt: skip
+        if network:
+            body["networks"] = list(network)
+        if security_group:
+            body["security_groups"] = list(security_group)
         vms = a.post("vms/", body)
         if wait:
             vms = [_wait(a, vm["id"], timeout) for vm in vms]
