@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .client import Api
+from .client import API_ERROR, Api, CliError
 from .common import Output, api, compact, confirm, need_project, pairs, project_id, run, show, state, wait_state
 from .resources import RESOURCES, share_commands, typer_for
 
@@ -75,7 +75,17 @@ def vm_list(
 @vm_app.command("create")
 def vm_create(
     name: str,
-    template: Annotated[int, typer.Option(help="the template's id")],
+    template: Annotated[int | None, typer.Option(help="the template's id")] = None,
+    image: Annotated[
+        int | None, typer.Option(help="instead of a template: an OS image's id (needs --vcpu, --memory-mb)")
+    ] = None,
+    disk_gb: Annotated[
+        int | None, typer.Option("--disk-gb", help="with --image: grow each VM's copy to this size")
+    ] = None,
+    network: Annotated[list[int] | None, typer.Option(help="one more NIC on this network (repeatable)")] = None,
+    security_group: Annotated[
+        list[int] | None, typer.Option("--security-group", help="for those NICs (repeatable)")
+    ] = None,
     count: Annotated[int, typer.Option(min=1, max=100)] = 1,
     vcpu: Annotated[int | None, typer.Option()] = None,
     memory_mb: Annotated[int | None, typer.Option("--memory-mb")] = None,
@@ -84,12 +94,20 @@ def vm_create(
     wait: Annotated[bool, typer.Option(help="wait until each VM is placed and booted (or fails)")] = False,
     timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300,
 ) -> None:
-    """Create VMs from a template in --project (or the profile's project)."""
+    """Create VMs from a template (--template) or from an image (--image) in --project (or the
+    profile's project)."""
 
     def do() -> None:
         a = api()
-        body: dict[str, Any] = {"name": name, "project": need_project(a), "template": template, "count": count,
-                                "hold": hold, **compact(vcpu=vcpu, memory_mb=memory_mb)}  # fmt: skip
+        if (template is None) == (image is None):
+            raise CliError("give --template ID or --image ID", API_ERROR, "template")
+        body: dict[str, Any] = {"name": name, "project": need_project(a), "count": count, "hold": hold,
+                                **compact(template=template, image=image, vcpu=vcpu, memory_mb=memory_mb,
+                                          disk_gb=disk_gb)}  # fmt: skip
+        if network:
+            body["networks"] = list(network)
+        if security_group:
+            body["security_groups"] = list(security_group)
         if user_data is not None:
             body["user_data"] = user_data.read()
         vms = a.post("vms/", body)

@@ -8,7 +8,7 @@ from django import forms
 
 from portal.forms import GatedForm
 
-from .models import MAX_MEMORY_MB, MAX_VCPU, Cluster, VMTemplate
+from .models import MAX_DISK_GB, MAX_MEMORY_MB, MAX_VCPU, Cluster, VMTemplate
 from .states import RestartPolicy
 
 
@@ -26,7 +26,21 @@ class CreateVMForm(GatedForm, forms.Form):
         help_text="Letters, digits, space and . _ ' & < > \" -",
         widget=forms.TextInput(attrs={"placeholder": "web-1", "autocomplete": "off"}),
     )
-    template = TemplateChoiceField(queryset=VMTemplate.objects.none(), empty_label=None)
+    source = forms.ChoiceField(
+        choices=[("template", "A template"), ("image", "An image of mine (no template needed)")],
+        initial="template", widget=forms.RadioSelect, label="Start from", required=False,
+    )  # fmt: skip
+    template = TemplateChoiceField(queryset=VMTemplate.objects.none(), empty_label=None, required=False)
+    image = forms.TypedChoiceField(coerce=int, required=False, label="Image", choices=[],
+                                   help_text="Ready OS images you may use; each VM boots a copy")  # fmt: skip
+    disk_gb = forms.IntegerField(min_value=0, max_value=MAX_DISK_GB, required=False, label="Disk (GiB)",
+                                 help_text="From an image: grow the copy to this size; empty: the image's")  # fmt: skip
+    networks = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[],
+                                              widget=forms.CheckboxSelectMultiple, label="Networks",
+                                              help_text="One NIC on each (besides the template's)")  # fmt: skip
+    security_groups = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[],
+                                                     widget=forms.CheckboxSelectMultiple, label="Security groups",
+                                                     help_text="For those NICs; none: the project's default")  # fmt: skip
     count = forms.IntegerField(min_value=1, max_value=100, initial=1, help_text="Names get -0, -1, … when above 1")
     vcpu = forms.IntegerField(
         min_value=1,
@@ -53,6 +67,43 @@ class CreateVMForm(GatedForm, forms.Form):
         "a script (#!…) or MIME multipart",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "#cloud-config"}),
     )
+
+    def __init__(self, *args: Any, user: Any = None, project: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        # smallest first, so the preselected size (the first) is the smallest, never the largest
+        field = self.fields["template"]
+        field.queryset = field.queryset.select_related("boot_image").order_by(  # type: ignore[attr-defined]
+            "vcpu", "memory_mb", "disk_gb", "name", "pk"
+        )
+        if not self.is_bound and not self.initial.get("template"):
+            first = field.queryset.first()  # type: ignore[attr-defined]
+            self.initial["template"] = first.pk if first is not None else None
+        # what the other managers offer, through their hooks (compute imports none of them)
+        from . import hooks
+
+        signed_in = user is not None and user.is_authenticated
+        images = [c for part in hooks.bootable_images(user) for c in part] if signed_in else []
+        self.fields["image"].choices = [("", "—"), *images]  # type: ignore[attr-defined]
+        nics: dict[str, list[tuple[int, str]]] = {"networks": [], "security_groups": []}
+        if signed_in and project is not None:
+            for part in hooks.nic_choices(user, project):
+                for key in nics:
+                    nics[key] += part.get(key, [])
+        self.fields["networks"].choices = nics["networks"]  # type: ignore[attr-defined]
+        self.fields["security_groups"].choices = nics["security_groups"]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        d = super().clean() or {}
+        d["source"] = d.get("source") or "template"  # the API's and older forms' default
+        if d["source"] == "image":
+            if not d.get("image"):
+                self.add_error("image", "Choose the image to boot.")
+            for field in ("vcpu", "memory_mb"):
+                if d.get(field) is None and field not in self.errors:
+                    self.add_error(field, "Needed when starting from an image.")
+        elif not d.get("template") and "template" not in self.errors:
+            self.add_error("template", "Choose a template.")
+        return d
 
 
 class TemplateForm(GatedForm, forms.ModelForm):

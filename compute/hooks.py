@@ -20,6 +20,18 @@ vms_created: Hook[None] = Hook("compute.vms_created")
 #: ``nic_specs``, ``boot_files`` and ``network_config`` read, for all of them in one query per
 #: manager (``prefetch_related_objects`` with ``to_attr``); those then read it instead of querying
 specs_prefetch: Hook[None] = Hook("compute.specs_prefetch")
+#: ``(actor, vms, image, size_bytes)`` inside ``create_vms``' transaction, for VMs created from an
+#: image without a template: give each a copy of the image as its first disk (storage)
+image_requested: Hook[None] = Hook("compute.image_requested")
+#: ``(actor, vms, networks, security_groups)`` inside ``create_vms``' transaction: one NIC per
+#: network id for each VM, in the given security groups (network); ids the actor may not use
+#: are a 404 naming the field
+nics_requested: Hook[None] = Hook("compute.nics_requested")
+#: ``(actor)`` → ``[(image id, label)]``: the images the actor may boot a VM from (the create form)
+bootable_images: Hook[list[tuple[int, str]]] = Hook("compute.bootable_images")
+#: ``(actor, project)`` → ``{"networks": [(id, label)], "security_groups": [(id, label)]}``: what
+#: the create form offers for the NICs it asks for (network)
+nic_choices: Hook[dict[str, list[tuple[int, str]]]] = Hook("compute.nic_choices")
 #: ``(vm)`` → the VM's ``DiskSpec``s (image disks, volumes), for its domain spec
 disk_specs: Hook[list[DiskSpec]] = Hook("compute.disk_specs")
 #: ``(vm)`` → the VM's ``NicSpec``s with their host plans
@@ -28,6 +40,9 @@ nic_specs: Hook[list[NicSpec]] = Hook("compute.nic_specs")
 boot_files: Hook[tuple[str, str, str] | None] = Hook("compute.boot_files")
 #: ``(vm)`` → the cloud-init network config (version 2) for the VM's seed, or {}
 network_config: Hook[dict[str, Any]] = Hook("compute.network_config")
+#: ``(vm_ids)`` → ``{vm id: ["10.0.0.5", "fd00::5", …]}``: the addresses of those VMs, for the
+#: pages (the VM list's IP column, a VM's Info tab); one query per manager, whatever the count
+vm_addresses: Hook[dict[int, list[str]]] = Hook("compute.vm_addresses")
 #: ``(vm)`` the VM reached DONE: release what it held (volumes, images, leases, public IPs)
 vm_done: Hook[None] = Hook("compute.vm_done")
 #: ``(vms)`` at the start of a scheduler pass over ``vms`` → ``keep(vm, cluster_of, ranked,

@@ -14,7 +14,7 @@ from portal.tables import Column, Table
 from tenants.querysets import is_cloud_admin
 
 from . import services
-from .models import Event, Webhook, WebhookDelivery
+from .models import AuditRecord, Event, Webhook, WebhookDelivery
 
 EVENT_COLUMNS = [
     Column("time", "Time", "pk"), Column("type", "Type", "type"), Column("object", "Object"),
@@ -30,6 +30,32 @@ def events(request: HttpRequest) -> HttpResponse:
     # the event log only grows: paged by previous / next, never counted
     table = Table(request, qs, EVENT_COLUMNS, default_sort="-time", countless=True)
     return render(request, "monitoring/events.html", {"events": table.rows, "table": table, "type": t or ""})
+
+
+AUDIT_COLUMNS = [
+    Column("time", "Time", "pk", "c-time"), Column("actor", "Who", "actor_name", "c-actor", optional=True),
+    Column("action", "Action", "action", "c-action"), Column("object", "Object", "object_type", "c-object"),
+    Column("project", "Project", None, "c-project", optional=True),
+    Column("result", "Result", "result", "c-result", optional=True),
+    Column("ip", "From", None, "c-ip", optional=True), Column("detail", "Details", None, "c-detail", optional=True),
+]  # fmt: skip
+
+
+@login_required
+def audit(request: HttpRequest) -> HttpResponse:
+    """The audit trail (who did what to which object, from where): the records the user may see
+    through the gate, in the shared table (sort, pages, column choice); it only grows, so it is
+    paged by previous / next and never counted."""
+    qs = AuditRecord.objects.restrict(request.user, "view").select_related("project__organization")
+    action = request.GET.get("action", "").strip()[:32]
+    query = request.GET.get("q", "").strip()[:128]
+    if action:
+        qs = qs.filter(action=action)
+    if query:
+        qs = qs.filter(object_name__icontains=query)
+    table = Table(request, qs, AUDIT_COLUMNS, default_sort="-time", countless=True, name="audit")
+    ctx = {"records": table.rows, "table": table, "action": action, "query": query}
+    return render(request, "monitoring/audit.html", ctx)
 
 
 @login_required

@@ -16,6 +16,9 @@ class NetworkConfig(AppConfig):
         hooks.specs_prefetch.register(vmnics.prefetch)
         hooks.network_config.register(vmnics.network_config)
         hooks.vm_done.register(vmnics.on_vm_done, order=20)
+        hooks.vm_addresses.register(vmnics.vm_addresses)
+        hooks.nics_requested.register(vmnics.on_nics_requested)
+        hooks.nic_choices.register(vmnics.nic_choices)
         # the outbox renders port messages from committed rows when it publishes them
         from portal import outbox
 

@@ -23,11 +23,48 @@ def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
     create(actor, vms, template)
 
 
+def on_nics_requested(actor: Any, vms: list[Any], networks: list[int], security_groups: list[int]) -> None:
+    """NICs asked for at create time (a VM made without a template, or more than its template's):
+    one per network, in ``security_groups`` (else the project's default group)."""
+    from .services.nics import create_nic
+
+    for vm in vms:
+        for network in networks:
+            create_nic(actor, vm, network=network, security_groups=list(security_groups) or None)
+
+
+def nic_choices(actor: Any, project: Any) -> dict[str, list[tuple[int, str]]]:
+    """The networks ``actor`` may put a NIC on and ``project``'s security groups, by name."""
+    from .models import SecurityGroup, VirtualNetwork
+
+    nets = VirtualNetwork.objects.restrict(actor, "view").order_by("name", "pk").values_list("pk", "name")[:200]
+    groups = (
+        SecurityGroup.objects.restrict(actor, "view").filter(project=project).order_by("name", "pk")
+        .values_list("pk", "name")[:200]
+    )  # fmt: skip
+    return {"networks": list(nets), "security_groups": list(groups)}
+
+
 def on_vm_done(vm: Any) -> None:
     """The VM reached DONE: release its NICs' leases, public IPs and quota (same transaction)."""
     from .services.nics import on_vm_done as done
 
     done(vm)
+
+
+def vm_addresses(vm_ids: list[int]) -> dict[int, list[str]]:
+    """The leased addresses (IPv4, then IPv6) of each VM's NICs, in NIC order: one query."""
+    from .models import Lease
+
+    out: dict[int, list[str]] = {}
+    rows = (
+        Lease.objects.filter(nic__vm_id__in=list(vm_ids))
+        .order_by("nic__vm_id", "nic__index")
+        .values_list("nic__vm_id", "address", "ipv6")
+    )
+    for vm_id, v4, v6 in rows:
+        out.setdefault(vm_id, []).extend(a for a in (v4, v6) if a)
+    return out
 
 
 def _segment(nic: Any, host: Any) -> SegmentPlan:

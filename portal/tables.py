@@ -11,6 +11,12 @@ it (the VM list counts by state anyway), or none at all for a list that only gro
 then by primary key, so pages are stable; an unknown ``sort`` or ``page`` falls back to the
 default or the nearest page, never an error. Query strings keep every other parameter (the
 filters), so sorting, paging and filtering compose.
+
+Column choice (issue 14): a table built with ``name=`` lets its user hide its ``optional``
+columns; ``portal/_table_columns.html`` is the chooser (a GET form: ``?columns=1&show=…``),
+and the choice is kept in the session per table name. Hidden columns are hidden by their cell
+class (``Column.css``) with a style rule scoped to the table (``data-table=<name>``), so rows
+pushed over the websocket — rendered without the session — follow the choice too.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class Column:
     label: str
     order: str | None = None
     css: str = ""
+    #: the user may hide it (needs ``css``: the class of its header and cells)
+    optional: bool = False
 
 
 def _int(text: str | None, default: int) -> int:
@@ -55,10 +63,13 @@ class Table:
         default_sort: str,
         total: int | None = None,
         countless: bool = False,
+        name: str = "",
     ) -> None:
         self.request = request
         self.columns = list(columns)
+        self.name = name
         get = request.GET
+        self.hidden = self._hidden_columns()
         sortable = {c.key: c for c in self.columns if c.order}
         sort = get.get("sort", default_sort)
         if sort.lstrip("-") not in sortable:
@@ -88,9 +99,44 @@ class Table:
         self.first_row = start + 1 if self.rows else 0
         self.last_row = start + len(self.rows)
 
+    def _hidden_columns(self) -> frozenset[str]:
+        """The optional columns the user hid: from the chooser's submission (kept in the session
+        for the next visit), else from the session. Unknown keys are ignored."""
+        if not self.name:
+            return frozenset()
+        optional = {c.key for c in self.columns if c.optional and c.css}
+        key = f"table-columns:{self.name}"
+        get = self.request.GET
+        session = getattr(self.request, "session", None)
+        if get.get("columns") == "1":
+            hidden = sorted(optional - set(get.getlist("show")))
+            if session is not None:
+                session[key] = hidden
+            return frozenset(hidden)
+        stored = session.get(key, []) if session is not None else []
+        return frozenset(k for k in stored if isinstance(k, str)) & optional
+
+    @property
+    def chooser(self) -> list[dict[str, Any]]:
+        """The optional columns with whether each is shown (``portal/_table_columns.html``)."""
+        return [{"key": c.key, "label": c.label, "shown": c.key not in self.hidden}
+                for c in self.columns if c.optional and c.css]  # fmt: skip
+
+    @property
+    def hidden_css(self) -> list[str]:
+        """The cell classes of the hidden columns."""
+        return [c.css.split()[0] for c in self.columns if c.key in self.hidden]
+
+    @property
+    def keep(self) -> list[tuple[str, str]]:
+        """The query parameters the chooser form carries along (filters, sort; not the choice)."""
+        return [(k, v) for k, vs in self.request.GET.lists() if k not in ("columns", "show", "page") for v in vs]
+
     def url(self, **changes: Any) -> str:
         """This page's query string with ``changes`` (``None`` removes a parameter)."""
         query = self.request.GET.copy()
+        for done in ("columns", "show"):  # the column choice is applied once, then kept in the session
+            query.pop(done, None)
         for name, value in changes.items():
             if value is None:
                 query.pop(name, None)

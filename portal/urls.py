@@ -49,6 +49,7 @@ urlpatterns = [
     path("images/", include("images.urls")),
     path("network/", include("network.urls")),
     path("events/", monitoring_views.events, name="events"),
+    path("events/audit/", monitoring_views.audit, name="audit"),
     path("metrics", monitoring_metrics.metrics, name="metrics"),
     path("webhooks/", monitoring_views.webhooks, name="webhooks"),
     path("api/v1/", include(api_router.urls)),

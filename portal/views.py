@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from compute.models import Host, VirtualMachine
 from compute.states import FAILURES, TRANSIENT, HostState, PlacementPolicy, VMState
-from compute.views import with_rights
+from compute.views import with_addresses, with_rights
 from tenants import quotas
 from tenants.models import Project
 from tenants.querysets import is_cloud_admin, is_cloud_auditor
@@ -37,7 +37,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "pending": sum(n for s, n in by_state.items() if s in TRANSIENT or s == VMState.PENDING),
         "failed": sum(n for s, n in by_state.items() if s in FAILURES or s == VMState.UNKNOWN),
         "by_state": sorted(by_state.items(), key=lambda sn: -sn[1]),
-        "recent": with_rights(user, vms.select_related("host", "owner", "project__organization")[:8]),
+        "recent": with_addresses(with_rights(user, vms.select_related("host", "owner", "project__organization")[:8])),
         "busiest": _busiest_vms(user),
         "events": _recent_events(user, None if cloud_wide else getattr(request, "project", None)),
     }

@@ -15,6 +15,8 @@ class StorageConfig(AppConfig):
 
         # storage joins a VM first (its disks), then the network manager (order 20)
         hooks.vms_created.register(vmdisks.on_vms_created, order=10)
+        hooks.image_requested.register(vmdisks.on_image_requested)
+        hooks.bootable_images.register(vmdisks.bootable_images)
         hooks.disk_specs.register(vmdisks.disk_specs)
         hooks.boot_files.register(vmdisks.boot)
         hooks.specs_prefetch.register(vmdisks.prefetch)

@@ -31,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from portal.errors import Conflict, InvalidInput
+from portal.errors import Conflict, InvalidInput, NotFound
 from specs import DiskSpec
 
 from .models import GIB, CloneMode, Datastore, DatastoreKind, DatastoreState, TemplateDisk, VMDisk, VMDiskKind
@@ -136,23 +136,61 @@ def _check_images_usable(actor: Any, tdisks: list[TemplateDisk]) -> None:
 
 
 def on_vms_created(actor: Any, vms: list[Any], template: Any) -> None:
-    """Give each new VM its disks from ``template``'s disks (same transaction as the VMs)."""
+    """Give each new VM its disks from ``template``'s disks (same transaction as the VMs); a VM
+    made without a template (from an image: ``on_image_requested``) gets none here."""
+    if template is None:
+        boot = _boot_disk_file(vms[0]) if vms else ""
+        if boot:
+            _give_disks(actor, vms, [], None, boot)
+        return
+    tdisks = list(TemplateDisk.objects.filter(template=template).select_related("image__datastore"))
+    _give_disks(actor, vms, tdisks, template.cluster, _boot_disk_file(vms[0]) if vms else "")
+
+
+def on_image_requested(actor: Any, vms: list[Any], image: Any, size_bytes: int = 0) -> None:
+    """VMs created from an image without a template (compute's ``image_requested`` hook): each
+    gets a copy of ``image`` as its first disk, grown to ``size_bytes`` when that is larger —
+    the disk a one-disk template would give. The image is resolved with the creator's rights
+    now; one that is not theirs to see is a 404 naming ``image``."""
+    from images.models import Image
+
+    pk = getattr(image, "pk", image)
+    found = Image.objects.restrict(actor, "view").select_related("datastore").filter(pk=pk).first()
+    if found is None:
+        raise NotFound("image not found", field="image")
+    cluster = vms[0].cluster if vms else None
+    _give_disks(actor, vms, [TemplateDisk(image=found, size_bytes=size_bytes, position=0)], cluster, "", field="image")
+
+
+def bootable_images(actor: Any) -> list[tuple[int, str]]:
+    """The ready OS images ``actor`` may boot a VM from, by name (the create form's choices)."""
+    from images.models import Image, ImageState, ImageType
+
+    rows = (
+        Image.objects.restrict(actor, "view")
+        .filter(type=ImageType.OS, state__in=[ImageState.READY, ImageState.USED])
+        .order_by("name", "pk")
+        .values_list("pk", "name", "virtual_size_bytes")[:500]
+    )
+    return [(pk, f"{name} ({-(-size // GIB)} GiB)") for pk, name, size in rows]
+
+
+def _give_disks(actor: Any, vms: list[Any], tdisks: list[TemplateDisk], cluster: Any, boot: str,
+                field: str = "template") -> None:  # fmt: skip
     from images.models import ImageState, ImageType
 
-    tdisks = list(TemplateDisk.objects.filter(template=template).select_related("image__datastore"))
-    boot = _boot_disk_file(vms[0]) if vms else ""
     if not tdisks and not boot:
         return
     _check_images_usable(actor, tdisks)
     for td in tdisks:
         img = td.image
         if img is not None and img.state not in (ImageState.READY, ImageState.USED):
-            raise Conflict(f"image {img.name} of the template is {img.state}, not ready", field="template")
+            raise Conflict(f"image {img.name} is {img.state}, not ready", field=field)
     _lock_persistent(
         [td.image for td in tdisks if td.image and td.image.persistent and td.image.type in _WRITABLE], len(vms)
     )
     total = sum(max(td.size_bytes, td.image.virtual_size_bytes if td.image else 0) for td in tdisks)
-    ds = system_datastore(template.cluster, total)
+    ds = system_datastore(cluster, total)
     rows = []
     for vm in vms:
         used = targets_in_use(vm)

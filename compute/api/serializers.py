@@ -14,6 +14,7 @@ from tenants.models import Project
 from tenants.querysets import is_cloud_admin
 
 from ..models import (
+    MAX_DISK_GB,
     MAX_MEMORY_MB,
     MAX_VCPU,
     BootImage,
@@ -233,14 +234,34 @@ def _owner_name(vm: VirtualMachine) -> str:
 
 
 class VMCreateSerializer(serializers.Serializer):
-    """Input for creating VMs from a template; sizes default to the template's."""
+    """Input for creating VMs from a template (sizes default to the template's) or from an
+    image without a template (then ``vcpu`` and ``memory_mb`` are required)."""
 
     name = Text(max_length=63)
     project = Ref(Project, "manage")
-    template = Ref(VMTemplate, help_text="a template you may see (your projects', shared or public)")
+    template = Ref(
+        VMTemplate, required=False, allow_null=True,
+        help_text="a template you may see (your projects', shared or public); or give `image`",
+    )  # fmt: skip
+    image = Ref(
+        "images.Image", required=False, allow_null=True,
+        help_text="instead of a template: an OS image you may see; each VM boots a copy of it",
+    )  # fmt: skip
     count = serializers.IntegerField(default=1, min_value=1, max_value=100)
     vcpu = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VCPU)
     memory_mb = serializers.IntegerField(required=False, min_value=16, max_value=MAX_MEMORY_MB)
+    disk_gb = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_DISK_GB,
+        help_text="with `image`: grow each VM's copy of the image to this size (GiB)",
+    )  # fmt: skip
+    networks = Ref(
+        "network.VirtualNetwork", many=True, required=False,
+        help_text="one more NIC on each of these networks (at most 8), beside the template's",
+    )  # fmt: skip
+    security_groups = Ref(
+        "network.SecurityGroup", many=True, required=False,
+        help_text="the security groups of those NICs (default: the project's default group)",
+    )  # fmt: skip
     hold = serializers.BooleanField(default=False)
     user_data = Text(
         required=False, allow_blank=True, default="", trim_whitespace=False,
@@ -252,6 +273,17 @@ class VMCreateSerializer(serializers.Serializer):
         help_text="idempotency key (or the Idempotency-Key header): a retry with the same key returns the "
         "VMs of the first request instead of creating more; kept 24 h",
     )  # fmt: skip
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if (attrs.get("template") is None) == (attrs.get("image") is None):
+            raise serializers.ValidationError({"template": "give either template or image"})
+        if attrs.get("image") is not None:
+            for field in ("vcpu", "memory_mb"):
+                if attrs.get(field) is None:
+                    raise serializers.ValidationError({field: f"{field} is required when creating from an image"})
+        elif attrs.get("disk_gb") is not None:
+            raise serializers.ValidationError({"disk_gb": "disk_gb goes with image; a template sets its own disks"})
+        return attrs
 
 
 class VMContextSerializer(serializers.Serializer):

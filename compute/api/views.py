@@ -312,7 +312,11 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
         vms = services.create_vms(  # resolves project and template through the gate, at use
             request.user,
             project=d["project"],
-            template=d["template"],
+            template=d.get("template"),
+            image=d.get("image"),
+            disk_gb=d.get("disk_gb"),
+            networks=d.get("networks", []),
+            security_groups=d.get("security_groups", []),
             name=d["name"],
             count=d["count"],
             vcpu=d.get("vcpu"),

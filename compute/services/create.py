@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
@@ -23,8 +25,8 @@ from tenants.models import Project
 from .. import hooks
 from ..models import (
     BootImage,
-    CreateRequest,
     Host,
+    CreateRequest,
     VirtualMachine,
     VMStateChange,
     VMTemplate,
@@ -45,7 +47,7 @@ def create_vms(
     actor: User,
     *,
     project: Project | int,
-    template: VMTemplate | int,
+    template: VMTemplate | int | None = None,
     name: str,
     count: int = 1,
     vcpu: int | None = None,
@@ -54,44 +56,65 @@ def create_vms(
     ip: str | None = None,
     user_data: str = "",
     client_token: str = "",
+    image: int | None = None,
+    disk_gb: int | None = None,
+    networks: Sequence[int] = (),
+    security_groups: Sequence[int] = (),
 ) -> list[VirtualMachine]:
     """Instantiate ``template`` ``count`` times in ``project``; VMs enter PENDING (or HOLD).
 
-    ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see compute/context.py).
-    ``client_token``: an idempotency key; a retry with the same key and parameters returns the
-    VMs of the first request (even while it is still running elsewhere: it waits for it).
-    ``project`` and ``template`` are objects or ids: either way they are resolved here, through
-    the access gate, at the time of use (so a caller need not look them up first)."""
-    project_id = project if isinstance(project, int) else project.pk
-    template_id = template if isinstance(template, int) else template.pk
-    found = Project.objects.restrict(actor, "manage").filter(pk=project_id).first()
+    Without a template, from ``image`` (an OS image of the image manager the actor may see):
+    then ``vcpu`` and ``memory_mb`` are required and ``disk_gb`` (optional) grows the VM's copy
+    of the image. ``networks`` (ids) add one NIC each, in ``security_groups`` (ids), beside
+    what the template gives. ``user_data`` goes into each VM's NoCloud seed (≤ 16 KiB; see
+    compute/context.py). ``client_token``: an idempotency key; a retry with the same key and
+    parameters returns the VMs of the first request (even while it is still running elsewhere:
+    it waits for it). ``project`` and ``template`` are objects or ids: either way they are
+    resolved here, through the access gate, at the time of use (a caller need not look them up)."""
+    found = Project.objects.restrict(actor, "manage").filter(pk=_pk(project)).first()
     if found is None:
         raise NotFound("project not found", field="project")
     project = found
+    template_id = _pk(template)
+    if (template is None) == (image is None):
+        raise InvalidInput("give either a template or an image", field="template" if template is None else "image")
+    networks = _ids(networks, "networks")
+    security_groups = _ids(security_groups, "security_groups")
     claim = None
     if client_token:
-        params = [project.pk, template_id, name, count, vcpu, memory_mb, hold, user_data]
+        params = [project.pk, template_id, name, count, vcpu, memory_mb, hold, user_data,
+                  _pk(image), disk_gb, networks, security_groups]  # fmt: skip
         digest = hashlib.sha256(json.dumps(params).encode()).hexdigest()
         claim, earlier = _claim_token(actor, client_token, digest)
         if earlier is not None:
             return earlier
-    # The template and what it references are resolved again now, with the creator's rights
-    # at this moment: a template or boot image whose share was revoked makes no new VM.
-    fresh = VMTemplate.objects.restrict(actor, "view").select_related("boot_image").filter(pk=template_id).first()
-    if fresh is None:
-        raise NotFound("template not found", field="template")
-    template = fresh
-    if (
-        template.boot_image_id is not None
-        and not BootImage.objects.restrict(actor, "view").filter(pk=template.boot_image_id).exists()
-    ):
-        raise Conflict("the template's boot image is not available to you (no longer shared?)", field="template")
     if not 1 <= count <= 100:
         raise InvalidInput("count must be between 1 and 100", field="count")
-    vcpu = template.vcpu if vcpu is None else vcpu
-    memory_mb = template.memory_mb if memory_mb is None else memory_mb
-    validate_capacity(vcpu, memory_mb, template.disk_gb)
-    refuse_if_it_can_never_fit(template, vcpu, memory_mb, template.disk_gb)
+    if template_id is not None:
+        # The template and what it references are resolved again now, with the creator's rights
+        # at this moment: a template or boot image whose share was revoked makes no new VM.
+        fresh = VMTemplate.objects.restrict(actor, "view").select_related("boot_image").filter(pk=template_id).first()
+        if fresh is None:
+            raise NotFound("template not found", field="template")
+        template = fresh
+        if (
+            template.boot_image_id is not None
+            and not BootImage.objects.restrict(actor, "view").filter(pk=template.boot_image_id).exists()
+        ):
+            raise Conflict("the template's boot image is not available to you (no longer shared?)", field="template")
+        vcpu = template.vcpu if vcpu is None else vcpu
+        memory_mb = template.memory_mb if memory_mb is None else memory_mb
+        disk_gb = template.disk_gb
+    else:
+        if vcpu is None or memory_mb is None:
+            raise InvalidInput(
+                "vcpu and memory_mb are needed to create from an image", field="vcpu" if vcpu is None else "memory_mb"
+            )
+        if disk_gb is not None and (isinstance(disk_gb, bool) or not isinstance(disk_gb, int)):
+            raise InvalidInput("disk_gb must be a whole number", field="disk_gb")
+        disk_gb = disk_gb or 0
+    validate_capacity(vcpu, memory_mb, disk_gb)
+    refuse_if_it_can_never_fit(template, vcpu, memory_mb, disk_gb)
     context.validate_user_data(user_data)
     from django.core.exceptions import ValidationError
 
@@ -108,24 +131,25 @@ def create_vms(
             owner=actor,
             name=name if count == 1 else f"{name}-{i}"[:63],
             template=template,
-            boot_image=template.boot_image,
+            boot_image=template.boot_image if template else None,
             vcpu=vcpu,
             memory_mb=memory_mb,
-            disk_gb=template.disk_gb,
-            required_labels=template.required_labels,
-            restart_policy=template.restart_policy,
-            ha=template.ha,
-            hypervisor=template.hypervisor,
-            cluster=template.cluster,
+            disk_gb=disk_gb,
+            **(_placement(template) if template else {}),
             state=S.HOLD if hold else S.PENDING,
             user_data=user_data,
         )
         bulk.add(VMStateChange(vm=vm, from_state="", to_state=vm.state, reason="created"))
         emit(f"virtualmachine.state.{vm.state}", vm, actor=actor, from_state="", reason="created")
-        record_action(actor, vm, "create", ip=ip, template=template.pk, vcpu=vcpu, memory_mb=memory_mb)
+        source = {"template": template.pk} if template else {"image": _pk(image)}
+        record_action(actor, vm, "create", ip=ip, vcpu=vcpu, memory_mb=memory_mb, **source)
         publish_vm(vm)
         vms.append(vm)
     hooks.vms_created(actor, vms, template)  # the template's disks (storage), NICs and leases (network)
+    if template is None:
+        hooks.image_requested(actor, vms, _pk(image), disk_gb * GIB)  # the image's copy (storage)
+    if networks:
+        hooks.nics_requested(actor, vms, networks, security_groups)  # more NICs (network)
     if claim is not None:
         claim.vm_ids = [vm.pk for vm in vms]
         claim.save(update_fields=["vm_ids"])
@@ -138,7 +162,7 @@ def create_vms(
         running_vms=count,  # HOLD and PENDING count as running, as in OpenNebula
         vcpu=vcpu * count,
         memory_mb=memory_mb * count,
-        system_disk_gb=template.disk_gb * count,
+        system_disk_gb=disk_gb * count,
     )
     if not hold:
         # through the outbox: the VMs are committed whatever the broker does (the client gets its
@@ -148,17 +172,28 @@ def create_vms(
     return vms
 
 
-def refuse_if_it_can_never_fit(template: VMTemplate, vcpu: int, memory_mb: int, disk_gb: int) -> None:
-    """400 naming the field when hosts eligible for the VM exist (hypervisor, cluster, labels)
-    and not one of them could hold it even empty (its total capacity): such a VM would wait in
-    PENDING forever, holding quota. A VM that merely finds every host full now is accepted and
-    waits; so is one no host is eligible for yet (hosts may be added)."""
+GIB = 1024**3
+
+
+def _placement(template: VMTemplate) -> dict[str, Any]:
+    """What a VM takes over from its template besides its size."""
+    return {
+        "required_labels": template.required_labels, "restart_policy": template.restart_policy, "ha": template.ha,
+        "hypervisor": template.hypervisor, "cluster": template.cluster,
+    }  # fmt: skip
+
+
+def refuse_if_it_can_never_fit(template: VMTemplate | None, vcpu: int, memory_mb: int, disk_gb: int) -> None:
+    """400 naming the field when hosts eligible for the VM exist (its template's hypervisor,
+    cluster, labels) and not one of them could hold it even empty (its total capacity): such a VM
+    would wait in PENDING forever, holding quota. A VM that merely finds every host full now is
+    accepted and waits; so is one no host is eligible for yet (hosts may be added)."""
     eligible = Host.objects.filter(total_vcpu__gt=0)  # probed at least once (sizes known)
-    if template.hypervisor:
+    if template is not None and template.hypervisor:
         eligible = eligible.filter(hypervisor=template.hypervisor)
-    if template.cluster_id is not None:
+    if template is not None and template.cluster_id is not None:
         eligible = eligible.filter(cluster_id=template.cluster_id)
-    if template.required_labels and connection.vendor == "postgresql":
+    if template is not None and template.required_labels and connection.vendor == "postgresql":
         eligible = eligible.filter(labels__contains=template.required_labels)  # SQLite: not narrowed
     if eligible.filter(total_vcpu__gte=vcpu, total_memory_mb__gte=memory_mb, total_disk_gb__gte=disk_gb).exists():
         return
@@ -176,6 +211,28 @@ def refuse_if_it_can_never_fit(template: VMTemplate, vcpu: int, memory_mb: int, 
     raise InvalidInput(
         f"no single eligible host has {vcpu} vCPU, {memory_mb} MiB and {disk_gb} GiB together", field="vcpu"
     )
+
+
+def _pk(value: Any) -> int | None:
+    pk = getattr(value, "pk", value)
+    if pk is None:
+        return None
+    if isinstance(pk, bool) or not isinstance(pk, int):
+        raise InvalidInput("image must be an id", field="image")
+    return pk
+
+
+def _ids(values: Sequence[Any], field: str) -> list[int]:
+    """Ids (or objects) as a list of ids; anything else is a 400 naming ``field``."""
+    out = []
+    for v in values or ():
+        pk = getattr(v, "pk", v)
+        if isinstance(pk, bool) or not isinstance(pk, int) or pk < 1:
+            raise InvalidInput(f"{field} must be a list of ids", field=field)
+        out.append(pk)
+    if len(out) > 8:
+        raise InvalidInput(f"{field}: at most 8", field=field)
+    return list(dict.fromkeys(out))
 
 
 def _claim_token(actor: User, token: str, digest: str) -> tuple[CreateRequest | None, list[VirtualMachine] | None]:

@@ -83,7 +83,9 @@ def test_create_watch_live_and_power_off(
     page.wait_for_selector("[data-testid=vm-state]:text-is('POWEROFF')", timeout=30_000)
     assert VirtualMachine.objects.get(pk=vm.pk).state == S.POWEROFF
     # the state log refreshes itself after the push, and the resize form appears (allowed now)
-    page.locator(f"#vm-{vm.pk}-history .timeline li").first.locator(".state:text-is('POWEROFF')").wait_for()
+    page.click("#tab-log")
+    page.locator(f"#vm-{vm.pk}-log .timeline li").first.locator(".state:text-is('POWEROFF')").wait_for()
+    page.click("#tab-capacity")
     page.locator("#resize").wait_for()
     assert page.evaluate("window.__noReload") == "detail"
     page.screenshot(path=str(ARTIFACTS / "04-poweroff.png"), full_page=True)

@@ -76,6 +76,27 @@ def test_vm_create_wait_list_show_and_actions(cloud: dict[str, Any]) -> None:
     assert vm["id"] in [v["id"] for v in ok_json(cloud, "vm", "list", "--state", "DONE")]
 
 
+def test_vm_create_from_an_image(cloud: dict[str, Any]) -> None:
+    from django.contrib.auth.models import User
+
+    from tests.images.factories import ready_image
+
+    img = ready_image(User.objects.get(username="clio"), ProjectFactory._meta.model.objects.get(pk=cloud["project"]),
+                      "cli-os")  # fmt: skip
+    nephele(
+        cloud, "login", "--url", cloud["url"], "--token", cloud["token"], "--default-project", str(cloud["project"])
+    )
+    made = nephele(cloud, "-o", "json", "vm", "create", "own", "--image", str(img.pk), "--vcpu", "1",
+                   "--memory-mb", "256", "--disk-gb", "1", "--hold")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (vm,) = json.loads(made.stdout)
+    assert vm["state"] == "HOLD" and vm["template"] is None
+    neither = nephele(cloud, "vm", "create", "x")
+    assert neither.returncode == 1 and "field template" in neither.stderr, neither.stderr
+    sizeless = nephele(cloud, "vm", "create", "x", "--image", str(img.pk))
+    assert sizeless.returncode == 1 and "vcpu" in sizeless.stderr, sizeless.stderr
+
+
 def test_errors_name_the_field_and_exit_with_a_code_scripts_can_use(cloud: dict[str, Any]) -> None:
     config = json.loads(cloud["config"].read_text())
     config["profiles"]["clio"]["project"] = None

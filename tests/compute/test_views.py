@@ -201,8 +201,10 @@ def test_detail_shows_why_not_placed_then_history(member: Any, project: Any, tem
     settle()
     page = c.get(f"/compute/vms/{vm.pk}/").content.decode()
     assert 'data-testid="vm-state">RUNNING' in page
-    history = page[page.index(f'id="vm-{vm.pk}-history"') :]
-    assert "sim-a" in history and "PROLOG" in history and "created" in history
+    placement = page[page.index(f'id="vm-{vm.pk}-placement"') :]
+    assert "sim-a" in placement
+    log = c.get(f"/compute/vms/{vm.pk}/log/").content.decode()
+    assert "PROLOG" in log and "created" in log
     # hard variants beside the normal ones; terminate asks first
     assert 'aria-label="Power off waiting (hard)"' in page and 'aria-label="Reboot waiting (hard)"' in page
     assert 'aria-label="Terminate waiting (hard)"' in page and 'hx-confirm="Terminate waiting?' in page
@@ -490,3 +492,83 @@ def test_a_rows_menu_is_fetched_when_opened_with_the_same_rights(
     assert 'value="terminate"' in menu and "hx-confirm=" in menu  # destructive: asks first
     assert "<form" not in browser(viewer).get(f"/compute/vms/{vm.pk}/menu/").content.decode()
     assert browser(other_tenant).get(f"/compute/vms/{vm.pk}/menu/").status_code == 404
+
+
+def test_template_edit_and_delete_through_the_list(member: Any, viewer: Any, project: Any, template: Any) -> None:
+    c = browser(member)
+    page = c.get("/compute/templates/").content.decode()
+    # the template's disks, edit and delete are reachable from its row
+    assert f'href="/storage/templates/{template.pk}/disks/"' in page
+    assert f'href="/compute/templates/{template.pk}/edit/"' in page
+    assert f'action="/compute/templates/{template.pk}/delete/"' in page and "data-confirm=" in page
+    form = c.get(f"/compute/templates/{template.pk}/edit/").content.decode()
+    assert f'value="{template.name}"' in form
+    bad = c.post(f"/compute/templates/{template.pk}/edit/", {"name": "x", "vcpu": 0, "memory_mb": 256, "disk_gb": 0})
+    assert bad.status_code == 400 and b"errorlist" in bad.content
+    template.refresh_from_db()
+    assert template.vcpu == 2
+    resp = c.post(
+        f"/compute/templates/{template.pk}/edit/",
+        {"name": "renamed", "vcpu": 4, "memory_mb": 2048, "disk_gb": 10, "labels": "zone=b"},
+    )
+    assert resp.status_code == 302
+    template.refresh_from_db()
+    assert (template.name, template.vcpu, template.memory_mb, template.required_labels) == (
+        "renamed", 4, 2048, {"zone": "b"},
+    )  # fmt: skip
+    # a viewer sees neither button, and the pages answer 404 and change nothing
+    v = browser(viewer)
+    vpage = v.get("/compute/templates/").content.decode()
+    assert f"/compute/templates/{template.pk}/edit/" not in vpage and "/disks/" in vpage
+    assert v.get(f"/compute/templates/{template.pk}/edit/").status_code == 404
+    assert v.post(f"/compute/templates/{template.pk}/delete/").status_code == 404
+    assert VMTemplate.objects.filter(pk=template.pk).exists()
+    resp = c.post(f"/compute/templates/{template.pk}/delete/", follow=True)
+    assert b"Template renamed deleted." in resp.content
+    assert not VMTemplate.objects.filter(pk=template.pk).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the VM page's tabs
+# --------------------------------------------------------------------------------------------
+def test_vm_page_has_aria_tabs_deep_linkable_and_lazy(member: Any, project: Any, template: Any) -> None:
+    vm = held(member, project, template, "tabbed")
+    c = browser(member)
+    page = c.get(f"/compute/vms/{vm.pk}/").content.decode()
+    assert 'role="tablist"' in page
+    keys = ["info", "capacity", "storage", "network", "snapshots", "placement", "log", "monitoring"]
+    for key in keys:
+        assert f'id="tab-{key}"' in page and f'aria-controls="panel-{key}"' in page and f'id="panel-{key}"' in page
+    # info is the default: the only panel shown, the only tab in the tab order
+    assert '<section role="tabpanel" id="panel-info" aria-labelledby="tab-info" tabindex="0">' in page
+    assert page.count('aria-selected="true"') == 1 and 'aria-selected="true" tabindex="0">Info<' in page
+    # the costly tabs are placeholders fetched when shown, not rendered
+    assert f'hx-get="/compute/vms/{vm.pk}/log/"' in page and 'class="timeline"' not in page
+    assert f'hx-get="/compute/vms/{vm.pk}/monitoring/"' in page and 'id="vm-charts"' not in page
+    # ?tab= opens one (no JavaScript needed): the log rendered in the page, info hidden
+    page = c.get(f"/compute/vms/{vm.pk}/?tab=log").content.decode()
+    assert 'class="timeline"' in page and "HOLD" in page
+    assert 'id="panel-info" aria-labelledby="tab-info" tabindex="0" hidden' in page
+    assert 'aria-selected="true" tabindex="0">Log<' in page
+    assert 'id="vm-charts"' in c.get(f"/compute/vms/{vm.pk}/?tab=monitoring").content.decode()
+    # an unknown tab is the default, not an error
+    assert c.get(f"/compute/vms/{vm.pk}/?tab=nope").status_code == 200
+    # the lazy parts on their own, through the same gate
+    assert "HOLD" in c.get(f"/compute/vms/{vm.pk}/log/").content.decode()
+    assert f'/vms/{vm.pk}/metrics/"' in c.get(f"/compute/vms/{vm.pk}/monitoring/").content.decode()
+    # the console is a link when the console page exists, a disabled label otherwise
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        console = reverse("vm-console", args=[vm.pk])
+    except NoReverseMatch:
+        assert '<span class="tab-link disabled" id="tab-console"' in page
+    else:
+        assert f'href="{console}"' in page
+
+
+def test_vm_tabs_of_a_foreign_vm_are_404(other_tenant: Any, member: Any, project: Any, template: Any) -> None:
+    vm = held(member, project, template, "mine")
+    c = browser(other_tenant)
+    for url in (f"/compute/vms/{vm.pk}/?tab=log", f"/compute/vms/{vm.pk}/log/", f"/compute/vms/{vm.pk}/monitoring/"):
+        assert c.get(url).status_code == 404

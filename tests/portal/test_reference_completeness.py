@@ -77,6 +77,12 @@ PROOFS: dict[tuple[str, str], tuple[Any, ...]] = {
     ("VMTemplateSerializer", "boot_image"): ("PATCH", "/api/v1/templates/{T}/", {}),
     ("VMCreateSerializer", "project"): ("POST", "/api/v1/vms/", {"name": "n", "template": "{T}"}),
     ("VMCreateSerializer", "template"): ("POST", "/api/v1/vms/", {"name": "n", "project": "{P}"}),
+    ("VMCreateSerializer", "image"): ("POST", "/api/v1/vms/", {"name": "n", "project": "{P}", "vcpu": 1,
+                                                                "memory_mb": 64}),
+    ("VMCreateSerializer", "networks"): ("POST", "/api/v1/vms/", {"name": "n", "project": "{P}", "template": "{T}"}),
+    ("VMCreateSerializer", "security_groups"): (
+        "POST", "/api/v1/vms/", {"name": "n", "project": "{P}", "template": "{T}"}
+    ),
     ("VMActionSerializer", "host"): ("POST", "/api/v1/vms/{V}/action/", {"action": "deploy"}),
     ("NetworkSerializer", "project"): ("POST", "/api/v1/networks/", {"name": "n", "cidr4": "10.50.0.0/24"}),
     ("AddressRangeSerializer", "network"): (

@@ -31,10 +31,24 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/compute/vms/{V}/live/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/{V}/menu/", None, PAGE_PROJECT),
     ("GET", "/compute/vms/{V}/metrics/", None, PAGE_PROJECT),
+    ("GET", "/compute/vms/{V}/log/", None, PAGE_PROJECT),
+    ("GET", "/compute/vms/chips/", None, PAGE_ANY),
+    ("GET", "/compute/vms/create/preview/", None, PAGE_ANY),
+    # each VM's refusal is in the answer (200): a viewer's and a stranger's change nothing
+    ("POST", "/compute/vms/bulk/", {"action": "release", "vm": "{V}"}, E(302, 200, 200, 200, 200, 200)),
+    ("GET", "/compute/vms/{V}/monitoring/", None, PAGE_PROJECT),
     # refusals by the service come back as a message on the VM page (302 there), nothing changed
     ("POST", "/compute/vms/{V}/action/", {"action": "terminate"}, E(302, 302, 302, 302, 404, 302)),
     ("POST", "/compute/vms/create/", {"name": "x", "template": "{T}", "count": 1}, E(302, 400, 302, 302, 400, 302)),
     ("GET", "/compute/templates/", None, PAGE_ANY),
+    ("GET", "/compute/templates/{T}/edit/", None, E(302, 404, 200, 200, 404, 200)),
+    (
+        "POST",
+        "/compute/templates/{T}/edit/",
+        {"name": "renamed", "vcpu": 1, "memory_mb": 256, "disk_gb": 0},
+        E(302, 404, 302, 302, 404, 302),
+    ),  # fmt: skip
+    ("POST", "/compute/templates/{T}/delete/", None, E(302, 404, 302, 302, 404, 302)),
     ("GET", "/compute/hosts/", None, PAGE_ADMIN),
     ("GET", "/compute/hosts/{H}/", None, PAGE_ADMIN),
     ("GET", "/compute/hosts/{H}/metrics/", None, PAGE_ADMIN),
@@ -50,6 +64,7 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/account/2fa/", None, PAGE_ANY),
     ("GET", "/account/", None, PAGE_ANY),
     ("GET", "/events/", None, PAGE_ANY),
+    ("GET", "/events/audit/", None, PAGE_ANY),
     ("GET", "/metrics", None, E(401, 401, 401, 401, 401, 200)),
     ("GET", "/webhooks/", None, PAGE_ADMIN),
     ("POST", "/account/action/", {"what": "token-create", "name": "t", "days": 5}, E(302, 302, 302, 302, 302, 302)),
@@ -71,6 +86,7 @@ UI += matrix_extensions.ui_rows()
 # which roles' refusals are "denied" (must change nothing), per row
 DENIED_CHANGES = {
     ("POST", "/compute/vms/{V}/action/"): {"anon", "viewer", "other"},
+    ("POST", "/compute/vms/bulk/"): {"anon", "viewer", "other"},
     ("POST", "/identity/action/"): {"anon", "viewer", "member", "other"},  # org-create: also padmin (below)
 }
 DENIED_CHANGES.update(matrix_extensions.denied_changes())
