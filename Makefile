@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients qemu-system-x86 qemu-utils redis-server chromium busybox-static cpio xz-utils \
-	slapd ldap-utils libldap2-dev libsasl2-dev krb5-kdc krb5-admin-server krb5-user libkrb5-dev nftables postgresql rabbitmq-server
+	slapd ldap-utils libldap2-dev libsasl2-dev krb5-kdc krb5-admin-server krb5-user libkrb5-dev nftables postgresql rabbitmq-server ipmitool
 export PYTHONUNBUFFERED := 1
 PORT ?= 8000
 # Runs its command with a throwaway PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.

@@ -1,5 +1,5 @@
 """Host power through real BMC emulators on loopback: sushy-tools' Redfish emulator and a
-virtualbmc IPMI BMC, each driving a real QEMU domain on qemu:///system (tests/compute/bmc.py).
+virtualbmc IPMI BMC (reached through ipmitool), each driving a real QEMU domain on qemu:///system (tests/compute/bmc.py).
 The API queues the BMC call; the real Celery worker (``agent``) runs ``compute.host_power``."""
 
 from __future__ import annotations
@@ -59,18 +59,39 @@ def test_redfish_driver_switches_the_domain_through_the_emulator(redfish: str, d
         get_power_driver(BMC("redfish", redfish, emu.USER, "wrong")).status()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PowerError,
-    reason="pyghmi's client opens an RMCP+ session with SHA-256 (cipher suite 17) and does not read the"
-    " suite the BMC answers; pyghmi's own BMC side (which virtualbmc runs) always answers SHA-1, so the"
-    " handshake fails. Real BMCs offering suite 17 work; this test starts passing when pyghmi reconciles them.",
-)
 def test_ipmi_driver_switches_the_domain_through_virtualbmc(ipmi: str, domain: Any) -> None:
     drv = get_power_driver(BMC("ipmi", ipmi, emu.USER, emu.PASSWORD))
-    assert drv.status() == PowerState.OFF
+    assert drv.status() == PowerState.OFF and not domain.active()
     assert drv.run(PowerAction.ON) == PowerState.ON and domain.active()
+    assert drv.run(PowerAction.ON) == PowerState.ON and domain.active()  # idempotent
+    assert drv.run(PowerAction.STATUS) == PowerState.ON
+    assert drv.run(PowerAction.RESET) == PowerState.ON and domain.active()
     assert drv.run(PowerAction.OFF) == PowerState.OFF and not domain.active()
+    assert drv.run(PowerAction.OFF) == PowerState.OFF  # idempotent
+    assert drv.run(PowerAction.RESET) == PowerState.ON and domain.active()  # a reset of an off host powers it on
+    with pytest.raises(PowerError, match="RAKP 2 HMAC is invalid"):  # ipmitool's word for a wrong password
+        get_power_driver(BMC("ipmi", ipmi, emu.USER, "wrong")).status()
+    assert domain.active()
+
+
+def test_the_ipmi_password_is_not_on_the_command_line(ipmi: str, domain: Any, tmp_path: Path) -> None:
+    """The driver runs ``ipmitool``; a stand-in that records its argv and environment shows the
+    password travels in ``IPMI_PASSWORD`` only (the real ipmitool cannot report what it was given)."""
+    from compute.drivers.power import IPMIPowerDriver
+
+    record = tmp_path / "argv"
+    spy = tmp_path / "ipmitool"
+    spy.write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {record}\nprintf 'env=%s\\n' \"$IPMI_PASSWORD\" >> {record}\n"
+        'exec ipmitool "$@"\n'
+    )
+    spy.chmod(0o755)
+    drv = IPMIPowerDriver(BMC("ipmi", ipmi, emu.USER, emu.PASSWORD))
+    drv.binary = str(spy)
+    assert drv.status() == PowerState.OFF
+    args = record.read_text().splitlines()
+    assert f"env={emu.PASSWORD}" in args and "-E" in args and args[0:2] == ["-I", "lanplus"]
+    assert not any(emu.PASSWORD in a for a in args if not a.startswith("env="))
 
 
 def test_an_unreachable_ipmi_bmc_is_a_power_error_not_a_crash() -> None:
@@ -127,6 +148,38 @@ def test_power_through_the_api_with_a_redfish_bmc(
     assert back.status_code == 200 and back.json()["host"]["state"] == "INIT"
     wait_for(lambda: Host.objects.get(pk=host.pk).power_state == "on" and domain.active())
     wait_for(lambda: Host.objects.get(pk=host.pk).state == "MONITORED")
+
+
+def test_power_through_the_api_with_an_ipmi_bmc(
+    agent: Any, make_sim_host: Any, admin_user: Any, ipmi: str, domain: Any
+) -> None:
+    admin = client_for(admin_user)
+    host = make_sim_host("pw-i")
+    made = _configure(admin, host, ipmi, driver="ipmi")
+    assert made.status_code == 200, made.content
+    assert made.json()["power_driver"] == "ipmi" and "bmc_password" not in made.json()
+
+    assert admin.post(f"/api/v1/hosts/{host.pk}/power/", {"action": "status"}, format="json").status_code == 202
+    assert _settled(host.pk).power_state == "off"
+    on = admin.post(f"/api/v1/hosts/{host.pk}/power/", {"action": "on"}, format="json")
+    assert on.status_code == 202 and on.json()["power_operation"] == "on"
+    assert _settled(host.pk).power_state == "on" and domain.active()
+    assert Event.objects.filter(type="host.power.on", object_id=str(host.pk)).exists()
+
+    maintenance = {"action": "maintenance"}
+    assert admin.post(f"/api/v1/hosts/{host.pk}/maintenance/", maintenance, format="json").status_code == 200
+    assert admin.post(f"/api/v1/hosts/{host.pk}/power/", {"action": "reset"}, format="json").status_code == 202
+    assert _settled(host.pk).power_state == "on" and domain.active()
+    assert Event.objects.filter(type="host.power.reset", object_id=str(host.pk)).exists()
+    assert admin.post(f"/api/v1/hosts/{host.pk}/power/", {"action": "off"}, format="json").status_code == 202
+    assert _settled(host.pk).power_state == "off" and not domain.active()
+
+    # a wrong password is reported on the host, and nothing is switched
+    assert _configure(admin, host, ipmi, driver="ipmi", password="not-it").status_code == 200
+    assert admin.post(f"/api/v1/hosts/{host.pk}/power/", {"action": "on"}, format="json").status_code == 202
+    failed = _settled(host.pk)
+    assert "RAKP 2 HMAC is invalid" in failed.power_message and not domain.active()
+    assert Event.objects.filter(type="host.power.failed", object_id=str(host.pk)).exists()
 
 
 def test_a_wrong_bmc_password_is_reported_on_the_host(
