@@ -290,7 +290,7 @@ def test_live_endpoint_is_the_polling_fallback(member: Any, project: Any, templa
     # a row in flux polls that endpoint while the websocket is down; a settled one does not
     page = c.get("/compute/vms/").content.decode()
     assert (
-        f'hx-get="/compute/vms/{vm.pk}/live/" hx-trigger="every 10s [!window.nepheleLive], nephele:refresh"'
+        f'hx-get="/compute/vms/{vm.pk}/live/" hx-trigger="every 10s, nephele:refresh" data-poll'
         in row_of(page, vm)
     )
     act(member, vm, "hold")
