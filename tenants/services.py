@@ -407,3 +407,12 @@ def set_quota_limit(
         raise NotFound("project not found", field="project")
     quotas.set_limit(project, resource, limit, user)
     _audit(actor, project, "set-quota", ip=ip, resource=resource, limit=limit, user=getattr(user, "username", None))
+
+
+@transaction.atomic
+def set_quota_default(actor: Actor, *, resource: str, limit: int, ip: str | None = None) -> None:
+    """Set the cloud-wide default limit of ``resource`` (every project without its own); -1 is
+    unlimited. Cloud administrators only; audited on the actor (a default has no project)."""
+    _require_cloud_admin(actor)
+    row = quotas.set_default(resource, limit)
+    _audit(actor, row, "set-quota-default", ip=ip, resource=resource, limit=limit)

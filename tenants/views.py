@@ -17,7 +17,7 @@ from portal.api import client_ip
 from portal.errors import Conflict, InvalidInput, NotFound, ServiceError
 from tenants.querysets import is_cloud_admin
 
-from . import credentials
+from . import credentials, quotas
 from . import services as tenancy
 from .models import ApiToken, Membership, Organization, Project, SSHKey
 from .roles import Role
@@ -203,3 +203,65 @@ def identity_action(request: HttpRequest) -> HttpResponse:
     except ServiceError as exc:
         messages.error(request, f"{exc.field}: {exc.message}" if exc.field else exc.message)
     return redirect(back)
+
+
+def _limit_value(raw: str | None) -> int:
+    """A limit typed into a form: a whole number, -1 for unlimited (the range is the service's)."""
+    text = (raw or "").strip()
+    if text in ("∞", "unlimited"):
+        return quotas.UNLIMITED
+    if not (text.lstrip("-").isdigit() and len(text) <= 17):
+        raise InvalidInput(f"limit must be a whole number from -1 (unlimited) to {quotas.MAX_LIMIT}", field="limit")
+    return int(text)
+
+
+@login_required
+def quota_page(request: HttpRequest) -> HttpResponse:
+    """Quotas with usage bars: a cloud admin sets the cloud-wide defaults and the limits of the
+    switcher's project; an organization admin sees the usage and limits of their projects."""
+    user = request.user
+    admin = is_cloud_admin(user)
+    org_ids = list(Organization.objects.restrict(user, "admin").values_list("pk", flat=True))
+    if not admin and not org_ids:
+        raise Http404("nothing to administer")
+    active = getattr(request, "project", None)
+    selected = Project.objects.restrict(user, "admin").filter(pk=active.pk).first() if active else None
+    org_projects = (
+        Project.objects.restrict(user, "view").filter(organization_id__in=org_ids).select_related("organization")
+    )
+    ctx = {
+        "cloud_admin": admin,
+        "defaults": quotas.defaults() if admin else [],
+        "selected": selected,
+        "selected_lines": quotas.usage(selected) if selected else [],
+        "org_projects": [(p, quotas.usage(p)) for p in org_projects.order_by("organization__name", "name")],
+        "unlimited": quotas.UNLIMITED,
+        "max_limit": quotas.MAX_LIMIT,
+    }
+    return render(request, "tenants/quotas.html", ctx)
+
+
+@login_required
+@require_POST
+def quota_action(request: HttpRequest) -> HttpResponse:
+    p, user = request.POST, request.user
+    try:
+        what = p.get("what")
+        resource = p.get("resource", "")
+        if resource not in quotas.Resource.values:
+            raise InvalidInput(f"resource must be one of {', '.join(quotas.Resource.values)}", field="resource")
+        label = quotas.Resource(resource).label
+        limit = _limit_value(p.get("limit"))
+        shown = "unlimited" if limit == quotas.UNLIMITED else str(limit)
+        if what == "default":
+            tenancy.set_quota_default(user, resource=resource, limit=limit, ip=client_ip(request))
+            messages.success(request, f"Cloud-wide default of {label}: {shown}.")
+        elif what == "limit":
+            project = _acting_project(request)
+            tenancy.set_quota_limit(user, project=project, resource=resource, limit=limit, ip=client_ip(request))
+            messages.success(request, f"{project}: {label} limited to {shown}.")
+        else:
+            messages.error(request, "unknown request")
+    except ServiceError as exc:
+        messages.error(request, f"{exc.field}: {exc.message}" if exc.field else exc.message)
+    return redirect("quotas")

@@ -138,3 +138,47 @@ def test_guardians_anonymous_user_is_not_a_person(admin_user: Any) -> None:
     assert f'value="{anonymous.pk}"' not in page and anonymous.username not in page
     # "Reset credentials of" preselects nobody
     assert '<option value="" selected disabled>Choose a user…</option>' in page
+
+
+def test_quota_screens_set_defaults_and_limits_with_clear_errors(admin_user: Any, project: Any) -> None:
+    from tenants.quotas import QuotaDefault, QuotaLimit
+
+    c = browser(admin_user)
+    _switch(c, project)
+    page = c.get("/identity/quotas/").content.decode()
+    assert f"Limits of {project}" in page and 'id="default-vcpu"' in page and 'data-testid="quota-vcpu"' in page
+
+    c.post("/identity/quotas/action/", {"what": "default", "resource": "vcpu", "limit": "64"})
+    assert QuotaDefault.objects.get(resource="vcpu").limit == 64
+    c.post("/identity/quotas/action/", {"what": "limit", "project": project.pk, "resource": "vcpu", "limit": "8"})
+    assert QuotaLimit.objects.get(project=project, resource="vcpu", user=None).limit == 8
+    assert 'data-testid="quota-vcpu">0 / 8<' in c.get("/identity/quotas/").content.decode()
+
+    # bad input names the field and the limit, and changes nothing
+    for bad, says in (("-5", "limit must be -1"), ("ten", "whole number"), ("9" * 16, "at most 1000000000000000")):
+        page = c.post(
+            "/identity/quotas/action/", {"what": "default", "resource": "vcpu", "limit": bad}, follow=True
+        ).content.decode()
+        assert "limit:" in page and says in page, bad
+    page = c.post(
+        "/identity/quotas/action/", {"what": "default", "resource": "gpus", "limit": "1"}, follow=True
+    ).content.decode()
+    assert "resource: resource must be one of" in page
+    assert QuotaDefault.objects.get(resource="vcpu").limit == 64 and QuotaDefault.objects.count() == 1
+
+
+def test_org_admins_see_their_projects_quotas_but_do_not_set_them(db: Any) -> None:
+    from tenants.quotas import QuotaDefault
+
+    org = Organization.objects.create(name="acme")
+    web = Project.objects.create(organization=org, name="web")
+    boss = UserFactory(username="boss")
+    OrgMembership.objects.create(user=boss, organization=org)
+    c = browser(boss)
+    page = c.get("/identity/quotas/").content.decode()
+    assert f'id="org-project-{web.pk}"' in page and "Cloud-wide defaults" not in page
+    page = c.post(
+        "/identity/quotas/action/", {"what": "default", "resource": "vcpu", "limit": "1"}, follow=True
+    ).content.decode()
+    assert "only cloud administrators" in page and not QuotaDefault.objects.exists()
+    assert browser(UserFactory(username="nobody")).get("/identity/quotas/").status_code == 404
