@@ -238,6 +238,53 @@ def vm_resize(
     run(do)
 
 
+# ------------------------------------------------------------------------------- quotas
+quota_app = typer.Typer(help="Quotas: a project's usage and limits, cloud-wide defaults.", no_args_is_help=True)
+app.add_typer(quota_app, name="quota")
+QUOTA_COLUMNS = [("resource", "Resource"), ("label", "Name"), ("used", "Used"), ("limit", "Limit (-1: unlimited)")]
+
+
+@quota_app.command("show")
+def quota_show(
+    defaults: Annotated[bool, typer.Option("--defaults", help="the cloud-wide defaults (cloud admins)")] = False,
+) -> None:
+    """The project's usage and limits (the --project option or the profile's), or the defaults."""
+
+    def do() -> None:
+        a = api()
+        if defaults:
+            show(a.get("quota-defaults/"), QUOTA_COLUMNS)
+            return
+        pid = project_id(a)
+        if pid is None:
+            raise CliError("no project: pass --project or log in with one", field="project")
+        show(a.get(f"projects/{pid}/quotas/"), QUOTA_COLUMNS)
+
+    run(do)
+
+
+@quota_app.command("set")
+def quota_set(
+    resource: Annotated[str, typer.Argument(help="vms, running_vms, vcpu, memory_mb, system_disk_gb, volumes, …")],
+    limit: Annotated[int, typer.Argument(help="-1: unlimited")],
+    default: Annotated[bool, typer.Option("--default", help="set the cloud-wide default instead")] = False,
+) -> None:
+    """Set the project's limit of a resource, or its cloud-wide default (cloud admins)."""
+
+    def do() -> None:
+        a = api()
+        body = {"resource": resource, "limit": limit}
+        if default:
+            show(a.post("quota-defaults/", body), QUOTA_COLUMNS)
+            return
+        pid = project_id(a)
+        if pid is None:
+            raise CliError("no project: pass --project or log in with one", field="project")
+        show(a.post(f"projects/{pid}/quotas/", body), QUOTA_COLUMNS)
+
+    run(do)
+
+
 # ------------------------------------------------------------------------------- lists
 def _lister(path: str, columns: list[tuple[str, str]], help_text: str) -> Callable[[], None]:
     def command(limit: Annotated[int, typer.Option(min=1, max=1000)] = 100) -> None:

@@ -109,3 +109,27 @@ def test_a_bad_token_and_an_unreachable_server(cloud: dict[str, Any]) -> None:
     down = nephele(cloud, "--profile", "gone", "vm", "list")
     assert down.returncode == 6 and "cannot reach" in down.stderr
     assert nephele(cloud, "--profile", "nobody", "vm", "list").returncode == 5  # not logged in
+
+
+def test_quota_show_and_set(cloud: dict[str, Any]) -> None:
+    admin = UserFactory(username="ops", is_staff=True, is_superuser=True)
+    _token, secret = credentials.create_token(admin, name="ops")
+    nephele(cloud, "login", "--url", cloud["url"], "--token", secret, "--default-project", str(cloud["project"]))
+    done = nephele(cloud, "-o", "json", "quota", "set", "vcpu", "12")
+    assert done.returncode == 0, done.stderr
+    assert {q["resource"]: q["limit"] for q in json.loads(done.stdout)}["vcpu"] == 12
+    shown = nephele(cloud, "quota", "show")
+    assert shown.returncode == 0 and "vCPU" in shown.stdout and "12" in shown.stdout, shown.stderr
+    default = nephele(cloud, "-o", "json", "quota", "set", "images", "7", "--default")
+    assert default.returncode == 0, default.stderr
+    listed = nephele(cloud, "-o", "json", "quota", "show", "--defaults")
+    assert {q["resource"]: q["limit"] for q in json.loads(listed.stdout)}["images"] == 7
+    bad = nephele(cloud, "quota", "set", "vcpu", str(10**16), "--default")
+    assert bad.returncode == 1 and "field limit" in bad.stderr, bad.stderr
+    # a project admin reads the quotas, and may not set them
+    nephele(
+        cloud, "login", "--url", cloud["url"], "--token", cloud["token"], "--default-project", str(cloud["project"])
+    )
+    assert nephele(cloud, "quota", "show").returncode == 0
+    refused = nephele(cloud, "quota", "set", "vcpu", "99")
+    assert refused.returncode != 0 and "403" in refused.stderr, refused.stderr

@@ -100,7 +100,11 @@ def test_cloud_wide_quota_defaults_through_the_api(admin_user: Any, project: Any
     resp = api.post("/api/v1/quota-defaults/", {"resource": "vcpu", "limit": 48}, format="json")
     assert resp.status_code == 200 and {q["resource"]: q["limit"] for q in resp.json()}["vcpu"] == 48
     assert {q.resource: q.limit for q in usage(project)}["vcpu"] == 48  # a project without its own limit
-    for body in ({"resource": "vcpu", "limit": -2}, {"resource": "vcpu", "limit": 10**16}, {"resource": "gpu", "limit": 1}):
+    for body in (
+        {"resource": "vcpu", "limit": -2},
+        {"resource": "vcpu", "limit": 10**16},
+        {"resource": "gpu", "limit": 1},
+    ):
         bad = api.post("/api/v1/quota-defaults/", body, format="json")
         assert bad.status_code == 400, bad.content
         assert ("limit" if body["resource"] == "vcpu" else "resource") in bad.json()
