@@ -54,6 +54,12 @@ class CreateVMForm(GatedForm, forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "#cloud-config"}),
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # smallest first, so the preselected template is the cheapest (by name, "large" came first)
+        field: Any = self.fields["template"]
+        field.queryset = field.queryset.order_by("vcpu", "memory_mb", "disk_gb", "name")
+
 
 class TemplateForm(GatedForm, forms.ModelForm):
     """A new template's fields (shapes only; ``compute.services.templates`` decides and writes)."""

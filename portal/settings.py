@@ -94,6 +94,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.projects",
             ],
+            # binary units labelled KiB / MiB / GiB everywhere (|iec_size, not |filesizeformat)
+            "builtins": ["portal.templatetags.portal_units"],
         },
     },
 ]

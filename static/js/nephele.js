@@ -223,6 +223,35 @@
   // nephele.js is deferred after htmx.min.js, so htmx is defined here, before it reads the page
   if (window.htmx) htmx.defineExtension("present-oob", { transformResponse: (text) => dropAbsentOob(text) });
 
+  // ---- narrow screens: the Menu button shows and hides the main navigation ------------------
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest("button.nav-toggle");
+    if (!btn) return;
+    const open = btn.getAttribute("aria-expanded") !== "true";
+    btn.setAttribute("aria-expanded", String(open));
+    btn.closest(".sidebar")?.classList.toggle("nav-open", open);
+  });
+
+  // ---- copy buttons: <button class="copy" data-copy="<id>" hidden> copies that element's text --
+  // (hidden until here: without JavaScript, or without a clipboard, there is nothing to press)
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!navigator.clipboard) return;
+    document.querySelectorAll("button.copy[data-copy]").forEach((b) => (b.hidden = false));
+  });
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest("button.copy[data-copy]");
+    if (!btn) return;
+    const src = document.getElementById(btn.dataset.copy);
+    if (!src || !navigator.clipboard) return;
+    navigator.clipboard.writeText(src.textContent.trim()).then(
+      () => {
+        btn.classList.add("copied");
+        btn.textContent = "Copied";
+      },
+      () => toast("The browser refused to copy; select the text and copy it by hand.", "error"),
+    );
+  });
+
   // ---- no inline handlers (the CSP forbids them): behaviour comes from data attributes -------
   // <select data-autosubmit> submits its form when changed
   document.addEventListener("change", (e) => {

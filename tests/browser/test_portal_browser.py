@@ -132,3 +132,78 @@ def test_main_pages_log_no_htmx_errors_when_pushes_arrive(
         wait_for(lambda n=before + 2: page.evaluate("window.__wsn || 0") >= n)  # the row's frame and the panel's
         errors = [line for line in page.nephele_logs if "oobErrorNoTarget" in line or "htmx:" in line.lower()]
         assert not errors, (path, errors)
+
+    # the charts' legends name what they show in people's words, not the metrics' codes
+    page.goto(f"{base}/compute/vms/{vm.pk}/")
+    legend = page.locator("#vm-charts .u-legend").first
+    legend.wait_for()
+    labels = page.locator("#vm-charts .u-legend .u-label").all_text_contents()  # not CSS-uppercased
+    assert {"Received", "Sent", "Read", "Written"} <= set(labels), labels
+    assert not [x for x in labels if "_" in x or x.isupper()], labels
+
+
+def _widest(page: Any) -> list[str]:
+    """The outermost elements reaching past the window's right edge (for the failure message)."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => { const w = document.documentElement.clientWidth, out = [];
+        document.querySelectorAll('body *').forEach((el) => {
+          const r = el.getBoundingClientRect();
+          if (r.right > w + 1 && !(el.parentElement && el.parentElement.getBoundingClientRect().right > w + 1))
+            out.push(el.tagName + '.' + el.className + ' ' + Math.round(r.right)); });
+        return out.slice(0, 8); }"""
+    )
+
+
+def _overflow(page: Any) -> int:
+    """How far the page is wider than the window (0: no horizontal scrolling)."""
+    return int(page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth"))
+
+
+def test_on_a_phone_lists_scroll_in_their_card_and_a_menu_button_opens_the_nav(
+    browser_page: Any, live_server_url: str, member: Any, project: Any, template: Any
+) -> None:
+    page, base = browser_page, live_server_url
+    for i in range(3):
+        services.create_vms(member, project=project, template=template, name=f"a-rather-long-vm-name-{i}", hold=True)
+    from tenants import credentials
+
+    credentials.add_ssh_key(
+        member,
+        name="laptop",
+        public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPvDAmcYNL3ht2uz0zIJ2om+PBjfx10nIzQ3CUHuvzYM alice@example",
+    )
+    log_in(page, base, "member")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", "/compute/vms/", "/images/", "/storage/volumes/", "/network/", "/events/", "/account/"):
+        page.goto(base + path)
+        assert _overflow(page) <= 1, (path, _overflow(page), _widest(page))
+    page.goto(f"{base}/compute/vms/")
+    wrap = page.locator("#vm-rows").locator("xpath=ancestor::div[contains(@class,'table-wrap')][1]")
+    assert wrap.evaluate("el => getComputedStyle(el).overflowX") == "auto"
+
+    nav = page.locator("nav[aria-label=Main]")
+    toggle = page.locator("button.nav-toggle")
+    assert toggle.is_visible() and not nav.is_visible()
+    assert toggle.get_attribute("aria-expanded") == "false"
+    toggle.click()
+    assert nav.is_visible() and toggle.get_attribute("aria-expanded") == "true"
+    nav.locator("a:has-text('Volumes')").click()
+    page.wait_for_url(f"{base}/storage/volumes/")
+    assert not page.locator("nav[aria-label=Main]").is_visible()  # a new page starts with it closed
+
+    page.set_viewport_size({"width": 1360, "height": 820})  # on a laptop the nav is always there
+    assert page.locator("nav[aria-label=Main]").is_visible() and not page.locator("button.nav-toggle").is_visible()
+
+
+def test_a_new_token_has_a_copy_button(browser_page: Any, live_server_url: str, member: Any) -> None:
+    page, base = browser_page, live_server_url
+    log_in(page, base, "member")
+    page.goto(f"{base}/account/")
+    page.fill("#tk-name", "laptop")
+    page.click("button:has-text('Create token')")
+    secret = page.locator("#new-token").inner_text()
+    assert secret.startswith("nph_")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page.click("button.copy[data-copy='new-token']")
+    page.locator("button.copy.copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
