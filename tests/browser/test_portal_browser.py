@@ -78,9 +78,18 @@ def test_a_failed_terminate_shows_a_toast_and_a_badge_in_its_row(
     assert page.evaluate("window.__noReload") == "here"
 
     # the next action clears the badge (it is about the last action only), and raises no second toast
-    services.perform_action(member, vm.pk, services.ActionRequest(action="poweroff", hard=True))
+    services.perform_action(member, vm.pk, services.ActionRequest(action="poweroff"))
     page.wait_for_selector(f'#vm-{vm.pk}:not([data-failed])[data-state="{S.SHUTDOWN}"]')
     assert page.locator("#messages li.error", has_text="Terminate failed").count() == 1
+
+    # started from the VM's own page, a failure toasts there too (its panel carries the reason)
+    page.goto(f"{base}/compute/vms/{vm.pk}/")
+    wait_live(page, "failed-detail")
+    assert page.locator("#messages li.error").count() == 0
+    vm.refresh_from_db()
+    services.complete_step(vm.pk, vm.operation_seq, services.StepResult(ok=False, error=ACPI_TIMEOUT), step=S.SHUTDOWN)
+    page.locator("#messages li.error", has_text=f"{vm.name}: Power off failed").wait_for()
+    assert "Power off failed" in page.locator(f"#vm-{vm.pk}-panel .alert.error").inner_text()
 
 
 def test_deleting_a_project_asks_for_its_name(browser_page: Any, live_server_url: str, admin_user: Any) -> None:
