@@ -162,11 +162,16 @@ def role_revoke(user: Annotated[str, typer.Argument(help="the user name")], orga
 
 # ------------------------------------------------------------------------------- quotas
 @quota_app.command("show")
-def quota_show() -> None:
-    """Usage and limit per resource of --project (-1: unlimited)."""
+def quota_show(
+    defaults: Annotated[bool, typer.Option("--defaults", help="the cloud-wide defaults (cloud admins)")] = False,
+) -> None:
+    """Usage and limit per resource of --project (-1: unlimited), or the cloud-wide defaults."""
 
     def do() -> None:
         a = api()
+        if defaults:
+            show(a.get("quota-defaults/"), QUOTA_COLUMNS)
+            return
         show(a.get(f"projects/{need_project(a)}/quotas/"), QUOTA_COLUMNS)
 
     run(do)
@@ -177,11 +182,15 @@ def quota_set(
     resource: Annotated[str, typer.Argument(help="vms, running_vms, vcpu, memory_mb, system_disk_gb, volumes, …")],
     limit: Annotated[int, typer.Argument(help="the limit; -1: unlimited")],
     user: Annotated[int | None, Opt(help="a limit for this user (id) within the project")] = None,
+    default: Annotated[bool, typer.Option("--default", help="set the cloud-wide default instead")] = False,
 ) -> None:
-    """Set a limit of --project (cloud admins)."""
+    """Set a limit of --project, or a cloud-wide default (cloud admins)."""
 
     def do() -> None:
         a = api()
+        if default:
+            show(a.post("quota-defaults/", {"resource": resource, "limit": limit}), QUOTA_COLUMNS)
+            return
         body = {"resource": resource, "limit": limit, **compact(user=user)}
         show(a.post(f"projects/{need_project(a)}/quotas/", body), QUOTA_COLUMNS)
 

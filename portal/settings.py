@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
@@ -29,11 +30,30 @@ def env_bool(name: str, default: bool) -> bool:
 DEBUG = env_bool("NEPHELE_DEBUG", False)
 SECRET_KEY = os.environ.get("NEPHELE_SECRET_KEY", "dev-insecure-nephele-key-change-me-in-production-0123456789")
 ALLOWED_HOSTS = os.environ.get("NEPHELE_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
-CSRF_TRUSTED_ORIGINS = [
-    o
-    for o in os.environ.get("NEPHELE_CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000").split(",")
-    if o
-]
+
+
+def csrf_trusted_origins(environ: Mapping[str, str], allowed_hosts: list[str]) -> list[str]:
+    """The origins the portal's forms may post from: NEPHELE_CSRF_TRUSTED_ORIGINS when set, else
+    derived from the served address — every concrete name of ALLOWED_HOSTS on the served PORT
+    (``http://host:PORT``), and over HTTPS on the default port for a name that is not loopback (the
+    public address behind a TLS proxy). Wildcards (``*``, ``.example.org``) derive nothing."""
+    given = environ.get("NEPHELE_CSRF_TRUSTED_ORIGINS")
+    if given is not None:
+        return [o.strip() for o in given.split(",") if o.strip()]
+    port = environ.get("PORT") or "8000"
+    origins: list[str] = []
+    for host in allowed_hosts:
+        host = host.strip()
+        if not host or host == "*" or host.startswith(".") or host == "testserver":
+            continue
+        name = f"[{host}]" if ":" in host else host  # an IPv6 address
+        origins.append(f"http://{name}:{port}")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            origins.append(f"https://{name}")
+    return origins
+
+
+CSRF_TRUSTED_ORIGINS = csrf_trusted_origins(os.environ, ALLOWED_HOSTS)
 
 INSTALLED_APPS = [
     "daphne",
@@ -94,6 +114,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.projects",
             ],
+            # binary units labelled KiB / MiB / GiB everywhere (|iec_size, not |filesizeformat)
+            "builtins": ["portal.templatetags.portal_units"],
         },
     },
 ]

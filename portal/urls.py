@@ -14,7 +14,14 @@ from network.api.urls import router as network_router
 from storage.api.urls import router as storage_router
 from tenants import kerberos, twofactor
 from tenants import views as tenant_views
-from tenants.api import ApiTokenViewSet, OrganizationViewSet, ProjectAdminViewSet, SSHKeyViewSet, UserAdminViewSet
+from tenants.api import (
+    ApiTokenViewSet,
+    OrganizationViewSet,
+    ProjectAdminViewSet,
+    QuotaDefaultViewSet,
+    SSHKeyViewSet,
+    UserAdminViewSet,
+)
 from tenants.login import LoginView
 
 from . import views
@@ -30,6 +37,7 @@ api_router.register("webhooks", WebhookViewSet, basename="webhook")
 api_router.register("organizations", OrganizationViewSet, basename="organization")
 api_router.register("projects", ProjectAdminViewSet, basename="project")
 api_router.register("users", UserAdminViewSet, basename="user")
+api_router.register("quota-defaults", QuotaDefaultViewSet, basename="quota-default")
 api_router.register("tokens", ApiTokenViewSet, basename="token")
 api_router.register("ssh-keys", SSHKeyViewSet, basename="sshkey")
 
@@ -44,6 +52,8 @@ urlpatterns = [
     path("account/action/", tenant_views.account_action, name="account-action"),
     path("identity/", tenant_views.identity, name="identity"),
     path("identity/action/", tenant_views.identity_action, name="identity-action"),
+    path("identity/quotas/", tenant_views.quota_page, name="quotas"),
+    path("identity/quotas/action/", tenant_views.quota_action, name="quota-action"),
     path("compute/", include("compute.urls")),
     path("storage/", include("storage.urls")),
     path("images/", include("images.urls")),

@@ -100,8 +100,9 @@ def main() -> None:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     port = int(env.get("PORT") or 8000)
-    # the browser's forms post from the served address: trust it (unless set otherwise)
-    env.setdefault("NEPHELE_CSRF_TRUSTED_ORIGINS", f"http://127.0.0.1:{port},http://localhost:{port}")
+    # the browser's forms post from the served address: portal/settings.py derives the trusted
+    # origins from PORT and NEPHELE_ALLOWED_HOSTS (unless NEPHELE_CSRF_TRUSTED_ORIGINS is set)
+    env["PORT"] = str(port)
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     if "REDIS_URL" not in env:

@@ -87,8 +87,13 @@ class QuotaLineSerializer(serializers.Serializer):
 
 class QuotaSetSerializer(serializers.Serializer):
     resource = serializers.ChoiceField(choices=quotas.Resource.choices)
-    limit = serializers.IntegerField(min_value=-1, max_value=2**62)
+    limit = serializers.IntegerField(min_value=-1, max_value=quotas.MAX_LIMIT, help_text="-1: unlimited")
     user = serializers.IntegerField(required=False, allow_null=True)
+
+
+class QuotaDefaultSetSerializer(serializers.Serializer):
+    resource = serializers.ChoiceField(choices=quotas.Resource.choices)
+    limit = serializers.IntegerField(min_value=-1, max_value=quotas.MAX_LIMIT, help_text="-1: unlimited")
 
 
 class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
@@ -344,3 +349,24 @@ class UserAdminViewSet(viewsets.ReadOnlyModelViewSet):
         else:
             user = tenancy.set_user_active(request.user, user.pk, act == "enable")
         return Response(UserSerializer(user).data)
+
+
+class QuotaDefaultViewSet(viewsets.ViewSet):
+    """The cloud-wide default limit of every resource, for projects without their own (cloud admins)."""
+
+    permission_classes = [NotConfined, CloudAdminOnly]
+
+    @extend_schema(responses={200: QuotaLineSerializer(many=True)})
+    def list(self, request: Request) -> Response:
+        return Response(QuotaLineSerializer(quotas.defaults(), many=True).data)
+
+    @extend_schema(request=QuotaDefaultSetSerializer, responses={200: QuotaLineSerializer(many=True)})
+    def create(self, request: Request) -> Response:
+        """Set one resource's default; -1 is unlimited."""
+        ser = QuotaDefaultSetSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        tenancy.set_quota_default(
+            request.user, resource=ser.validated_data["resource"], limit=ser.validated_data["limit"],
+            ip=client_ip(request),
+        )  # fmt: skip
+        return Response(QuotaLineSerializer(quotas.defaults(), many=True).data)

@@ -36,6 +36,7 @@ class Resource(models.TextChoices):
 
 
 UNLIMITED = -1
+MAX_LIMIT = 10**15  # far beyond any cloud; keeps a typo (an extra digit or ten) from passing
 
 
 class QuotaExceeded(ServiceError):
@@ -197,11 +198,31 @@ def _limits(project_id: int, user_id: int | None, resources: list[str]) -> dict[
     return {r: limits.get(r, UNLIMITED) for r in resources}
 
 
-@transaction.atomic
-def set_limit(project: Any, resource: str, limit: int, user: Any = None) -> None:
-    """Set a project's (or a user's) limit; -1 is unlimited."""
+def _check(resource: str, limit: int) -> None:
     if resource not in Resource.values:
         raise ServiceError(f"unknown quota {resource!r}; known: {', '.join(Resource.values)}", field="resource")
     if limit < UNLIMITED:
         raise ServiceError("limit must be -1 (unlimited) or a number ≥ 0", field="limit")
+    if limit > MAX_LIMIT:
+        raise ServiceError(f"limit must be at most {MAX_LIMIT} (-1: unlimited)", field="limit")
+
+
+@transaction.atomic
+def set_limit(project: Any, resource: str, limit: int, user: Any = None) -> None:
+    """Set a project's (or a user's) limit; -1 is unlimited."""
+    _check(resource, limit)
     QuotaLimit.objects.update_or_create(project=project, user=user, resource=resource, defaults={"limit": limit})
+
+
+@transaction.atomic
+def set_default(resource: str, limit: int) -> QuotaDefault:
+    """Set the cloud-wide limit of ``resource`` for projects without their own; -1 is unlimited."""
+    _check(resource, limit)
+    row, _ = QuotaDefault.objects.update_or_create(resource=resource, defaults={"limit": limit})
+    return row
+
+
+def defaults() -> list[QuotaLine]:
+    """Every resource with its cloud-wide default (``used`` is 0: a default holds nothing)."""
+    limits = dict(QuotaDefault.objects.values_list("resource", "limit"))
+    return [QuotaLine(r.value, str(r.label), 0, limits.get(r.value, UNLIMITED)) for r in Resource]

@@ -353,14 +353,32 @@ def _put_role(
 
 @transaction.atomic
 def grant_project_role(
-    actor: Actor, *, project: Project, user: Any, role: str | None, ip: str | None = None, **detail: Any
+    actor: Actor,
+    *,
+    project: Project,
+    user: Any,
+    role: str | None,
+    ip: str | None = None,
+    new_member: bool = False,
+    **detail: Any,
 ) -> Membership | None:
     """Give ``user`` ``role`` on ``project`` (None: remove). Project, org and cloud admins may
-    (and the system). Granting the role the user holds already changes and records nothing."""
+    (and the system). Granting the role the user holds already changes and records nothing.
+
+    ``new_member``: the caller adds a member (the portal's "Grant"), so a user who holds a role
+    already is refused (409) instead of having it replaced; changing a role is its own request."""
     if not _gate(Project, actor, "admin").filter(pk=project.pk).exists():
         raise NotFound("project not found", field="project")
     if role is not None and role not in Role.values:
         raise InvalidInput(f"role must be one of {', '.join(Role.values)}", field="role")
+    if new_member:
+        held = Membership.objects.select_for_update().filter(project=project, user=user).first()
+        if held is not None:
+            raise Conflict(
+                f"{user.username} is already a member of {project} as {held.get_role_display()}; "
+                "use Change role to change it",
+                field="username",
+            )
     # deleting a Membership: the signal takes the user out of the project's group
     return _put_role(actor, project, Membership, {"project": project, "user": user}, role, ip=ip, **detail)
 
@@ -389,3 +407,12 @@ def set_quota_limit(
         raise NotFound("project not found", field="project")
     quotas.set_limit(project, resource, limit, user)
     _audit(actor, project, "set-quota", ip=ip, resource=resource, limit=limit, user=getattr(user, "username", None))
+
+
+@transaction.atomic
+def set_quota_default(actor: Actor, *, resource: str, limit: int, ip: str | None = None) -> None:
+    """Set the cloud-wide default limit of ``resource`` (every project without its own); -1 is
+    unlimited. Cloud administrators only; audited on the actor (a default has no project)."""
+    _require_cloud_admin(actor)
+    row = quotas.set_default(resource, limit)
+    _audit(actor, row, "set-quota-default", ip=ip, resource=resource, limit=limit)

@@ -25,8 +25,8 @@ from tenants.models import Project
 from .. import hooks
 from ..models import (
     BootImage,
-    Host,
     CreateRequest,
+    Host,
     VirtualMachine,
     VMStateChange,
     VMTemplate,
@@ -71,7 +71,7 @@ def create_vms(
     parameters returns the VMs of the first request (even while it is still running elsewhere:
     it waits for it). ``project`` and ``template`` are objects or ids: either way they are
     resolved here, through the access gate, at the time of use (a caller need not look them up)."""
-    found = Project.objects.restrict(actor, "manage").filter(pk=_pk(project)).first()
+    found = Project.objects.restrict(actor, "manage").filter(pk=_pk(project) or 0).first()
     if found is None:
         raise NotFound("project not found", field="project")
     project = found
@@ -90,21 +90,22 @@ def create_vms(
             return earlier
     if not 1 <= count <= 100:
         raise InvalidInput("count must be between 1 and 100", field="count")
+    tpl: VMTemplate | None = None
     if template_id is not None:
         # The template and what it references are resolved again now, with the creator's rights
         # at this moment: a template or boot image whose share was revoked makes no new VM.
         fresh = VMTemplate.objects.restrict(actor, "view").select_related("boot_image").filter(pk=template_id).first()
         if fresh is None:
             raise NotFound("template not found", field="template")
-        template = fresh
+        tpl = fresh
         if (
-            template.boot_image_id is not None
-            and not BootImage.objects.restrict(actor, "view").filter(pk=template.boot_image_id).exists()
+            tpl.boot_image_id is not None
+            and not BootImage.objects.restrict(actor, "view").filter(pk=tpl.boot_image_id).exists()
         ):
             raise Conflict("the template's boot image is not available to you (no longer shared?)", field="template")
-        vcpu = template.vcpu if vcpu is None else vcpu
-        memory_mb = template.memory_mb if memory_mb is None else memory_mb
-        disk_gb = template.disk_gb
+        vcpu = tpl.vcpu if vcpu is None else vcpu
+        memory_mb = tpl.memory_mb if memory_mb is None else memory_mb
+        disk_gb = tpl.disk_gb
     else:
         if vcpu is None or memory_mb is None:
             raise InvalidInput(
@@ -114,7 +115,7 @@ def create_vms(
             raise InvalidInput("disk_gb must be a whole number", field="disk_gb")
         disk_gb = disk_gb or 0
     validate_capacity(vcpu, memory_mb, disk_gb)
-    refuse_if_it_can_never_fit(template, vcpu, memory_mb, disk_gb)
+    refuse_if_it_can_never_fit(tpl, vcpu, memory_mb, disk_gb)
     context.validate_user_data(user_data)
     from django.core.exceptions import ValidationError
 
@@ -130,23 +131,23 @@ def create_vms(
             project=project,
             owner=actor,
             name=name if count == 1 else f"{name}-{i}"[:63],
-            template=template,
-            boot_image=template.boot_image if template else None,
+            template=tpl,
+            boot_image=tpl.boot_image if tpl else None,
             vcpu=vcpu,
             memory_mb=memory_mb,
             disk_gb=disk_gb,
-            **(_placement(template) if template else {}),
+            **(_placement(tpl) if tpl else {}),
             state=S.HOLD if hold else S.PENDING,
             user_data=user_data,
         )
         bulk.add(VMStateChange(vm=vm, from_state="", to_state=vm.state, reason="created"))
         emit(f"virtualmachine.state.{vm.state}", vm, actor=actor, from_state="", reason="created")
-        source = {"template": template.pk} if template else {"image": _pk(image)}
+        source = {"template": tpl.pk} if tpl else {"image": _pk(image)}
         record_action(actor, vm, "create", ip=ip, vcpu=vcpu, memory_mb=memory_mb, **source)
         publish_vm(vm)
         vms.append(vm)
-    hooks.vms_created(actor, vms, template)  # the template's disks (storage), NICs and leases (network)
-    if template is None:
+    hooks.vms_created(actor, vms, tpl)  # the template's disks (storage), NICs and leases (network)
+    if tpl is None:
         hooks.image_requested(actor, vms, _pk(image), disk_gb * GIB)  # the image's copy (storage)
     if networks:
         hooks.nics_requested(actor, vms, networks, security_groups)  # more NICs (network)
@@ -175,26 +176,26 @@ def create_vms(
 GIB = 1024**3
 
 
-def _placement(template: VMTemplate) -> dict[str, Any]:
+def _placement(tpl: VMTemplate) -> dict[str, Any]:
     """What a VM takes over from its template besides its size."""
     return {
-        "required_labels": template.required_labels, "restart_policy": template.restart_policy, "ha": template.ha,
-        "hypervisor": template.hypervisor, "cluster": template.cluster,
+        "required_labels": tpl.required_labels, "restart_policy": tpl.restart_policy, "ha": tpl.ha,
+        "hypervisor": tpl.hypervisor, "cluster": tpl.cluster,
     }  # fmt: skip
 
 
-def refuse_if_it_can_never_fit(template: VMTemplate | None, vcpu: int, memory_mb: int, disk_gb: int) -> None:
+def refuse_if_it_can_never_fit(tpl: VMTemplate | None, vcpu: int, memory_mb: int, disk_gb: int) -> None:
     """400 naming the field when hosts eligible for the VM exist (its template's hypervisor,
     cluster, labels) and not one of them could hold it even empty (its total capacity): such a VM
     would wait in PENDING forever, holding quota. A VM that merely finds every host full now is
     accepted and waits; so is one no host is eligible for yet (hosts may be added)."""
     eligible = Host.objects.filter(total_vcpu__gt=0)  # probed at least once (sizes known)
-    if template is not None and template.hypervisor:
-        eligible = eligible.filter(hypervisor=template.hypervisor)
-    if template is not None and template.cluster_id is not None:
-        eligible = eligible.filter(cluster_id=template.cluster_id)
-    if template is not None and template.required_labels and connection.vendor == "postgresql":
-        eligible = eligible.filter(labels__contains=template.required_labels)  # SQLite: not narrowed
+    if tpl is not None and tpl.hypervisor:
+        eligible = eligible.filter(hypervisor=tpl.hypervisor)
+    if tpl is not None and tpl.cluster_id is not None:
+        eligible = eligible.filter(cluster_id=tpl.cluster_id)
+    if tpl is not None and tpl.required_labels and connection.vendor == "postgresql":
+        eligible = eligible.filter(labels__contains=tpl.required_labels)  # SQLite: not narrowed
     if eligible.filter(total_vcpu__gte=vcpu, total_memory_mb__gte=memory_mb, total_disk_gb__gte=disk_gb).exists():
         return
     largest = eligible.aggregate(vcpu=Max("total_vcpu"), memory_mb=Max("total_memory_mb"), disk_gb=Max("total_disk_gb"))

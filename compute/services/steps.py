@@ -156,13 +156,15 @@ def advance(vm: VirtualMachine, result: StepResult, *, reason: str, enqueue: boo
         fields["hv_state"] = result.hv_state
     op, step = vm.operation, vm.state
     if not result.ok:
-        fields["last_error"] = result.error[:2000]
+        # named after the action the user started, so the row's badge and the toast say what failed
+        error = f"{Action(op).label if op in Action.values else op} failed: {result.error}" if op else result.error
+        fields["last_error"] = error[:2000]
         if step in (S.SHUTDOWN, S.SAVE) or op == Action.REBOOT:
             # as OpenNebula: a shutdown that times out leaves the VM running
             finish(vm, S.RUNNING, reason, **fields)
         elif step == S.MIGRATE and vm.operation_args.get("live"):
             fail_back(vm, reason)
-            VirtualMachine.objects.filter(pk=vm.pk).update(last_error=result.error[:2000])
+            VirtualMachine.objects.filter(pk=vm.pk).update(last_error=error[:2000])
         elif step in FAILURE_OF_STEP:
             set_state(vm, FAILURE_OF_STEP[step], reason, **fields)
         else:

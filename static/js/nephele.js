@@ -6,8 +6,16 @@
 
   // ---- live state -------------------------------------------------------------------------
   // The server pushes re-rendered partials over /ws/live/ (htmx ws extension, hx-swap-oob).
-  // window.nepheleLive gates the polling fallback (hx-trigger="every 10s [!window.nepheleLive]").
+  // window.nepheleLive gates the polling fallback: an element marked data-poll polls
+  // (hx-trigger="every 10s, nephele:refresh") only while the socket is down. Not an hx-trigger
+  // filter ("[!window.nepheleLive]"): under the CSP htmx evaluates no expression, so a filter
+  // logs htmx:evalDisallowedError and lets every poll through.
   window.nepheleLive = false;
+  document.addEventListener("htmx:confirm", (e) => {
+    const el = e.detail.elt;
+    // a poll has no triggering event; nephele:refresh (a catch-up) always goes
+    if (window.nepheleLive && !e.detail.triggeringEvent && el && el.hasAttribute("data-poll")) e.preventDefault();
+  });
   function setLive(on) {
     window.nepheleLive = on;
     const el = document.getElementById("live-indicator");
@@ -134,15 +142,191 @@
     if (e.target && e.target.id === "messages") fadeSuccesses(e.target);
   });
 
+  // ---- failed actions: a row that arrives carrying a new failure raises a toast -------------
+  // A VM row with data-failed="<operation seq>" shows its last action failed (the badge is in
+  // the row itself); the toast is raised once per failure, only for what changed after the
+  // page was drawn (a failure already on the page when it loaded has its badge, no toast).
+  const seenFailures = new Map();
+  function failureKey(el) {
+    return el.dataset.failed + "|" + (el.dataset.failedMsg || "");
+  }
+  function noteFailures(root, announce) {
+    const els = root.matches && root.matches("[data-failed]") ? [root] : [];
+    root.querySelectorAll("[data-failed]").forEach((el) => els.push(el));
+    els.forEach((el) => {
+      if (!el.id) return;
+      const key = failureKey(el);
+      if (seenFailures.get(el.id) === key) return;
+      seenFailures.set(el.id, key);
+      if (announce) toast(el.dataset.failedMsg || "An action failed.", "error");
+    });
+  }
+  // One message in the page's message area (errors stay until replaced; successes fade).
+  function toast(text, level) {
+    const box = document.getElementById("messages");
+    if (!box) return;
+    const li = document.createElement("li");
+    li.className = level;
+    if (level === "error") li.setAttribute("role", "alert");
+    li.textContent = text;
+    box.appendChild(li);
+    if (level === "success") fadeSuccesses(box);
+  }
+  window.nepheleToast = toast;
+  document.addEventListener("DOMContentLoaded", () => noteFailures(document, false));
+  document.addEventListener("htmx:load", (e) => {
+    const el = e.detail && e.detail.elt;
+    if (el && el !== document.body && el.nodeType === 1) noteFailures(el, true);
+  });
+
+  // ---- out-of-band parts the page does not show are dropped before htmx swaps them ----------
+  // The server sends a VM's row and its panel, a host's row and panel, new events… to every
+  // page of a project; a page shows only some of them, and htmx logs oobErrorNoTarget for the
+  // others. This extension (hx-ext on <body>) removes an out-of-band element whose target is
+  // not on the page, for websocket frames and htmx answers alike.
+  function oobTarget(el) {
+    const how = el.getAttribute("hx-swap-oob") || el.getAttribute("data-hx-swap-oob") || "";
+    const colon = how.indexOf(":");
+    if (colon >= 0) return how.slice(colon + 1).trim();
+    return el.id ? "#" + CSS.escape(el.id) : null;
+  }
+  function present(selector) {
+    try {
+      return document.querySelector(selector) !== null;
+    } catch (err) {
+      return true; // htmx's extended selectors: leave them to htmx
+    }
+  }
+  function dropAbsentOob(text) {
+    if (typeof text !== "string" || text.indexOf("swap-oob") < 0) return text;
+    const tpl = document.createElement("template");
+    tpl.innerHTML = text;
+    let dropped = false;
+    const prune = (root) => {
+      Array.from(root.children).forEach((el) => {
+        if (el.tagName === "TEMPLATE") {
+          prune(el.content);
+          if (!el.content.children.length) el.remove();
+          return;
+        }
+        if (!el.hasAttribute("hx-swap-oob") && !el.hasAttribute("data-hx-swap-oob")) return;
+        const sel = oobTarget(el);
+        if (sel && !present(sel)) {
+          el.remove();
+          dropped = true;
+        }
+      });
+    };
+    prune(tpl.content);
+    return dropped ? tpl.innerHTML : text;
+  }
+  // nephele.js is deferred after htmx.min.js, so htmx is defined here, before it reads the page
+  if (window.htmx) htmx.defineExtension("present-oob", { transformResponse: (text) => dropAbsentOob(text) });
+
+  // ---- narrow screens: the Menu button shows and hides the main navigation ------------------
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest("button.nav-toggle");
+    if (!btn) return;
+    const open = btn.getAttribute("aria-expanded") !== "true";
+    btn.setAttribute("aria-expanded", String(open));
+    btn.closest(".sidebar")?.classList.toggle("nav-open", open);
+  });
+
+  // ---- copy buttons: <button class="copy" data-copy="<id>" hidden> copies that element's text --
+  // (hidden until here: without JavaScript, or without a clipboard, there is nothing to press)
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!navigator.clipboard) return;
+    document.querySelectorAll("button.copy[data-copy]").forEach((b) => (b.hidden = false));
+  });
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest("button.copy[data-copy]");
+    if (!btn) return;
+    const src = document.getElementById(btn.dataset.copy);
+    if (!src || !navigator.clipboard) return;
+    navigator.clipboard.writeText(src.textContent.trim()).then(
+      () => {
+        btn.classList.add("copied");
+        btn.textContent = "Copied";
+      },
+      () => toast("The browser refused to copy; select the text and copy it by hand.", "error"),
+    );
+  });
+
   // ---- no inline handlers (the CSP forbids them): behaviour comes from data attributes -------
   // <select data-autosubmit> submits its form when changed
   document.addEventListener("change", (e) => {
     const el = e.target.closest("[data-autosubmit]");
     if (el && el.form) el.form.submit();
   });
-  // <form data-confirm="…"> asks before a plain (non-htmx) destructive post
+
+  // ---- confirmations: one dialog (templates/portal/_confirm_dialog.html) for every ----------
+  // destructive action. hx-confirm="…" on an htmx form, data-confirm="…" on a plain one; the
+  // element may add data-confirm-title, data-confirm-ok and data-confirm-type (the name to type).
+  function askConfirm(el, text, proceed) {
+    const dlg = document.getElementById("confirm-dialog");
+    if (!dlg || typeof dlg.showModal !== "function") {
+      if (window.confirm(text)) proceed(); // pages without the dialog (logged out)
+      return;
+    }
+    const typed = el.dataset.confirmType || "";
+    // data-confirm-from="<id of a select in the form>": "{}" in the text names what is chosen there
+    const from = el.dataset.confirmFrom ? document.getElementById(el.dataset.confirmFrom) : null;
+    if (from && from.selectedOptions && from.selectedOptions.length) text = text.replace("{}", from.selectedOptions[0].text);
+    const ok = document.getElementById("confirm-ok");
+    const input = document.getElementById("confirm-input");
+    document.getElementById("confirm-title").textContent = el.dataset.confirmTitle || "Are you sure?";
+    document.getElementById("confirm-text").textContent = text;
+    document.getElementById("confirm-name").textContent = typed;
+    document.getElementById("confirm-typed").hidden = !typed;
+    ok.textContent = el.dataset.confirmOk || "Confirm";
+    input.value = "";
+    ok.disabled = !!typed;
+    dlg.nepheleProceed = proceed;
+    dlg.nepheleTyped = typed;
+    dlg.showModal();
+    (typed ? input : ok).focus();
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    const dlg = document.getElementById("confirm-dialog");
+    if (!dlg) return;
+    const input = document.getElementById("confirm-input");
+    const ok = document.getElementById("confirm-ok");
+    input.addEventListener("input", () => {
+      ok.disabled = !!dlg.nepheleTyped && input.value.trim() !== dlg.nepheleTyped;
+    });
+    document.getElementById("confirm-cancel").addEventListener("click", () => dlg.close("cancel"));
+    document.getElementById("confirm-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      if (ok.disabled) return;
+      const proceed = dlg.nepheleProceed;
+      dlg.nepheleProceed = null;
+      dlg.close("ok");
+      if (proceed) proceed();
+    });
+    dlg.addEventListener("close", () => {
+      dlg.nepheleProceed = null;
+    });
+  });
+  // htmx forms: htmx asks through this event; the dialog answers instead of window.confirm
+  document.addEventListener("htmx:confirm", (e) => {
+    if (!e.detail.question) return;
+    e.preventDefault();
+    const el = e.detail.elt.closest("[hx-confirm]") || e.detail.elt;
+    askConfirm(el, e.detail.question, () => e.detail.issueRequest(true));
+  });
+  // plain forms: the submit waits for the dialog, then goes again (once) with the same button
   document.addEventListener("submit", (e) => {
     const form = e.target.closest("form[data-confirm]");
-    if (form && !window.confirm(form.dataset.confirm)) e.preventDefault();
+    if (!form || form.hasAttribute("hx-confirm")) return;
+    if (form.dataset.confirmed === "1") {
+      delete form.dataset.confirmed;
+      return;
+    }
+    e.preventDefault();
+    const submitter = e.submitter || null;
+    askConfirm(form, form.dataset.confirm, () => {
+      form.dataset.confirmed = "1";
+      form.requestSubmit(submitter);
+    });
   }, true);
 })();

@@ -47,7 +47,7 @@ def test_pages_run_under_the_policy_without_violations(
 
 
 def test_a_data_confirm_form_asks_before_it_posts(browser_page: Any, live_server_url: str, member: Any) -> None:
-    """Inline ``onsubmit`` handlers are gone; ``data-confirm`` asks the same question."""
+    """Inline ``onsubmit`` handlers are gone; ``data-confirm`` asks the same question (in the dialog)."""
     page, base = browser_page, live_server_url
     log_in(page, base, member.username)
     page.goto(f"{base}/")  # a real portal page with nephele.js under the policy
@@ -57,8 +57,12 @@ def test_a_data_confirm_form_asks_before_it_posts(browser_page: Any, live_server
         document.body.appendChild(f); }"""
     )
     asked: list[str] = []
-    page.on("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.on("dialog", lambda d: (asked.append(d.message), d.dismiss()))  # no native dialog any more
     page.evaluate("() => document.getElementById('go').closest('form').requestSubmit()")
-    assert asked == ["Really?"]
+    dialog = page.locator("#confirm-dialog")  # the portal's one confirmation dialog asks instead
+    dialog.wait_for(state="visible")
+    assert "Really?" in dialog.inner_text() and asked == []
+    page.click("#confirm-cancel")
+    dialog.wait_for(state="hidden")
     assert page.url == f"{base}/"  # dismissed: nothing was posted
     assert _violations(page) == []

@@ -16,7 +16,7 @@ from django.utils import timezone
 from tenants.models import ApiToken
 from tests.servers import free_port
 
-from .conftest import nephele, ok_json
+from .conftest import admin_json, nephele, ok_json
 
 
 def test_login_with_a_password_makes_a_token_kept_private(cloud: dict[str, Any]) -> None:
@@ -77,15 +77,9 @@ def test_vm_create_wait_list_show_and_actions(cloud: dict[str, Any]) -> None:
 
 
 def test_vm_create_from_an_image(cloud: dict[str, Any]) -> None:
-    from django.contrib.auth.models import User
-
     from tests.images.factories import ready_image
 
-    img = ready_image(User.objects.get(username="clio"), ProjectFactory._meta.model.objects.get(pk=cloud["project"]),
-                      "cli-os")  # fmt: skip
-    nephele(
-        cloud, "login", "--url", cloud["url"], "--token", cloud["token"], "--default-project", str(cloud["project"])
-    )
+    img = ready_image(cloud["user"], cloud["project_obj"], "cli-os")
     made = nephele(cloud, "-o", "json", "vm", "create", "own", "--image", str(img.pk), "--vcpu", "1",
                    "--memory-mb", "256", "--disk-gb", "1", "--hold")  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -142,3 +136,19 @@ def test_shell_completion(cloud: dict[str, Any]) -> None:
     # what the shell asks for when the user types `nephele ima<TAB>`
     words = nephele(cloud, env={"_NEPHELE_COMPLETE": "complete_bash", "COMP_WORDS": "nephele ima", "COMP_CWORD": "1"})
     assert words.returncode == 0 and "image" in words.stdout.split()
+
+
+def test_quota_defaults_through_the_cli(cloud: dict[str, Any]) -> None:
+    """Cloud-wide defaults (``quota show --defaults``, ``quota set --default``), a limit past the
+    bound refused naming the field, and a project admin who reads quotas but may not set them."""
+    done = admin_json(cloud, "quota", "set", "vcpu", "12")
+    assert {q["resource"]: q["limit"] for q in done}["vcpu"] == 12
+    shown = nephele(cloud, "quota", "show")
+    assert shown.returncode == 0 and "12" in shown.stdout, shown.stderr
+    admin_json(cloud, "quota", "set", "images", "7", "--default")
+    listed = admin_json(cloud, "quota", "show", "--defaults")
+    assert {q["resource"]: q["limit"] for q in listed}["images"] == 7
+    bad = nephele(cloud, "--profile", "root", "quota", "set", "vcpu", str(10**16), "--default")
+    assert bad.returncode == 1 and "limit" in bad.stderr, bad.stderr
+    refused = nephele(cloud, "quota", "set", "vcpu", "99")
+    assert refused.returncode == 5, refused.stderr

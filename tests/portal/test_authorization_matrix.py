@@ -51,6 +51,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("PATCH", "/api/v1/organizations/{O}/", {"description": "x"}, E(401, 404, 404, 404, 404, 200)),
     ("DELETE", "/api/v1/organizations/{O}/", None, E(401, 403, 403, 403, 404, 409)),
     ("POST", "/api/v1/organizations/{O}/roles/", {"user": "newbie", "role": "admin"}, E(401, 404, 404, 404, 404, 200)),
+    ("GET", "/api/v1/quota-defaults/", None, ADMIN_ONLY_READ),
+    ("POST", "/api/v1/quota-defaults/", {"resource": "vms", "limit": 30}, E(401, 403, 403, 403, 403, 200)),
     ("GET", "/api/v1/users/", None, ADMIN_ONLY_READ),
     ("GET", "/api/v1/users/{U}/", None, ADMIN_ONLY_READ),
     ("POST", "/api/v1/users/", {"username": "u2", "password": "a-good-long-pass-42"}, E(401, 403, 403, 403, 403, 201)),

@@ -76,6 +76,13 @@ UI: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
         {"what": "grant", "project": "{P}", "username": "newbie", "role": "admin"},
         E(302, 302, 302, 302, 302, 302),
     ),
+    ("GET", "/identity/quotas/", None, PAGE_ADMIN),  # and organization admins (tests/tenants/test_views.py)
+    (
+        "POST",
+        "/identity/quotas/action/",
+        {"what": "limit", "project": "{P}", "resource": "vcpu", "limit": "3"},
+        E(302, 302, 302, 302, 302, 302),
+    ),
     ("POST", "/project/switch/", {"project": "{P}"}, E(302, 302, 302, 302, 302, 302)),
     ("GET", "/login/", None, E(200, 200, 200, 200, 200, 200)),
     ("GET", "/login/kerberos/", None, E(404, 404, 404, 404, 404, 404)),  # Kerberos not configured here
@@ -88,6 +95,7 @@ DENIED_CHANGES = {
     ("POST", "/compute/vms/{V}/action/"): {"anon", "viewer", "other"},
     ("POST", "/compute/vms/bulk/"): {"anon", "viewer", "other"},
     ("POST", "/identity/action/"): {"anon", "viewer", "member", "other"},  # org-create: also padmin (below)
+    ("POST", "/identity/quotas/action/"): {"anon", "viewer", "member", "padmin", "other"},
 }
 DENIED_CHANGES.update(matrix_extensions.denied_changes())
 

@@ -46,7 +46,7 @@ def test_login_form_signs_in_and_logout_is_a_post(member: Any) -> None:
 
 def test_layout_has_nav_switcher_and_live_socket(member: Any, admin_user: Any, project: Any) -> None:
     page = browser(member).get("/").content.decode()
-    assert 'hx-ext="ws" ws-connect="/ws/live/"' in page
+    assert 'hx-ext="ws, present-oob" ws-connect="/ws/live/"' in page
     assert 'id="live-indicator"' in page
     for label in ("Dashboard", "Virtual machines", "Templates"):
         assert re.search(rf"<a href=\"[^\"]+\"[^>]*>.*?{label}</a>", page)

@@ -89,3 +89,23 @@ def test_disable_and_reset_credentials(admin_user: Any, member: Any) -> None:
     )
     member.refresh_from_db()
     assert member.check_password("a-much-better-pass-77") and not member.is_active
+
+
+def test_cloud_wide_quota_defaults_through_the_api(admin_user: Any, project: Any) -> None:
+    from tenants.quotas import QuotaDefault, usage
+
+    api = client_for(admin_user)
+    before = {q["resource"]: q["limit"] for q in api.get("/api/v1/quota-defaults/").json()}
+    assert before["vcpu"] == -1 and set(before) >= {"vms", "memory_mb", "public_ips"}
+    resp = api.post("/api/v1/quota-defaults/", {"resource": "vcpu", "limit": 48}, format="json")
+    assert resp.status_code == 200 and {q["resource"]: q["limit"] for q in resp.json()}["vcpu"] == 48
+    assert {q.resource: q.limit for q in usage(project)}["vcpu"] == 48  # a project without its own limit
+    for body in (
+        {"resource": "vcpu", "limit": -2},
+        {"resource": "vcpu", "limit": 10**16},
+        {"resource": "gpu", "limit": 1},
+    ):
+        bad = api.post("/api/v1/quota-defaults/", body, format="json")
+        assert bad.status_code == 400, bad.content
+        assert ("limit" if body["resource"] == "vcpu" else "resource") in bad.json()
+    assert list(QuotaDefault.objects.values_list("resource", "limit")) == [("vcpu", 48)]
