@@ -638,9 +638,12 @@ def _admin_or_404(request: HttpRequest) -> None:
 
 
 HOST_COLUMNS = [
-    Column("name", "Host", "name"), Column("state", "State", "state"), Column("power", "Power", "power_state"),
-    Column("cluster", "Cluster · labels", "cluster__name"), Column("vcpu", "vCPU", "alloc_vcpu"),
-    Column("memory", "Memory", "alloc_memory_mb"), Column("vms", "VMs", None, "c-num"),
+    Column("name", "Host", "name"), Column("state", "State", "state"),
+    Column("power", "Power", "power_state", "c-power", optional=True),
+    Column("cluster", "Cluster · labels", "cluster__name", "c-cluster", optional=True),
+    Column("vcpu", "vCPU", "alloc_vcpu", "c-cpu", optional=True),
+    Column("memory", "Memory", "alloc_memory_mb", "c-mem", optional=True),
+    Column("vms", "VMs", None, "c-vms c-num", optional=True),
 ]  # fmt: skip
 
 
@@ -700,7 +703,7 @@ def host_list(request: HttpRequest, form: HostForm | None = None) -> HttpRespons
     visible = Host.objects.restrict(request.user, "view")
     by_state = dict(visible.order_by().values_list("state").annotate(n=Count("pk")))
     table = Table(request, visible.select_related("cluster"), HOST_COLUMNS, default_sort="name",
-                  total=sum(by_state.values()))  # fmt: skip
+                  total=sum(by_state.values()), name="hosts")  # fmt: skip
     # resident VMs counted for this page's hosts only: no count over every VM of the cloud
     counts = dict(
         VirtualMachine.objects.filter(host__in=[h.pk for h in table.rows]).exclude(state=VMState.DONE)

@@ -66,6 +66,18 @@ def test_column_choice_is_kept_per_user_and_hides_header_and_cells(
     assert "<style>" not in c.get("/compute/vms/?columns=1&show=size&show=ip&show=owner&show=age").content.decode()
 
 
+def test_the_host_list_has_the_column_chooser_too(admin_user: Any, make_sim_host: Any) -> None:
+    make_sim_host("chooser-a")
+    c = browser(admin_user)
+    page = c.get("/compute/hosts/").content.decode()
+    assert 'id="hosts-columns"' in page and 'name="show" value="power" checked' in page
+    page = c.get("/compute/hosts/?columns=1&show=cluster&show=vcpu&show=memory").content.decode()
+    assert '[data-table="hosts"] .c-power, [data-table="hosts"] .c-vms { display: none; }' in page
+    row = re.search(r'<tr id="host-\d+".*?</tr>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert '<td class="c-power">' in row and '<td class="c-vms c-num">' in row, "cells carry the classes hidden"
+    assert "display: none" in c.get("/compute/hosts/").content.decode(), "kept in the session"
+
+
 # --------------------------------------------------------------------------------------------
 # the IP column
 # --------------------------------------------------------------------------------------------
