@@ -54,9 +54,11 @@ def _image_datastores() -> list[Datastore]:
 
 
 IMAGE_COLUMNS = [
-    Column("name", "Name", "name"), Column("state", "State", "state"), Column("type", "Type", "type"),
-    Column("format", "Format", "format"), Column("size", "Virtual size", "virtual_size_bytes", "c-num"),
-    Column("visibility", "Visibility", "public"), Column("project", "Project", "project__name"),
+    Column("name", "Name", "name"), Column("state", "State", "state"),
+    Column("type", "Type", "type", "c-type", optional=True), Column("format", "Format", "format", "c-format", optional=True),
+    Column("size", "Virtual size", "virtual_size_bytes", "c-size c-num", optional=True),
+    Column("visibility", "Visibility", "public", "c-visibility", optional=True),
+    Column("project", "Project", "project__name", "c-project", optional=True),
 ]  # fmt: skip
 
 
@@ -69,7 +71,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
     for key in [k for k, v in params.items() if v == ""]:  # the form's "any" choice: no filter
         del params[key]
     filt = ImageFilter(params, queryset=qs)
-    table = Table(request, filt.qs if filt.is_valid() else qs.none(), IMAGE_COLUMNS, default_sort="name")
+    table = Table(request, filt.qs if filt.is_valid() else qs.none(), IMAGE_COLUMNS, default_sort="name", name="images")
     images = [_decorate(i) for i in table.rows]
     can_create = _can_manage(request.user, project)
     ctx = {

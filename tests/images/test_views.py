@@ -97,3 +97,15 @@ def test_the_image_list_pages_sorts_and_its_queries_do_not_grow(member: Any, pro
     assert many == few
     assert "1–25 of 30" in page and page.index(">img29<") < page.index(">img28<")
     assert ">img04<" not in page and ">img04<" in page_queries(c, "/images/?per_page=25&sort=-name&page=2")[1]
+
+
+def test_the_image_list_lets_each_user_choose_its_columns(member: Any, project: Any, datastore: Any) -> None:
+    ready_image(member, project, "gamma")
+    c = _client(member)
+    page = c.get("/images/").content.decode()
+    assert 'id="images-columns"' in page and "<style>" not in page
+    page = c.get("/images/?columns=1&show=type&show=size&show=visibility").content.decode()
+    assert '[data-table="images"] .c-format, [data-table="images"] .c-project { display: none; }' in page
+    assert "gamma" in page, "the chooser's parameters are no filter"
+    assert '<td class="c-format">' in page and '<td class="c-project">' in page
+    assert "display: none" in c.get("/images/?search=gam").content.decode(), "kept in the session"
