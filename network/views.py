@@ -46,8 +46,10 @@ def _scope(request: HttpRequest, qs: Any) -> Any:
 
 
 NETWORK_COLUMNS = [
-    Column("name", "Name", "name"), Column("subnets", "Subnets", "cidr4"), Column("segment", "Segment", "isolation"),
-    Column("visibility", "Visibility", "visibility"), Column("leases", "Leases"),
+    Column("name", "Name", "name"), Column("subnets", "Subnets", "cidr4", "c-subnets", optional=True),
+    Column("segment", "Segment", "isolation", "c-segment", optional=True),
+    Column("visibility", "Visibility", "visibility", "c-visibility", optional=True),
+    Column("leases", "Leases", None, "c-leases", optional=True),
 ]  # fmt: skip
 
 
@@ -56,7 +58,7 @@ def network_list(request: HttpRequest) -> HttpResponse:
     """Networks of the active project and the shared ones, with lease usage."""
     visible = m.VirtualNetwork.objects.restrict(request.user, "view")
     table = Table(request, visible.select_related("project").prefetch_related("ranges"), NETWORK_COLUMNS,
-                  default_sort="name", total=visible.count())  # fmt: skip
+                  default_sort="name", total=visible.count(), name="networks")  # fmt: skip
     nets = table.rows
     # leases counted for this page's networks only
     used = dict(

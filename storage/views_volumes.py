@@ -71,10 +71,12 @@ def manageable_projects(user: Any) -> set[int] | None:
 # volumes
 # --------------------------------------------------------------------------------------------
 def volume_columns(cloud_wide: bool) -> list[Column]:
-    project = [Column("project", "Project", "project__name")] if cloud_wide else []
+    project = [Column("project", "Project", "project__name", "c-project", optional=True)] if cloud_wide else []
     return [
-        Column("name", "Name", "name"), Column("state", "State", "state"), Column("size", "Size", "size_bytes"),
-        Column("vm", "Attached to", "vm__name"), Column("datastore", "Datastore", "datastore__name"), *project,
+        Column("name", "Name", "name"), Column("state", "State", "state"),
+        Column("size", "Size", "size_bytes", "c-size", optional=True),
+        Column("vm", "Attached to", "vm__name", "c-vm", optional=True),
+        Column("datastore", "Datastore", "datastore__name", "c-datastore", optional=True), *project,
     ]  # fmt: skip
 
 
@@ -87,7 +89,7 @@ def volume_list(request: HttpRequest) -> HttpResponse:
     qs = Volume.objects.restrict(request.user, "view").select_related("vm", "project", "datastore")
     if project is not None:
         qs = qs.filter(project=project)
-    table = Table(request, qs, volume_columns(project is None), default_sort="name")
+    table = Table(request, qs, volume_columns(project is None), default_sort="name", name="volumes")
     vols = _decorate(table.rows)
     ctx: dict[str, Any] = {
         "volumes": vols, "table": table, "active_project": project, "busy": any(v.operation for v in vols),

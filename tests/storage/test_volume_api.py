@@ -167,7 +167,7 @@ def test_template_disks_page(member: Any, viewer: Any, project: Any, template: A
     td = template.disks.get()
     assert td.size_bytes == 4 * MIB
     page = _browser(viewer, project).get(f"/storage/templates/{template.pk}/disks/").content.decode()
-    assert "4.0\xa0MB" in page and "Add a disk" not in page
+    assert "4.0 MiB" in page and "Add a disk" not in page
     refused = _browser(viewer, project).post(f"/storage/template-disks/{td.pk}/remove/", follow=True)
     assert "template disk not found" in refused.content.decode() and template.disks.exists()
     c.post(f"/storage/template-disks/{td.pk}/remove/")
