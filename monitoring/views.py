@@ -17,8 +17,10 @@ from . import services
 from .models import AuditRecord, Event, Webhook, WebhookDelivery
 
 EVENT_COLUMNS = [
-    Column("time", "Time", "pk"), Column("type", "Type", "type"), Column("object", "Object"),
-    Column("actor", "Actor", "actor"), Column("details", "Details"),
+    Column("time", "Time", "pk"), Column("type", "Type", "type"),
+    Column("object", "Object", None, "c-object", optional=True),
+    Column("actor", "Actor", "actor", "c-actor", optional=True),
+    Column("details", "Details", None, "c-details", optional=True),
 ]  # fmt: skip
 
 
@@ -28,7 +30,7 @@ def events(request: HttpRequest) -> HttpResponse:
     if t := request.GET.get("type"):
         qs = qs.filter(type__startswith=t)
     # the event log only grows: paged by previous / next, never counted
-    table = Table(request, qs, EVENT_COLUMNS, default_sort="-time", countless=True)
+    table = Table(request, qs, EVENT_COLUMNS, default_sort="-time", countless=True, name="events")
     return render(request, "monitoring/events.html", {"events": table.rows, "table": table, "type": t or ""})
 
 

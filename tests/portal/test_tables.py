@@ -111,7 +111,12 @@ def test_the_host_list_pages_sorts_and_costs_the_same_queries_at_3_and_at_60_hos
 
 @pytest.mark.parametrize(
     ("url", "name", "hide"),
-    [("/network/", "networks", "subnets"), ("/storage/volumes/", "volumes", "datastore"), ("/images/", "images", "type")],
+    [
+        ("/network/", "networks", "subnets"),
+        ("/storage/volumes/", "volumes", "datastore"),
+        ("/images/", "images", "type"),
+        ("/events/", "events", "details"),
+    ],
 )
 def test_every_list_has_the_column_chooser(member: Any, project: Any, url: str, name: str, hide: str) -> None:
     """Column choice (issue 14) on the project lists, as on the VM and host lists: the chooser is
