@@ -106,17 +106,17 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     if "REDIS_URL" not in env:
-        port = 6399
-        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        if not port_open("127.0.0.1", port):
+        redis_port = 6399
+        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        if not port_open("127.0.0.1", redis_port):
             server = shutil.which("redis-server")
             if server is None:
                 sys.exit("redis-server not found: run `make deps` or set REDIS_URL")
             spawn(
-                "redis", [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], env
+                "redis", [server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], env
             )
             for _ in range(50):
-                if port_open("127.0.0.1", port):
+                if port_open("127.0.0.1", redis_port):
                     break
                 time.sleep(0.1)
     log(f"database: {env.get('DATABASE_URL', 'sqlite (db.sqlite3)')}; broker: {env['REDIS_URL']}")
