@@ -23,6 +23,8 @@
 #   NEPHELE-PARTITIONS <names>             /proc/partitions at boot, and again whenever it changes
 #   NEPHELE-HEARTBEAT seq=<n> uptime=<s>   every $nephele.heartbeat (default 5) seconds
 #   NEPHELE-GUEST-POWEROFF reason=...      on ACPI power button (busybox acpid), then poweroff
+#   a root shell (busybox sh, prompt "nephele# ") on ttyS0 after READY, respawned when it
+#   exits, for the interactive serial console (tests/integration/test_console_real_host.py)
 # Optional cmdline knobs: nephele.hostname=<name>, nephele.dhcp=1, nephele.heartbeat=<sec>,
 # nephele.debug=1 (keep kernel console loglevel, print module loading).
 # The hostname can also come from a NoCloud seed (iso9660/vfat on a cdrom or disk with a
@@ -373,6 +375,18 @@ say "NEPHELE-GUEST-READY hostname=$(hostname)"
 
 PARTS="$(partitions)"
 say "NEPHELE-PARTITIONS $PARTS"
+
+# an interactive shell on the serial line (the console of the portal): getty makes ttyS0 its
+# controlling terminal (line editing, echo, ^C), no login prompt; respawned when it exits
+if [ -c /dev/ttyS0 ]; then
+    (
+        export PS1='nephele# ' HOME=/root TERM=vt100
+        while [ "$POWERING_OFF" = 0 ]; do
+            getty -n -i -L -l /bin/sh 0 ttyS0 vt100 </dev/null >/dev/null 2>&1
+            sleep 1
+        done
+    ) &
+fi
 
 seq=0
 while :; do
