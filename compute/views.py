@@ -322,7 +322,8 @@ def template_list(request: HttpRequest) -> HttpResponse:
                     request.user, project=project, name=d["name"], description=d["description"], vcpu=d["vcpu"],
                     memory_mb=d["memory_mb"], disk_gb=d["disk_gb"], boot_image=d["boot_image"],
                     hypervisor=d["hypervisor"], cluster=d["cluster"], required_labels=d["labels"],
-                    restart_policy=d["restart_policy"], ha=d["ha"], ip=client_ip(request),
+                    restart_policy=d["restart_policy"], ha=d["ha"], graphics=d["graphics"],
+                    ip=client_ip(request),
                 )  # fmt: skip
             except ServiceError as exc:
                 field = "labels" if exc.field == "required_labels" else exc.field
