@@ -24,7 +24,8 @@
 #   NEPHELE-HEARTBEAT seq=<n> uptime=<s>   every $nephele.heartbeat (default 5) seconds
 #   NEPHELE-GUEST-POWEROFF reason=...      on ACPI power button (busybox acpid), then poweroff
 #   a root shell (busybox sh, prompt "nephele# ") on ttyS0 after READY, respawned when it
-#   exits, for the interactive serial console (tests/integration/test_console_real_host.py)
+#   exits, for the interactive serial console (tests/integration/test_console_real_host.py);
+#   the NEPHELE-* lines also go to the screen (tty0) of a VM with graphics
 # Optional cmdline knobs: nephele.hostname=<name>, nephele.dhcp=1, nephele.heartbeat=<sec>,
 # nephele.debug=1 (keep kernel console loglevel, print module loading).
 # The hostname can also come from a NoCloud seed (iso9660/vfat on a cdrom or disk with a
@@ -249,6 +250,8 @@ fi
 say() {
     echo "$*"
     [ -n "$SERIAL_MIRROR" ] && echo "$*" >"$SERIAL_MIRROR" 2>/dev/null
+    # and on the screen, for a VM with graphics (the graphical console shows the markers)
+    [ -c /dev/tty0 ] && echo "$*" >/dev/tty0 2>/dev/null
     return 0
 }
 

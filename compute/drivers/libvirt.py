@@ -63,14 +63,19 @@ _LIFECYCLE = {
 }
 _event_loop_lock = threading.Lock()
 _event_loop_started = False
+_event_loop_pid = 0
 
 
 def _ensure_event_loop() -> None:
-    """libvirt's default event loop in a daemon thread; must exist before connections open."""
-    global _event_loop_started
+    """libvirt's default event loop in a daemon thread; must exist before connections open.
+
+    Once per process: a forked child (a web server's worker opening consoles) has the
+    parent's flag but not its thread, so it registers and starts its own."""
+    global _event_loop_started, _event_loop_pid
     with _event_loop_lock:
-        if _event_loop_started:
+        if _event_loop_started and _event_loop_pid == os.getpid():
             return
+        _event_loop_pid = os.getpid()
         libvirt.virEventRegisterDefaultImpl()
 
         def run() -> None:
