@@ -274,6 +274,8 @@ for _name, (_path, _columns, _help) in LISTS.items():
     _sub.command("list")(_lister(_path, _columns, _help))
     app.add_typer(_sub, name=_name)
 
+from . import console as _console  # noqa: E402, F401  (vm console-log, vm console-token)
+
 
 def main() -> None:
     try:
