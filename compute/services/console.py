@@ -116,9 +116,12 @@ def issue_token(actor: Actor, vm_id: Any, kind: str = "serial", *, ip: str | Non
             else "this VM's host offers no serial console"
         )
         raise Conflict(why, field="kind")
+    user_pk = getattr(actor, "pk", None)
+    if user_pk is None:
+        raise PermissionDenied("a console is opened by a signed-in user")
     token = secrets.token_urlsafe(32)
     ttl = settings.NEPHELE_CONSOLE_TOKEN_TTL_S
-    claim = json.dumps({"user": actor.pk, "vm": vm.pk, "kind": kind})
+    claim = json.dumps({"user": user_pk, "vm": vm.pk, "kind": kind})
     try:
         _client(settings.REDIS_URL).set(_key(token), claim, ex=ttl)
     except RedisError as exc:
