@@ -104,7 +104,9 @@
       }
       ws = new WebSocket(wsUrl(t.url));
       ws.binaryType = "arraybuffer";
+      let opened = false;
       ws.onopen = () => {
+        opened = true;
         el.dataset.state = "connected";
         status("serial-status", "Connected", "ok");
         sendSize();
@@ -124,7 +126,9 @@
       };
       ws.onclose = (e) => {
         el.dataset.state = "closed";
-        status("serial-status", CLOSED[e.code] || "Disconnected.", e.code === 1000 ? "" : "bad");
+        // a socket refused at its handshake never opens (the browser reports 1006, not 4003)
+        const why = opened ? CLOSED[e.code] || "Disconnected." : CLOSED[4003];
+        status("serial-status", why, opened && e.code === 1000 ? "" : "bad");
         if (again) again.hidden = false;
       };
     }
