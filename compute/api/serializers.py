@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -200,6 +201,7 @@ class ConsoleLogQuerySerializer(serializers.Serializer):
     bytes = serializers.IntegerField(
         required=False,
         min_value=1,
+        max_value=settings.NEPHELE_CONSOLE_LOG_MAX_BYTES,
         help_text="how much of the log's end (default and most: NEPHELE_CONSOLE_LOG_MAX_BYTES)",
     )
 

@@ -235,3 +235,39 @@ def test_console_log_api(running_vm: VirtualMachine, member: Any, viewer: Any) -
     bad = client_for(member).get(url, {"bytes": "lots"})
     assert bad.status_code == 400 and "bytes" in bad.content.decode()
     assert client_for(viewer).get(url).status_code == 403
+
+
+def test_console_page_token_and_log_download(running_vm: VirtualMachine, member: Any, viewer: Any) -> None:
+    browser = Client()
+    browser.force_login(member)
+    detail = browser.get(f"/compute/vms/{running_vm.pk}/").content.decode()
+    assert f'href="/compute/vms/{running_vm.pk}/console/"' in detail  # the one link on the VM page
+    page = browser.get(f"/compute/vms/{running_vm.pk}/console/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="serial-terminal"' in html and "vendor/xterm/xterm.js" in html
+    assert 'id="vnc-screen"' not in html  # the template does not enable graphics
+    assert "Nothing logged yet" in html
+
+    ticket = browser.post(f"/compute/vms/{running_vm.pk}/console/token/", {"kind": "serial"})
+    assert ticket.status_code == 200
+    echoed = _type_and_read(ticket.json()["url"], member, b"from the page\r")
+    assert b"from the page\r\n" in echoed
+    refused = browser.post(f"/compute/vms/{running_vm.pk}/console/token/", {"kind": "vnc"})
+    assert refused.status_code == 409 and "graphical" in refused.json()["error"]
+
+    assert (
+        browser.get(f"/compute/vms/{running_vm.pk}/console/log/").status_code == 302
+    )  # none yet: back, with a message
+    path = console_service.console_log_path(running_vm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"NEPHELE-MARKER vm-page\n")
+    assert "NEPHELE-MARKER vm-page" in browser.get(f"/compute/vms/{running_vm.pk}/console/").content.decode()
+    download = browser.get(f"/compute/vms/{running_vm.pk}/console/log/")
+    assert download.status_code == 200 and download.content == b"NEPHELE-MARKER vm-page\n"
+    assert download["Content-Disposition"] == f'attachment; filename="vm-{running_vm.pk}-console.log"'
+
+    onlooker = Client()
+    onlooker.force_login(viewer)
+    assert "/console/" not in onlooker.get(f"/compute/vms/{running_vm.pk}/").content.decode()
+    assert onlooker.get(f"/compute/vms/{running_vm.pk}/console/").status_code == 403
