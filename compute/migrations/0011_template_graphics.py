@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('compute', '0010_host_alloc_vms'),
+        ("compute", "0010_host_alloc_vms"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='vmtemplate',
-            name='graphics',
-            field=models.BooleanField(default=False, help_text="a graphical console (VNC on the host's loopback, reached through the portal)"),
+            model_name="vmtemplate",
+            name="graphics",
+            field=models.BooleanField(
+                default=False, help_text="a graphical console (VNC on the host's loopback, reached through the portal)"
+            ),
         ),
     ]

@@ -65,7 +65,11 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
 
 def step_order(vm_id: int, seq: int) -> StepOrder | None:
     """What to do for ``vm_id`` at operation ``seq``; None when the order is stale (idempotency)."""
-    vm = VirtualMachine.objects.select_related("host", "target_host", "boot_image", "owner", "template").filter(pk=vm_id).first()
+    vm = (
+        VirtualMachine.objects.select_related("host", "target_host", "boot_image", "owner", "template")
+        .filter(pk=vm_id)
+        .first()
+    )
     if vm is None or vm.operation_seq != seq or not vm.operation or vm.host is None:
         return None
     if vm.state not in TRANSIENT and vm.operation != Action.REBOOT:
