@@ -3,8 +3,8 @@
 Plain values and asyncio streams only, no Django:
 
 - **Serial**: libvirt's ``virDomainOpenConsole`` on the domain's pty (``serial type='pty'``, see
-  ``build_domain_xml``), over a non-blocking ``virStream`` that libvirt's event-loop thread
-  drives (the ``virsh console`` pattern); bytes read are handed to the asyncio loop.
+  ``build_domain_xml``), over a blocking ``virStream`` read by a thread of its own; bytes read
+  are handed to the asyncio loop.
 - **Graphics**: the address of the domain's VNC server, read from its live XML, and a TCP
   connection to it (the proxy bridges it to a binary websocket, websockify-style).
 - A **simulated host** (libvirt's test driver, which has no consoles) gets a terminal that
@@ -21,15 +21,13 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import time
+import threading
 import xml.etree.ElementTree as ET
-from typing import Any
 from urllib.parse import urlsplit
 
 import libvirt
 
 from .base import DomainNotFound, DriverError, HostUnreachable, Unsupported
-from .libvirt import _ensure_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +88,12 @@ class EchoConsole(ConsoleStream):
 
 
 class LibvirtSerialConsole(ConsoleStream):
-    """The domain's serial console through a libvirt stream (its own connection)."""
+    """The domain's serial console through a blocking libvirt stream on its own connection:
+    one thread reads it and hands the bytes to the asyncio loop, writes run in worker threads.
+
+    Blocking, so no libvirt event loop is needed: a web server's forked worker inherits its
+    parent's event-loop state but not the thread running it, and libvirt refuses to run one
+    loop in two threads."""
 
     def __init__(self, conn: libvirt.virConnect, stream: libvirt.virStream, loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn
@@ -98,60 +101,47 @@ class LibvirtSerialConsole(ConsoleStream):
         self._loop = loop
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._closed = False
-        self._ended = False
+        self._ended = threading.Event()
 
     @classmethod
     async def open(cls, uri: str, domain: str, *, force: bool = True) -> LibvirtSerialConsole:
         """Attach to ``domain``'s console on ``uri``. ``force`` takes the console over from
         another session (which then ends), like ``virsh console --force``."""
         loop = asyncio.get_running_loop()
-        return await asyncio.to_thread(cls._open, uri, domain, force, loop)
+        console = await asyncio.to_thread(cls._open, uri, domain, force, loop)
+        threading.Thread(target=console._read_all, name=f"console-{domain}", daemon=True).start()
+        return console
 
     @classmethod
     def _open(cls, uri: str, domain: str, force: bool, loop: asyncio.AbstractEventLoop) -> LibvirtSerialConsole:
-        _ensure_event_loop()  # non-blocking streams need libvirt's event loop, before the connection opens
         try:
             conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
             raise HostUnreachable(f"cannot connect to {uri}: {exc.get_error_message()}") from exc
         try:
             dom = conn.lookupByName(domain)
-            stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+            stream = conn.newStream(0)
             dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE if force else 0)
-            console = cls(conn, stream, loop)
-            events = (
-                libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP
-            )
-            stream.eventAddCallback(events, console._on_event, None)
         except libvirt.libvirtError as exc:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
             raise _driver_error(exc) from exc
-        return console
+        return cls(conn, stream, loop)
 
-    def _on_event(self, stream: libvirt.virStream, events: int, _opaque: Any) -> None:
-        """In libvirt's event thread: read what is there and hand it to the asyncio loop."""
-        if self._ended:
-            return
-        data: bytes | int = _EOF
-        if events & libvirt.VIR_STREAM_EVENT_READABLE:
+    def _read_all(self) -> None:
+        """In the console's own thread: what the guest prints, until the stream ends."""
+        while not self._ended.is_set():
             try:
-                data = stream.recv(READ_CHUNK)
+                data = self._stream.recv(READ_CHUNK)
             except libvirt.libvirtError as exc:
                 log.info("console stream ended: %s", exc.get_error_message())
-                data = _EOF
-            if data == -2:  # nothing after all (EAGAIN)
-                return
-        if not isinstance(data, bytes) or not data:
-            self._end()
-            return
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, data)
-
-    def _end(self) -> None:
-        self._ended = True
-        with contextlib.suppress(libvirt.libvirtError):
-            self._stream.eventRemoveCallback()
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, _EOF)
+                break
+            if not isinstance(data, bytes) or not data:
+                break
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, data)
+        self._ended.set()
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is reading any more
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, _EOF)
 
     async def read(self) -> bytes:
         if self._closed:
@@ -159,24 +149,19 @@ class LibvirtSerialConsole(ConsoleStream):
         return await self._queue.get()
 
     async def write(self, data: bytes) -> None:
-        if self._closed or self._ended:
+        if self._closed or self._ended.is_set():
             return
         await asyncio.to_thread(self._send_all, data)
 
     def _send_all(self, data: bytes) -> None:
         view = memoryview(data)
-        tries = 0
         while view:
             try:
                 sent = self._stream.send(bytes(view))
             except libvirt.libvirtError as exc:
                 raise _driver_error(exc) from exc
-            if sent == -2:  # the stream is full: a terminal's input is small, wait a little
-                tries += 1
-                if tries > 200:
-                    raise DriverError("the console does not take input")
-                time.sleep(0.01)
-                continue
+            if sent <= 0:
+                raise DriverError("the console does not take input")
             view = view[sent:]
 
     async def close(self) -> None:
@@ -187,11 +172,9 @@ class LibvirtSerialConsole(ConsoleStream):
         await asyncio.to_thread(self._release)
 
     def _release(self) -> None:
-        self._ended = True
+        self._ended.set()
         with contextlib.suppress(libvirt.libvirtError):
-            self._stream.eventRemoveCallback()
-        with contextlib.suppress(libvirt.libvirtError):
-            self._stream.abort()
+            self._stream.abort()  # wakes the reading thread
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.close()
 

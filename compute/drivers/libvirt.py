@@ -63,19 +63,14 @@ _LIFECYCLE = {
 }
 _event_loop_lock = threading.Lock()
 _event_loop_started = False
-_event_loop_pid = 0
 
 
 def _ensure_event_loop() -> None:
-    """libvirt's default event loop in a daemon thread; must exist before connections open.
-
-    Once per process: a forked child (a web server's worker opening consoles) has the
-    parent's flag but not its thread, so it registers and starts its own."""
-    global _event_loop_started, _event_loop_pid
+    """libvirt's default event loop in a daemon thread; must exist before connections open."""
+    global _event_loop_started
     with _event_loop_lock:
-        if _event_loop_started and _event_loop_pid == os.getpid():
+        if _event_loop_started:
             return
-        _event_loop_pid = os.getpid()
         libvirt.virEventRegisterDefaultImpl()
 
         def run() -> None:
