@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from . import compute, events, images, network, power, storage, tenancy  # noqa: F401 - they register their commands
+from . import compute, console, events, images, network, power, storage, tenancy  # noqa: F401 - they register their commands
 from .client import AUTH, Api, CliError, load_config, profile, save_config, token_from_password
 from .common import Output, out, report, run, show, state
 from .resources import all_apps

@@ -119,7 +119,7 @@ class TemplateForm(GatedForm, forms.ModelForm):
         model = VMTemplate
         fields = [
             "name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image", "hypervisor", "cluster",
-            "restart_policy", "ha",
+            "restart_policy", "ha", "graphics",
         ]  # fmt: skip
         widgets = {"description": forms.TextInput()}
 

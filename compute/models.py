@@ -180,6 +180,9 @@ class VMTemplate(models.Model):
     public = models.BooleanField(default=False, help_text="usable by every project")
     restart_policy = models.CharField(max_length=16, choices=RestartPolicy.choices, default=RestartPolicy.NEVER)
     ha = models.BooleanField(default=False, help_text="restart on another host when its host fails")
+    graphics = models.BooleanField(
+        default=False, help_text="a graphical console (VNC on the host's loopback, reached through the portal)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ShareableQuerySet.as_manager()

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -32,6 +33,7 @@ from . import hooks, services
 from .drivers.power import power_driver_names
 from .forms import CreateVMForm, HostForm, TemplateForm
 from .models import Host, VirtualMachine, VMTemplate
+from .services import console as console_service
 from .services import templates as template_service
 from .services.context import context_summary
 from .states import FAILURES, RECOVER_OPTIONS, TRANSIENT, Action, HostState, VMState
@@ -431,6 +433,69 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "compute/vm_detail.html", ctx)
 
 
+CONSOLE_LOG_SHOWN = 64 * 1024  # the console page shows this much of the log's end
+
+
+def _console_vm(request: HttpRequest, pk: int) -> VirtualMachine:
+    """The VM for its console pages: 404 when the user cannot see it, 403 when they only see it."""
+    vm = _vm_or_404(request, pk)
+    if not vm.can_manage:  # type: ignore[attr-defined]
+        raise PermissionDenied("opening a console needs the manage right on the VM's project")
+    return vm
+
+
+@login_required
+def vm_console(request: HttpRequest, pk: int) -> HttpResponse:
+    """The VM's consoles: its serial terminal, its screen (VNC) when the template enables
+    graphics, and the end of its console log. The websockets open with one-time tokens
+    (``vm_console_token``); compute/console_consumers.py serves them."""
+    vm = _console_vm(request, pk)
+    try:
+        _vm, log = console_service.read_console_log(request.user, vm.pk, max_bytes=CONSOLE_LOG_SHOWN)
+    except ServiceError:
+        log = b""
+    running = vm.state == VMState.RUNNING
+    ctx = {
+        "vm": vm,
+        "running": running,
+        "serial": running and console_service.has_console(vm, "serial"),
+        "vnc": running and console_service.has_console(vm, "vnc"),
+        "graphics": vm.template is not None and vm.template.graphics,
+        "log": log.decode("utf-8", errors="replace"),
+    }
+    return render(request, "compute/vm_console.html", ctx)
+
+
+@login_required
+@require_POST
+def vm_console_token(request: HttpRequest, pk: int) -> JsonResponse:
+    """A one-time console token for the page's script (``kind``: serial or vnc), as JSON."""
+    try:
+        ticket = console_service.issue_token(
+            request.user, pk, request.POST.get("kind", "serial"), ip=client_ip(request)
+        )
+    except ServiceError as exc:
+        return JsonResponse({"error": exc.message, "field": exc.field}, status=exc.status)
+    return JsonResponse({"kind": ticket.kind, "url": ticket.path, "expires_at": ticket.expires_at.isoformat()})
+
+
+@login_required
+def vm_console_log(request: HttpRequest, pk: int) -> HttpResponse:
+    """The console log as a download (the API's GET /api/v1/vms/<id>/console-log/)."""
+    from .api.views import console_log_response
+
+    try:
+        vm, data = console_service.read_console_log(request.user, pk)
+    except ServiceError as exc:
+        if exc.status == 403:
+            raise PermissionDenied(exc.message) from None
+        if exc.status == 404 and "console log" not in exc.message:
+            raise Http404(exc.message) from None
+        messages.error(request, exc.message)
+        return redirect("ui-vm-console", pk=pk)
+    return console_log_response(vm, data)
+
+
 @login_required
 def vm_log(request: HttpRequest, pk: int) -> HttpResponse:
     """The VM page's Log tab (its state changes), fetched when the tab is first shown."""
@@ -575,7 +640,7 @@ def _template_changes(form: TemplateForm) -> dict[str, Any]:
         "name": d["name"], "description": d["description"], "vcpu": d["vcpu"], "memory_mb": d["memory_mb"],
         "disk_gb": d["disk_gb"], "boot_image": d["boot_image"], "hypervisor": d["hypervisor"],
         "cluster": d["cluster"], "required_labels": d["labels"], "restart_policy": d["restart_policy"],
-        "ha": d["ha"],
+        "ha": d["ha"], "graphics": d["graphics"],
     }  # fmt: skip
 
 

@@ -360,6 +360,16 @@ SPECTACULAR_SETTINGS = {
 NEPHELE_IMAGE_MAX_VIRTUAL_GB = int(os.environ.get("NEPHELE_IMAGE_MAX_VIRTUAL_GB", "1024"))
 # Where simulated hosts keep their libvirt test-driver node XML.
 NEPHELE_STATE_DIR = Path(os.environ.get("NEPHELE_STATE_DIR", BASE_DIR / ".run"))
+# Browser consoles (docs/operations.md#consoles): VNC of VMs whose template enables graphics listens
+# on this address of their host: the loopback (default) or a management address the portal's
+# websocket proxy reaches, never a public one. A console token lives NEPHELE_CONSOLE_TOKEN_TTL_S
+# seconds and opens one session; an open session re-checks the user's access and the VM's state
+# every NEPHELE_CONSOLE_RECHECK_S seconds.
+NEPHELE_VNC_LISTEN = os.environ.get("NEPHELE_VNC_LISTEN", "127.0.0.1")
+NEPHELE_CONSOLE_TOKEN_TTL_S = int(os.environ.get("NEPHELE_CONSOLE_TOKEN_TTL_S", "60"))
+NEPHELE_CONSOLE_RECHECK_S = float(os.environ.get("NEPHELE_CONSOLE_RECHECK_S", "5"))
+# The most of a VM's console log (its end) one request returns.
+NEPHELE_CONSOLE_LOG_MAX_BYTES = int(os.environ.get("NEPHELE_CONSOLE_LOG_MAX_BYTES", str(1024 * 1024)))
 # Domains are named <prefix>-<vm id> on the hypervisor; one prefix per installation sharing a host.
 NEPHELE_DOMAIN_PREFIX = os.environ.get("NEPHELE_DOMAIN_PREFIX", "nephele")
 # Seconds an ACPI shutdown may take before the VM goes back to RUNNING (OpenNebula's shutdown timeout).

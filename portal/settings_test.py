@@ -15,4 +15,5 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 NEPHELE_SHUTDOWN_TIMEOUT = 5
 # Each test run names its domains apart, so a real libvirtd shared with `make run` is never confused.
-NEPHELE_DOMAIN_PREFIX = f"ntest{os.getpid()}"
+# a server started by a test may be given the test process's prefix (its VMs' file names match)
+NEPHELE_DOMAIN_PREFIX = os.environ.get("NEPHELE_TEST_DOMAIN_PREFIX") or f"ntest{os.getpid()}"

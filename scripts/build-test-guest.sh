@@ -23,6 +23,9 @@
 #   NEPHELE-PARTITIONS <names>             /proc/partitions at boot, and again whenever it changes
 #   NEPHELE-HEARTBEAT seq=<n> uptime=<s>   every $nephele.heartbeat (default 5) seconds
 #   NEPHELE-GUEST-POWEROFF reason=...      on ACPI power button (busybox acpid), then poweroff
+#   a root shell (busybox sh, prompt "nephele# ") on ttyS0 after READY, respawned when it
+#   exits, for the interactive serial console (tests/integration/test_console_real_host.py);
+#   the NEPHELE-* lines also go to the screen (tty0) of a VM with graphics
 # Optional cmdline knobs: nephele.hostname=<name>, nephele.dhcp=1, nephele.heartbeat=<sec>,
 # nephele.debug=1 (keep kernel console loglevel, print module loading).
 # The hostname can also come from a NoCloud seed (iso9660/vfat on a cdrom or disk with a
@@ -247,6 +250,8 @@ fi
 say() {
     echo "$*"
     [ -n "$SERIAL_MIRROR" ] && echo "$*" >"$SERIAL_MIRROR" 2>/dev/null
+    # and on the screen, for a VM with graphics (the graphical console shows the markers)
+    [ -c /dev/tty0 ] && echo "$*" >/dev/tty0 2>/dev/null
     return 0
 }
 
@@ -373,6 +378,18 @@ say "NEPHELE-GUEST-READY hostname=$(hostname)"
 
 PARTS="$(partitions)"
 say "NEPHELE-PARTITIONS $PARTS"
+
+# an interactive shell on the serial line (the console of the portal): getty makes ttyS0 its
+# controlling terminal (line editing, echo, ^C), no login prompt; respawned when it exits
+if [ -c /dev/ttyS0 ]; then
+    (
+        export PS1='nephele# ' HOME=/root TERM=vt100
+        while [ "$POWERING_OFF" = 0 ]; do
+            getty -n -i -L -l /bin/sh 0 ttyS0 vt100 </dev/null >/dev/null 2>&1
+            sleep 1
+        done
+    ) &
+fi
 
 seq=0
 while :; do

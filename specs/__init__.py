@@ -114,6 +114,8 @@ class DomainSpec:
     disk_path: str = ""
     disk_format: str = "qcow2"
     serial_log: str = ""  # file receiving the serial console
+    graphics: bool = False  # a VNC framebuffer (the portal's graphical console)
+    graphics_listen: str = "127.0.0.1"  # where VNC listens on the host: loopback or a management address
     metadata: Mapping[str, str] = field(default_factory=dict)
     disks: tuple[DiskSpec, ...] = ()  # beyond ``disk_path``: image disks, volumes, the context CD-ROM
     nics: tuple[NicSpec, ...] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -169,7 +170,8 @@ class VMTemplateSerializer(ModelSerializer):
         model = VMTemplate
         fields = [
             "id", "project", "owner", "name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image",
-            "required_labels", "hypervisor", "cluster", "public", "restart_policy", "ha", "created_at",
+            "required_labels", "hypervisor", "cluster", "public", "restart_policy", "ha", "graphics",
+            "created_at",
         ]  # fmt: skip
         read_only_fields = ["owner", "created_at"]
 
@@ -311,6 +313,29 @@ class VMDetailSerializer(VMSerializer):
 
         summary = context_summary(vm)
         return VMContextSerializer(summary).data
+
+
+class ConsoleRequestSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["serial", "vnc"], default="serial",
+        help_text="serial: the VM's serial console (xterm.js); vnc: its graphical console (noVNC; the template enables graphics)",
+    )  # fmt: skip
+
+
+class ConsoleTicketSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    url = serializers.CharField(help_text="the websocket's path, token included: /ws/console/<vm>/<kind>/?token=…")
+    token = serializers.CharField(help_text="one use, for this user, VM and console only")
+    expires_at = serializers.DateTimeField(help_text="the token is refused after this (NEPHELE_CONSOLE_TOKEN_TTL_S)")
+
+
+class ConsoleLogQuerySerializer(serializers.Serializer):
+    bytes = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=settings.NEPHELE_CONSOLE_LOG_MAX_BYTES,
+        help_text="how much of the log's end (default and most: NEPHELE_CONSOLE_LOG_MAX_BYTES)",
+    )
 
 
 class VMActionSerializer(serializers.Serializer):

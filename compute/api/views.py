@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import F, Q, QuerySet
+from django.http import HttpResponse
 from django_filters import OrderingFilter
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -24,6 +26,7 @@ from tenants import sharing
 from .. import services
 from ..models import BootImage, Cluster, Host, VirtualMachine, VMTemplate
 from ..services import bootimages, clusters, templates
+from ..services import console as console_service
 from ..states import VMState
 from . import serializers as s
 
@@ -370,6 +373,44 @@ class VMViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gener
                 "state_changes": s.StateChangeSerializer(vm.state_changes.all(), many=True).data,
             }
         )
+
+    @extend_schema(
+        request=s.ConsoleRequestSerializer,
+        responses={
+            201: s.ConsoleTicketSerializer,
+            403: OpenApiResponse(description="viewers cannot open consoles"),
+            409: OpenApiResponse(description="the VM is not RUNNING, or has no console of that kind"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="console", pagination_class=None, filter_backends=[])
+    def console(self, request: Request, pk: str | None = None) -> Response:
+        """A one-time token for the VM's serial or graphical console: open the websocket at
+        ``url`` (same host) within ``expires_at``; it works once, for you and this VM only."""
+        ser = s.ConsoleRequestSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        ticket = console_service.issue_token(request.user, pk, ser.validated_data["kind"], ip=client_ip(request))
+        data = {"kind": ticket.kind, "url": ticket.path, "token": ticket.token, "expires_at": ticket.expires_at}
+        return Response(s.ConsoleTicketSerializer(data).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[s.ConsoleLogQuerySerializer],
+        responses={(200, "text/plain"): OpenApiTypes.STR, 404: OpenApiResponse(description="no log yet")},
+    )
+    @action(detail=True, methods=["get"], url_path="console-log", pagination_class=None, filter_backends=[])
+    def console_log(self, request: Request, pk: str | None = None) -> HttpResponse:
+        """What the guest printed on its serial console (the log's end), as a text download."""
+        query = s.ConsoleLogQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        vm, data = console_service.read_console_log(request.user, pk, max_bytes=query.validated_data.get("bytes"))
+        return console_log_response(vm, data)
+
+
+def console_log_response(vm: VirtualMachine, data: bytes) -> HttpResponse:
+    """A console log as a text/plain download (shared by the page's download link)."""
+    response = HttpResponse(data, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="vm-{vm.pk}-console.log"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _if_match(request: Request) -> int | None:

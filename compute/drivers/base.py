@@ -49,7 +49,8 @@ class ComputeDriver(abc.ABC):
     """One connection to one host."""
 
     name: str = "abstract"
-    #: what this driver can do: save_restore, live_migrate, cold_migrate, acpi_shutdown, suspend
+    #: what this driver can do: save_restore, live_migrate, cold_migrate, acpi_shutdown, suspend,
+    #: console_serial, console_vnc (compute/drivers/console.py)
     capabilities: Mapping[str, bool] = {}
 
     def __init__(self, uri: str) -> None:

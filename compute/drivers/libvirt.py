@@ -174,13 +174,21 @@ def build_domain_xml(spec: DomainSpec, domain_type: str) -> str:
     for nic in spec.nics:
         _nic_xml(devices, nic, domain_type)
     if spec.serial_log and domain_type != "test":
-        serial = ET.SubElement(devices, "serial", {"type": "file"})
-        # append: libvirt truncates the log at every boot otherwise, and the console history is the user's
-        ET.SubElement(serial, "source", {"path": spec.serial_log, "append": "on"})
+        # a pty, so the portal's console can attach to it (virDomainOpenConsole); QEMU also
+        # writes everything the guest prints to the log (append: libvirt truncates the log at
+        # every boot otherwise, and the console history is the user's)
+        serial = ET.SubElement(devices, "serial", {"type": "pty"})
+        ET.SubElement(serial, "log", {"file": spec.serial_log, "append": "on"})
         ET.SubElement(serial, "target", {"port": "0"})
-        console = ET.SubElement(devices, "console", {"type": "file"})
-        ET.SubElement(console, "source", {"path": spec.serial_log, "append": "on"})
+        console = ET.SubElement(devices, "console", {"type": "pty"})
         ET.SubElement(console, "target", {"type": "serial", "port": "0"})
+    if spec.graphics and domain_type != "test":
+        # VNC on the host's loopback (or the management address the operator configured),
+        # never a public address: the portal's websocket proxy is the only way in
+        gfx = ET.SubElement(devices, "graphics", {"type": "vnc", "autoport": "yes", "listen": spec.graphics_listen})
+        ET.SubElement(gfx, "listen", {"type": "address", "address": spec.graphics_listen})
+        video = ET.SubElement(devices, "video")
+        ET.SubElement(video, "model", {"type": "vga"})
     if domain_type != "test":
         ET.SubElement(devices, "memballoon", {"model": "none"})
     ET.register_namespace("nephele", METADATA_NS)
@@ -205,6 +213,10 @@ class LibvirtComputeDriver(ComputeDriver):
             # the test driver has no device hotplug (virDomainAttachDeviceFlags is unsupported)
             "hotplug_disk": not is_test,
             "hotplug_nic": not is_test,
+            # consoles (compute/drivers/console.py): QEMU's pty and VNC; a simulated host's
+            # serial console is a terminal that echoes
+            "console_serial": True,
+            "console_vnc": not is_test,
         }
 
     def __init__(self, uri: str) -> None:

@@ -23,6 +23,7 @@ from ..states import (
 )
 from ..states import VMState as S
 from . import context
+from .console import console_log_path
 from .lifecycle import close_placement, fail_back, finish, set_state
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
     seed = context.seed_path(vm)
     serial_log = ""
     if vm.host is not None and not vm.host.uri.startswith("test:"):
-        serial_log = str(settings.NEPHELE_STATE_DIR / "consoles" / f"{vm.domain_name}.log")
+        serial_log = str(console_log_path(vm))
     return DomainSpec(
         name=vm.domain_name,
         title=vm.name,
@@ -52,6 +53,8 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         # a disk boot image is attached as storage's per-VM overlay on it (in ``disks``, vda), never itself
         disk_path="",
         serial_log=serial_log,
+        graphics=bool(vm.template is not None and vm.template.graphics),
+        graphics_listen=settings.NEPHELE_VNC_LISTEN,
         metadata={"vm": str(vm.pk), "project": str(vm.project_id), "owner": vm.owner.username},
         disks=(*(d for specs in hooks.disk_specs(vm) for d in specs), context.seed_disk(seed)),
         nics=tuple(n for specs in hooks.nic_specs(vm) for n in specs),
@@ -60,7 +63,7 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
     )
 
 
-_ORDER_RELATED = ("host", "target_host", "boot_image", "owner")
+_ORDER_RELATED = ("host", "target_host", "boot_image", "owner", "template")
 
 
 def step_order(vm_id: int, seq: int) -> StepOrder | None:

@@ -28,7 +28,7 @@ from .references import delete_row, refuse_if_used
 FIELDS = frozenset(
     {
         "project", "name", "description", "vcpu", "memory_mb", "disk_gb", "boot_image", "required_labels",
-        "hypervisor", "cluster", "public", "restart_policy", "ha",
+        "hypervisor", "cluster", "public", "restart_policy", "ha", "graphics",
     }
 )  # fmt: skip
 HYPERVISOR_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
@@ -147,6 +147,8 @@ def _apply(actor: Actor, tpl: VMTemplate, changes: dict[str, Any]) -> None:
         tpl.restart_policy = changes["restart_policy"]
     if "ha" in changes:
         tpl.ha = _bool(changes["ha"], "ha")
+    if "graphics" in changes:
+        tpl.graphics = _bool(changes["graphics"], "graphics")
     if "public" in changes:
         tpl.public = _bool(changes["public"], "public")
     # A public template is every project's: only cloud administrators publish or edit one.
@@ -173,7 +175,7 @@ def create_template(
     """A new template in ``project`` (which ``actor`` manages), owned by ``actor``.
 
     ``fields``: description, boot_image, required_labels, hypervisor, cluster, public,
-    restart_policy, ha (see ``FIELDS``)."""
+    restart_policy, ha, graphics (see ``FIELDS``)."""
     if not getattr(actor, "pk", None):
         raise PermissionDenied("templates are created by a user")
     tpl = VMTemplate(owner=actor, vcpu=0, memory_mb=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-APPS = ("storage", "images", "network")
+APPS = ("compute", "storage", "images", "network")
 TESTS = Path(__file__).resolve().parent.parent
 
 

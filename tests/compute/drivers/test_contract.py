@@ -85,7 +85,21 @@ def test_kernel_boot_xml_for_qemu() -> None:
     root = ET.fromstring(build_domain_xml(s, "qemu"))
     assert root.get("type") == "qemu"
     assert root.findtext("os/kernel") == "/k" and root.findtext("os/cmdline") == "console=ttyS0 x=<y>"
-    assert root.find("devices/serial/source").get("path") == "/tmp/c.log"
+    # a pty the console proxy attaches to, logged to the file (appended across boots)
+    serial = root.find("devices/serial")
+    assert serial is not None and serial.get("type") == "pty"
+    assert serial.find("log").get("file") == "/tmp/c.log" and serial.find("log").get("append") == "on"
+    assert root.find("devices/console").get("type") == "pty"
+    assert root.find("devices/graphics") is None  # no screen unless the template asks for one
+
+
+def test_graphics_listen_on_the_configured_address_only() -> None:
+    s = DomainSpec(name="nephele-3", title="t", uuid=str(uuid.uuid4()), vcpu=1, memory_mb=256, graphics=True,
+                   graphics_listen="10.0.0.5")  # fmt: skip
+    gfx = ET.fromstring(build_domain_xml(s, "qemu")).find("devices/graphics")
+    assert gfx is not None and gfx.get("type") == "vnc" and gfx.get("autoport") == "yes"
+    assert gfx.get("listen") == "10.0.0.5" and gfx.find("listen").get("address") == "10.0.0.5"
+    assert ET.fromstring(build_domain_xml(s, "test")).find("devices/graphics") is None
 
 
 def test_live_migration_capability_is_declared(driver: ComputeDriver) -> None:
