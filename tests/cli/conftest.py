@@ -28,15 +28,28 @@ NEPHELE = Path(sys.executable).with_name("nephele")
 
 
 @pytest.fixture(scope="session")
-def server(django_db_setup: Any) -> Iterator[LiveServer]:
+def server_state(tmp_path_factory: Any) -> Path:
+    """The server's state directory (where hosts write console logs it serves)."""
+    return Path(tmp_path_factory.mktemp("cli-server-state"))
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup: Any, server_state: Path) -> Iterator[LiveServer]:
+    from django.conf import settings
+
     if not NEPHELE.exists():
         pytest.fail(f"{NEPHELE} is missing: run `make venv` (it installs the command line)")
-    with asgi_server("uvicorn", {"NEPHELE_ALLOWED_HOSTS": "127.0.0.1,localhost"}) as live:
+    env = {
+        "NEPHELE_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "NEPHELE_STATE_DIR": str(server_state),
+        "NEPHELE_TEST_DOMAIN_PREFIX": settings.NEPHELE_DOMAIN_PREFIX,  # VMs' file names as this process names them
+    }
+    with asgi_server("uvicorn", env) as live:
         yield live
 
 
 @pytest.fixture
-def cloud(transactional_db: Any, server: LiveServer, tmp_path: Path) -> dict[str, Any]:
+def cloud(transactional_db: Any, server: LiveServer, server_state: Path, tmp_path: Path) -> dict[str, Any]:
     project = ProjectFactory()
     user = UserFactory(username="clio")
     user.set_password("cli-pass-42")
@@ -56,7 +69,7 @@ def cloud(transactional_db: Any, server: LiveServer, tmp_path: Path) -> dict[str
         "root": {"url": url, "token": admin_secret, "project": project.pk},
     }}))  # fmt: skip
     return {"url": url, "project": project.pk, "project_obj": project, "template": template.pk, "token": secret,
-            "user": user, "root": root, "config": config, "tmp": tmp_path}  # fmt: skip
+            "user": user, "root": root, "config": config, "tmp": tmp_path, "server_state": server_state}  # fmt: skip
 
 
 def nephele(cloud: dict[str, Any], *args: str, stdin: str = "", env: dict[str, str] | None = None) -> Any:

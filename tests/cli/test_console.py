@@ -1,6 +1,6 @@
 """``nephele vm console-log`` and ``nephele vm console-token`` through the real entry point
-against a live server (uvicorn on the test PostgreSQL and Redis; test_main's ``cloud``), which
-shares this test's state directory, where hosts write console logs."""
+against a live server (uvicorn on the test PostgreSQL and Redis; tests/cli/conftest.py's ``cloud``), whose
+state directory (``server_state``) is where these tests write the console logs it serves."""
 
 from __future__ import annotations
 
@@ -8,31 +8,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from compute import services
 from compute.models import VirtualMachine
 from compute.services.console import console_log_path
 from compute.states import VMState as S
 from tests.compute.helpers import settle
 
-from .test_main import cloud, nephele  # noqa: F401  (cloud: fixture)
+from .conftest import nephele
 
 LOG = b"SeaBIOS\nNEPHELE-GUEST-READY hostname=cli\nNEPHELE-MARKER vm-cli\n"
 
 
-@pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: Any, settings: Any) -> Path:
-    """Before ``cloud``: its server inherits the state directory and the domain names' prefix
-    (console logs are <state>/consoles/<prefix>-<vm>.log) from the environment."""
-    path = tmp_path / "state"
-    monkeypatch.setenv("NEPHELE_STATE_DIR", str(path))
-    monkeypatch.setenv("NEPHELE_TEST_DOMAIN_PREFIX", settings.NEPHELE_DOMAIN_PREFIX)
-    settings.NEPHELE_STATE_DIR = path
-    return path
+def server_log(cloud: dict[str, Any], vm: VirtualMachine) -> Path:
+    """Where the tier's live server reads ``vm``'s console log (its own state directory)."""
+    from django.conf import settings
+
+    return Path(cloud["server_state"]) / console_log_path(vm).relative_to(settings.NEPHELE_STATE_DIR)
 
 
-def _vm(cloud: dict[str, Any], **kw: Any) -> VirtualMachine:  # noqa: F811
+def _vm(cloud: dict[str, Any], **kw: Any) -> VirtualMachine:
     from compute.models import VMTemplate
     from tenants.models import Project
 
@@ -43,18 +37,18 @@ def _vm(cloud: dict[str, Any], **kw: Any) -> VirtualMachine:  # noqa: F811
     return vm
 
 
-def _login(cloud: dict[str, Any]) -> None:  # noqa: F811
+def _login(cloud: dict[str, Any]) -> None:
     done = nephele(cloud, "login", "--url", cloud["url"], "--token", cloud["token"])
     assert done.returncode == 0, done.stderr
 
 
-def test_console_log_prints_saves_and_tails(state_dir: Path, cloud: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+def test_console_log_prints_saves_and_tails(cloud: dict[str, Any], tmp_path: Path) -> None:
     vm = _vm(cloud, hold=True)
     _login(cloud)
     missing = nephele(cloud, "vm", "console-log", str(vm.pk))
     assert missing.returncode == 3 and "no console log" in missing.stderr
 
-    path = console_log_path(vm)
+    path = server_log(cloud, vm)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(LOG)
     shown = nephele(cloud, "vm", "console-log", str(vm.pk))
@@ -71,8 +65,7 @@ def test_console_log_prints_saves_and_tails(state_dir: Path, cloud: dict[str, An
 
 
 def test_console_token_for_a_running_vm_only(
-    state_dir: Path,
-    cloud: dict[str, Any],  # noqa: F811
+    cloud: dict[str, Any],
     make_sim_host: Any,
 ) -> None:
     held = _vm(cloud, hold=True)

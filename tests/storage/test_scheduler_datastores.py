@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from compute import services
-from compute.models import VirtualMachine
+from compute.models import Host, VirtualMachine
 from compute.states import VMState as S
 from storage.drivers.base import PoolInfo, PoolState
 from storage.models import DatastoreKind, DatastoreState
@@ -83,7 +83,8 @@ def test_a_datastore_out_of_reach_counts_as_none(make_sim_host: Any, member: Any
 
 
 def test_other_filters_keep_their_own_reason(make_sim_host: Any, member: Any, project: Any, template: Any) -> None:
-    make_sim_host("h", vcpu=1)
+    host = make_sim_host("h", vcpu=template.vcpu)
+    Host.objects.filter(pk=host.pk).update(alloc_vcpu=template.vcpu)  # big enough, but full now
     DatastoreFactory(kind=DatastoreKind.SYSTEM, free_bytes=0)
     vm = _place(_pending(member, project, template))
     assert vm.schedule_message == f"no host with {template.vcpu} free vCPU"
