@@ -117,15 +117,21 @@
     }
     form.querySelectorAll("input[name=confirmed]").forEach((i) => i.remove());
     if (!button.dataset.bulkConfirm) return;
-    if (!window.confirm(button.dataset.bulkConfirm + " " + n + " VM" + (n === 1 ? "" : "s") + "? This cannot be undone.")) {
-      e.preventDefault();
+    if (button.dataset.confirmedOnce === "1") { // asked and answered: post it, saying so
+      delete button.dataset.confirmedOnce;
+      const ok = document.createElement("input");
+      ok.type = "hidden";
+      ok.name = "confirmed";
+      ok.value = "1";
+      form.appendChild(ok);
       return;
     }
-    const ok = document.createElement("input");
-    ok.type = "hidden";
-    ok.name = "confirmed";
-    ok.value = "1";
-    form.appendChild(ok);
+    e.preventDefault();
+    const text = button.dataset.bulkConfirm + " " + n + " VM" + (n === 1 ? "" : "s") + "? This cannot be undone.";
+    const proceed = () => { button.dataset.confirmedOnce = "1"; button.click(); };
+    // the portal's one confirmation dialog (static/js/nephele.js), the browser's where it is absent
+    if (window.nepheleConfirm) window.nepheleConfirm(button, text, proceed);
+    else if (window.confirm(text)) proceed();
   });
   // rows re-rendered (an action's answer, a push): keep their checkboxes as they were
   const checked = new Set();

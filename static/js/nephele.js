@@ -286,6 +286,7 @@
     dlg.showModal();
     (typed ? input : ok).focus();
   }
+  window.nepheleConfirm = askConfirm; // for other scripts (static/js/compute.js: bulk actions)
   document.addEventListener("DOMContentLoaded", () => {
     const dlg = document.getElementById("confirm-dialog");
     if (!dlg) return;

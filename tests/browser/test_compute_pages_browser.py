@@ -74,11 +74,12 @@ def test_template_edited_and_deleted_from_its_list(
     # its disks are one click away
     assert page.get_attribute("a[aria-label='Disks of bigger']", "href") == f"/storage/templates/{template.pk}/disks/"
     # delete asks first: dismissed, nothing happens; accepted, it is gone
-    page.once("dialog", lambda d: d.dismiss())
     page.click("button[aria-label='Delete bigger']")
+    page.locator("#confirm-dialog[open]").wait_for()
+    page.click("#confirm-cancel")
     assert VMTemplate.objects.filter(pk=template.pk).exists()
-    page.once("dialog", lambda d: d.accept())
     page.click("button[aria-label='Delete bigger']")
+    page.click("#confirm-ok")
     page.wait_for_selector("#messages li.success")
     assert "Template bigger deleted." in page.inner_text("#messages")
     assert not VMTemplate.objects.filter(pk=template.pk).exists()
@@ -112,11 +113,12 @@ def test_vm_list_bulk_actions_columns_and_live_chips(
     assert page.inner_text("[data-testid=chip-busy]") == "3"
     # terminate asks first: dismissed, nothing is posted
     page.check(f"input.row-select[value='{a.pk}']")
-    page.once("dialog", lambda d: d.dismiss())
     page.click("#vm-bulk button[value=terminate]")
+    assert "This cannot be undone" in page.locator("#confirm-dialog[open]").inner_text()
+    page.click("#confirm-cancel")
     assert VirtualMachine.objects.get(pk=a.pk).state != S.DONE
-    page.once("dialog", lambda d: d.accept())
     page.click("#vm-bulk button[value=terminate]")
+    page.click("#confirm-ok")
     page.locator("#bulk-outcome:has-text('Terminate')").wait_for()
     assert "requested" in page.inner_text("#bulk-outcome")
     # the column chooser: hide the owner column, kept after a reload
