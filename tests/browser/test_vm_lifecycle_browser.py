@@ -50,8 +50,10 @@ def test_create_watch_live_and_power_off(
     # create a VM from the form (no host yet, so it will wait)
     page.click("nav[aria-label=Main] >> text=Virtual machines")
     page.click("a[data-open=create-vm]")
-    page.fill("#id_name", "web-1")
-    page.select_option("#id_template", str(template.pk))
+    page.select_option("#id_template", str(template.pk))  # step 1: the source
+    page.click("#create-vm button:has-text('Next: capacity')")
+    page.click("#create-vm button:has-text('Next: configuration')")
+    page.fill("#id_name", "web-1")  # step 3: the name
     page.screenshot(path=str(ARTIFACTS / "01-create-form.png"))
     page.click("#create-vm button[type=submit]")
     page.wait_for_selector("#messages li.success")
