@@ -143,7 +143,7 @@ def test_main_pages_log_no_htmx_errors_when_pushes_arrive(
         assert not errors, (path, errors)
 
     # the charts' legends name what they show in people's words, not the metrics' codes
-    page.goto(f"{base}/compute/vms/{vm.pk}/")
+    page.goto(f"{base}/compute/vms/{vm.pk}/?tab=monitoring")  # the charts live in the Monitoring tab
     legend = page.locator("#vm-charts .u-legend").first
     legend.wait_for()
     labels = page.locator("#vm-charts .u-legend .u-label").all_text_contents()  # not CSS-uppercased
