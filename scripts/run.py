@@ -113,7 +113,9 @@ def main() -> None:
             if server is None:
                 sys.exit("redis-server not found: run `make deps` or set REDIS_URL")
             spawn(
-                "redis", [server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], env
+                "redis",
+                [server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                env,
             )
             for _ in range(50):
                 if port_open("127.0.0.1", redis_port):
