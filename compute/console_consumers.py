@@ -139,9 +139,9 @@ class _ConsoleConsumer(AsyncWebsocketConsumer):
         if self.ended:
             return
         self.ended = why
+        await self._finish()  # audited before the client sees the close
         with contextlib.suppress(RuntimeError, OSError):
             await self.close(code=code)
-        await self._finish()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.user_id is None or self.ended:
