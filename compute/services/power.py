@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from monitoring.audit import record_action
 from monitoring.events import emit
+from portal import outbox
 from portal.errors import Conflict, InvalidInput, NotFound, ServiceError
 from portal.events import publish_host
 from tenants.querysets import Actor
@@ -165,7 +166,6 @@ def configure_bmc(
 def request_power(actor: Actor, host_id: int, action: str, *, ip: str | None = None) -> Host:
     """Queue ``action`` (on, off, reset, status) for the host's BMC; 409 when the host serves
     placements (off, reset), still holds VMs, has no BMC, or another power action is in flight."""
-    from .. import tasks
 
     _require_admin(actor)
     if action not in POWER_ACTIONS:
@@ -190,8 +190,8 @@ def request_power(actor: Actor, host_id: int, action: str, *, ip: str | None = N
     record_action(actor, host, f"power_{action}", ip=ip)
     emit(f"host.power.{action}.requested", host, actor=actor)
     publish_host(host.pk)
-    seq = host.power_seq
-    transaction.on_commit(lambda: tasks.host_power.delay(host.pk, seq))
+    # through the outbox, as every step order: a broker down at commit delays the BMC call, never loses it
+    outbox.send("compute.host_power", (host.pk, host.power_seq))
     return host
 
 
