@@ -496,7 +496,7 @@ def _render_event(pk: int) -> Frames:
 @_live_thread("render")
 def _render_host(user: Any, pk: int) -> Frames:
     """The host's row and panel, loaded through the access gate (cloud admins and auditors)."""
-    from .views import host_partial_context, hosts_with_counts
+    from .views_hosts import host_partial_context, hosts_with_counts
 
     host = hosts_with_counts(user).filter(pk=pk).first()
     if host is None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_hosts
 
 urlpatterns = [
     path("vms/", views.vm_list, name="ui-vm-list"),
@@ -21,10 +21,10 @@ urlpatterns = [
     path("templates/", views.template_list, name="template-list"),
     path("templates/<int:pk>/edit/", views.template_edit, name="template-edit"),
     path("templates/<int:pk>/delete/", views.template_delete, name="template-delete"),
-    path("hosts/", views.host_list, name="ui-host-list"),
-    path("hosts/register/", views.host_register, name="host-register"),
-    path("hosts/<int:pk>/", views.host_detail, name="ui-host-detail"),
-    path("hosts/<int:pk>/action/", views.host_action, name="host-action"),
-    path("hosts/<int:pk>/bmc/", views.host_bmc, name="ui-host-bmc"),
-    path("hosts/<int:pk>/metrics/", views.host_metrics, name="host-metrics"),
+    path("hosts/", views_hosts.host_list, name="ui-host-list"),
+    path("hosts/register/", views_hosts.host_register, name="host-register"),
+    path("hosts/<int:pk>/", views_hosts.host_detail, name="ui-host-detail"),
+    path("hosts/<int:pk>/action/", views_hosts.host_action, name="host-action"),
+    path("hosts/<int:pk>/bmc/", views_hosts.host_bmc, name="ui-host-bmc"),
+    path("hosts/<int:pk>/metrics/", views_hosts.host_metrics, name="host-metrics"),
 ]
