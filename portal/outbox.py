@@ -122,11 +122,6 @@ def _render(rows: list[OutboxMessage]) -> list[tuple[OutboxMessage, Sequence[Any
     return out
 
 
-def relay_one(pk: int) -> bool:
-    """Publish one row and delete it; on a broker error the row stays for ``relay``."""
-    return relay_many([pk])[0] == 1
-
-
 def relay_many(pks: list[int]) -> tuple[int, bool]:
     """Publish these rows (those still there and not being sent by another relay) and delete
     them, in one transaction: (rows sent or dropped as stale, whether the broker failed). At the
