@@ -71,11 +71,11 @@ def create_vms(
     parameters returns the VMs of the first request (even while it is still running elsewhere:
     it waits for it). ``project`` and ``template`` are objects or ids: either way they are
     resolved here, through the access gate, at the time of use (a caller need not look them up)."""
-    found = Project.objects.restrict(actor, "manage").filter(pk=_pk(project) or 0).first()
+    found = Project.objects.restrict(actor, "manage").filter(pk=_pk(project, "project") or 0).first()
     if found is None:
         raise NotFound("project not found", field="project")
     project = found
-    template_id = _pk(template)
+    template_id = _pk(template, "template")
     if (template is None) == (image is None):
         raise InvalidInput("give either a template or an image", field="template" if template is None else "image")
     networks = _ids(networks, "networks")
@@ -214,12 +214,12 @@ def refuse_if_it_can_never_fit(tpl: VMTemplate | None, vcpu: int, memory_mb: int
     )
 
 
-def _pk(value: Any) -> int | None:
+def _pk(value: Any, field: str = "image") -> int | None:
     pk = getattr(value, "pk", value)
     if pk is None:
         return None
     if isinstance(pk, bool) or not isinstance(pk, int):
-        raise InvalidInput("image must be an id", field="image")
+        raise InvalidInput(f"{field} must be an id", field=field)
     return pk
 
 
